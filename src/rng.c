@@ -24,7 +24,7 @@ double gn_rng_normal(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t inde
   uint64_t w[2];
   gn_rng_raw(seed, stream, sub, index, w);
   double u1 = to_open_unit(w[0]), u2 = to_open_unit(w[1]);
-  return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586476925 * u2);
 }
 
 void gn_rng_fill_normal(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t index0, size_t n,
