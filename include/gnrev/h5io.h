@@ -1,6 +1,6 @@
 /* h5io.h — the HDF5 layer (parallel HDF5 over MPI-IO). Every call here is Collective on the
  * file's communicator with identical arguments on every rank, unless it says Local. HDF5 is
- * called only here. Datasets are written in double precision (labels as int32/int64). */
+ * called only here and in the input reader data_hdf5.c. Datasets are written in double precision (labels as int32/int64). */
 #ifndef GNREV_H5IO_H
 #define GNREV_H5IO_H
 
@@ -55,12 +55,6 @@ int gn_h5_shape(gn_h5 *f, const char *path, int *ndims, int64_t dims[3]);
 /* A row-distributed 2-D array (rows x cols globally): this rank holds rows [row0, row0+nrows). */
 int gn_h5_write_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0,
                          int64_t nrows, const double *local);
-/* The same for a float32 n x d / int32 n layout of input data, reading rows [row0, row0+nrows). */
-int gn_h5_read_rows_f32(gn_h5 *f, const char *path, int64_t *rows, int64_t *cols, int64_t row0,
-                        int64_t nrows, float *local);
-int gn_h5_read_rows_i32(gn_h5 *f, const char *path, int64_t *rows, int64_t row0, int64_t nrows,
-                        int32_t *local);
-
 /* Extendible 1-D series: appends one value to each dataset group/names[i] (created, chunked,
  * on first use). Every rank passes the same values; rank 0 writes them. */
 int gn_h5_append(gn_h5 *f, const char *group, int n, const char *const *names, const double *values);
