@@ -1,0 +1,99 @@
+/* memplan.c — an upper estimate of per-rank memory from the shapes alone (no allocation), so an
+ * impossible plan is refused in seconds instead of dying in the middle of a queue slot. */
+#include "gnrev/memplan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gnrev/err.h"
+#include "gnrev/pinv.h"
+
+static size_t mem_available(void) {
+  FILE *fp = fopen("/proc/meminfo", "r");
+  size_t kb = 0;
+  if (fp) {
+    char line[256];
+    while (fgets(line, sizeof line, fp))
+      if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1) break;
+    fclose(fp);
+  }
+  if (kb == 0) {
+    long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) return (size_t)pages * (size_t)page;
+  }
+  return kb * 1024;
+}
+
+void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C, int64_t n_train,
+                        int64_t n_test, gn_memplan *p) {
+  memset(p, 0, sizeof *p);
+  const size_t D = sizeof(double);
+  const int64_t m = d / 2, h = deck->hidden, hp = h + (deck->bias ? 1 : 0), B = deck->blocks;
+  const size_t nparams = (size_t)(2 * B * hp * m);
+  const int64_t bs = deck->batch_size > 0 && deck->batch_size < n_train ? deck->batch_size : n_train;
+  const int64_t rows = (bs + par->size - 1) / par->size;
+  const int64_t eval_rows = rows > 256 ? rows : 256;
+  p->data_node = (size_t)(n_train + n_test) * ((size_t)d * sizeof(float) + sizeof(int32_t));
+  p->model_fixed = (size_t)(2 * B * m * h + d * C) * D;
+  p->params = 3 * nparams * D;
+  p->optimizer = deck->method == GN_OPT_ADAM ? 2 * nparams * D
+                 : (deck->method == GN_OPT_SGD && deck->momentum > 0) ? nparams * D : 0;
+  /* batch in/out, gradients, logits, and the model workspace (features + pre-activations) */
+  p->batch = (size_t)(3 * eval_rows * d + 2 * eval_rows * C) * D + (size_t)(eval_rows * (hp + h + 4 * m)) * D;
+  if (deck->method == GN_OPT_GN || deck->method == GN_OPT_GN_VIVIT || deck->gn_reference)
+    p->gn = (size_t)(3 * rows * d + rows * hp + 3 * rows * m + rows * C) * D +
+            gn_pinv_bytes(par->size, bs, hp, m);
+  if (deck->ntk_every > 0) {
+    int64_t pc = deck->ntk_samples * C;
+    p->diagnostics += (size_t)(2 * pc * pc / par->size + pc * m + deck->ntk_samples * hp) * D;
+  }
+  if (deck->cka_every > 0) p->diagnostics += (size_t)(2 * B * 2 * deck->cka_samples * m) * D;
+  p->per_rank = p->data_node / (size_t)(par->node_size > 0 ? par->node_size : 1) + p->model_fixed +
+                p->params + p->optimizer + p->batch + p->gn + p->diagnostics;
+  p->available = mem_available() / (size_t)(par->node_size > 0 ? par->node_size : 1);
+}
+
+void gn_memplan_bytes_str(size_t bytes, char *buf, size_t cap) {
+  const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = (double)bytes;
+  int u = 0;
+  while (v >= 1024 && u < 5) {
+    v /= 1024;
+    ++u;
+  }
+  snprintf(buf, cap, u ? "%.2f %s" : "%.0f %s", v, unit[u]);
+}
+
+char *gn_memplan_format(const gn_memplan *p) {
+  struct {
+    const char *what;
+    size_t bytes;
+  } rows[] = {{"data (per node, shared)", p->data_node}, {"fixed projections C, U", p->model_fixed},
+              {"parameters, update, initial copy", p->params}, {"optimizer state", p->optimizer},
+              {"batch and model workspace", p->batch}, {"GN sweep and pseudo-inverse", p->gn},
+              {"diagnostics", p->diagnostics}, {"total per rank", p->per_rank},
+              {"available per rank", p->available}};
+  size_t cap = 2048;
+  char *out = malloc(cap);
+  if (!out) return NULL;
+  size_t used = (size_t)snprintf(out, cap, "memory per rank:\n");
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; ++i) {
+    char b[32];
+    gn_memplan_bytes_str(rows[i].bytes, b, sizeof b);
+    used += (size_t)snprintf(out + used, cap - used, "  %-34s %12s\n", rows[i].what, b);
+  }
+  return out;
+}
+
+int gn_memplan_check(const gn_memplan *p) {
+  if (p->available == 0 || p->per_rank <= p->available) return GN_OK;
+  char need[32], have[32];
+  gn_memplan_bytes_str(p->per_rank, need, sizeof need);
+  gn_memplan_bytes_str(p->available, have, sizeof have);
+  GN_FAIL(GN_ENOMEM,
+          "this run needs about %s per rank but only %s is available per rank on this node; "
+          "use more nodes (fewer ranks per node), a smaller batch_size, hidden or blocks",
+          need, have);
+}

@@ -1,0 +1,427 @@
+/* train.c — the training loop. Row t of /metrics describes the parameters theta_t after t updates:
+ * train_loss/train_acc on the batch about to be used by update t+1 (batch_loss_before), test
+ * metrics where evaluated, batch_loss_after the same batch at theta_{t+1}. A final row t = T
+ * evaluates the whole training and test sets at the final parameters. */
+#include "gnrev/train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cblas.h>
+
+#include "gnrev/checkpoint.h"
+#include "gnrev/data.h"
+#include "gnrev/err.h"
+#include "gnrev/gn_update.h"
+#include "gnrev/h5io.h"
+#include "gnrev/loss.h"
+#include "gnrev/memplan.h"
+#include "gnrev/model.h"
+#include "gnrev/optim.h"
+#include "gnrev/rng.h"
+
+#ifndef GN_VERSION
+#define GN_VERSION "unknown"
+#endif
+#ifndef GN_CFLAGS
+#define GN_CFLAGS ""
+#endif
+
+enum { EVAL_CHUNK = 512 };
+
+typedef struct {
+  const gn_par *par;
+  const gn_deck *deck;
+  char *deck_text;           /* effective deck */
+  const char *deck_source;
+  gn_dataset train, test;
+  gn_model model;
+  double *theta, *work;      /* parameters; gradient or GN direction */
+  gn_optim opt;
+  gn_gn *gn;
+  gn_h5 *run;
+  int64_t bs, steps_per_epoch, steps_total;
+  int64_t *perm, perm_epoch;
+  int64_t cap;               /* local rows the batch buffers hold */
+  int64_t *idx;
+  double *X0, *X, *dX, *logits, *dlogits;
+  int32_t *y;
+} trainer;
+
+#define RANK0 (tr->par->rank == 0)
+
+static int reserve_rows(trainer *tr, int64_t n) {
+  if (n <= tr->cap) return GN_OK;
+  const gn_model *md = &tr->model;
+  size_t r = (size_t)n;
+  free(tr->idx); free(tr->X0); free(tr->X); free(tr->dX); free(tr->logits); free(tr->dlogits); free(tr->y);
+  tr->idx = malloc(r * sizeof(int64_t));
+  tr->X0 = malloc(r * md->d * sizeof(double));
+  tr->X = malloc(r * md->d * sizeof(double));
+  tr->dX = malloc(r * md->d * sizeof(double));
+  tr->logits = malloc(r * md->C * sizeof(double));
+  tr->dlogits = malloc(r * md->C * sizeof(double));
+  tr->y = malloc(r * sizeof(int32_t));
+  if (!tr->idx || !tr->X0 || !tr->X || !tr->dX || !tr->logits || !tr->dlogits || !tr->y)
+    GN_FAIL(GN_ENOMEM, "out of memory for %lld batch rows", (long long)n);
+  tr->cap = n;
+  return gn_model_reserve(&tr->model, n);
+}
+
+/* Collective. Mean loss and accuracy of rows [0, n) of `set` (each rank its gn_par_rows share),
+ * at theta, in chunks. */
+static int evaluate(trainer *tr, const gn_dataset *set, int64_t n, double *loss, double *acc) {
+  int64_t row0, nrows;
+  gn_par_rows(n, tr->par->size, tr->par->rank, &row0, &nrows);
+  double sums[2] = {0, 0};
+  for (int64_t off = 0; off < nrows; off += EVAL_CHUNK) {
+    int64_t k = nrows - off < EVAL_CHUNK ? nrows - off : EVAL_CHUNK;
+    for (int64_t i = 0; i < k; ++i) tr->idx[i] = row0 + off + i;
+    gn_data_gather(set, tr->idx, k, tr->X, tr->y);
+    gn_model_forward(&tr->model, tr->theta, k, tr->X, tr->logits);
+    double l = 0;
+    int64_t c = 0;
+    gn_loss_eval(tr->deck->loss, k, tr->model.C, tr->logits, tr->y, &l, &c);
+    sums[0] += l;
+    sums[1] += (double)c;
+  }
+  CHECK(gn_par_sum(tr->par, sums, 2));
+  *loss = n > 0 ? sums[0] / (double)n : NAN;
+  *acc = n > 0 ? sums[1] / (double)n : NAN;
+  return GN_OK;
+}
+
+/* Local. The local rows of batch k of epoch e: global positions [k bs, k bs + nb) of the epoch's
+ * order, this rank taking its gn_par_rows share. Returns the global batch size. */
+static int64_t batch_rows(trainer *tr, int64_t epoch, int64_t k, int64_t *n_local) {
+  const int64_t n = tr->train.n;
+  if (tr->perm_epoch != epoch) {
+    if (tr->deck->shuffle && tr->bs < n)
+      gn_rng_permutation((uint64_t)tr->deck->seed, GN_RNG_SHUFFLE, (uint32_t)epoch, n, tr->perm);
+    else
+      for (int64_t i = 0; i < n; ++i) tr->perm[i] = i;
+    tr->perm_epoch = epoch;
+  }
+  int64_t start = k * tr->bs, nb = n - start < tr->bs ? n - start : tr->bs;
+  int64_t row0, nrows;
+  gn_par_rows(nb, tr->par->size, tr->par->rank, &row0, &nrows);
+  for (int64_t i = 0; i < nrows; ++i) tr->idx[i] = tr->perm[start + row0 + i];
+  gn_data_gather(&tr->train, tr->idx, nrows, tr->X0, tr->y);
+  *n_local = nrows;
+  return nb;
+}
+
+/* Collective. Mean loss/accuracy of the local rows' logits over the global batch. */
+static int batch_metrics(trainer *tr, int64_t n, int64_t nb, double *loss, double *acc) {
+  double l = 0;
+  int64_t c = 0;
+  gn_loss_eval(tr->deck->loss, n, tr->model.C, tr->logits, tr->y, &l, &c);
+  double sums[2] = {l, (double)c};
+  CHECK(gn_par_sum(tr->par, sums, 2));
+  *loss = sums[0] / (double)nb;
+  *acc = sums[1] / (double)nb;
+  return GN_OK;
+}
+
+/* Collective. One update on the current batch (local rows X0, y); loss/acc before it. */
+static int update(trainer *tr, int64_t step, int64_t n, int64_t nb, double *loss, double *acc) {
+  const gn_model *md = &tr->model;
+  const gn_deck *dk = tr->deck;
+  if (dk->method == GN_OPT_GN) {
+    int st = gn_gn_direction(tr->gn, tr->theta, n, nb, tr->X0, tr->y, tr->logits, tr->work);
+    if (st != GN_OK) {
+      char msg[2048];
+      snprintf(msg, sizeof msg, "step %lld: %s", (long long)step, gn_error_message());
+      gn_error_set_message(msg, gn_error_traceback());
+      return st;
+    }
+    CHECK(batch_metrics(tr, n, nb, loss, acc));
+    for (size_t i = 0; i < md->nparams; ++i) tr->theta[i] -= dk->lr * tr->work[i];
+    return GN_OK;
+  }
+  memcpy(tr->X, tr->X0, (size_t)(n * md->d) * sizeof(double));
+  gn_model_forward(md, tr->theta, n, tr->X, tr->logits);
+  CHECK(batch_metrics(tr, n, nb, loss, acc));
+  if (!isfinite(*loss))
+    GN_FAIL(GN_ENUMERIC, "step %lld: the batch loss is not finite (%g): lower lr", (long long)step, *loss);
+  gn_loss_grad(dk->loss, n, nb, md->C, tr->logits, tr->y, tr->dlogits);
+  if (n > 0)
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)md->d, md->C, 1.0, tr->dlogits,
+                md->C, md->U, md->C, 0.0, tr->dX, (int)md->d);
+  memset(tr->work, 0, md->nparams * sizeof(double));
+  gn_model_backward(md, tr->theta, n, tr->X, tr->dX, tr->work);
+  CHECK(gn_par_sum(tr->par, tr->work, md->nparams));
+  gn_optim_step(&tr->opt, dk, dk->lr, tr->theta, tr->work);
+  return GN_OK;
+}
+
+static int checkpoint(trainer *tr, int64_t step, int64_t epoch) {
+  gn_ckpt_meta meta = {.step = step, .epoch = epoch, .deck = tr->deck_text, .deck_source = tr->deck_source};
+  return gn_ckpt_write(tr->par, tr->deck, &meta, &tr->model, tr->theta,
+                       tr->deck->method == GN_OPT_GN ? NULL : &tr->opt);
+}
+
+static int mkdir_p(const char *path) {
+  char buf[GN_PATH_MAX];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; ++p)
+    if (*p == '/') {
+      *p = '\0';
+      if (mkdir(buf, 0775) != 0 && errno != EEXIST) return -1;
+      *p = '/';
+    }
+  return mkdir(buf, 0775) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int open_outputs(trainer *tr, const char *deck_path) {
+  int st = GN_OK;
+  if (RANK0 && mkdir_p(tr->deck->out_dir) != 0)
+    st = GN_RAISE(GN_EIO, "cannot create output folder %s: %s", tr->deck->out_dir, strerror(errno));
+  CHECK(gn_par_agree(tr->par, st));
+  char path[GN_PATH_MAX + 16];
+  snprintf(path, sizeof path, "%s/run.h5", tr->deck->out_dir);
+  CHECK(gn_h5_create(tr->par, path, &tr->run));
+  gn_h5 *f = tr->run;
+  CHECK(gn_h5_attr_str(f, "/", "format", "gnrev-run-1"));
+  CHECK(gn_h5_attr_str(f, "/", "deck", tr->deck_text));
+  CHECK(gn_h5_attr_str(f, "/", "deck_source", tr->deck_source ? tr->deck_source : ""));
+  CHECK(gn_h5_attr_str(f, "/", "deck_path", deck_path ? deck_path : ""));
+  CHECK(gn_h5_attr_i64(f, "/", "nranks", tr->par->size));
+  CHECK(gn_h5_attr_str(f, "/", "version", GN_VERSION));
+  CHECK(gn_h5_attr_str(f, "/", "compiler", __VERSION__));
+  CHECK(gn_h5_attr_str(f, "/", "cflags", GN_CFLAGS));
+  CHECK(gn_h5_attr_i64(f, "/", "nparams", (int64_t)tr->model.nparams));
+  return GN_OK;
+}
+
+static const char *METRIC_NAMES[] = {"step", "epoch", "train_loss", "train_acc", "test_loss",
+                                     "test_acc", "lr", "wall_s", "batch_loss_before",
+                                     "batch_loss_after", "step_s"};
+enum { N_METRICS = sizeof METRIC_NAMES / sizeof *METRIC_NAMES };
+
+static int write_gn_stats(trainer *tr) {
+  const gn_gn_stats *st = gn_gn_last(tr->gn);
+  enum { MAXH = 256 };
+  char names[2 * MAXH][32];
+  const char *np[2 * MAXH];
+  double vals[2 * MAXH];
+  int k = 0;
+  for (int i = 0; i < st->nhalf && i < MAXH; ++i) {
+    snprintf(names[k], 32, "kept_b%03d_%s", i / 2, i % 2 ? "G" : "F");
+    np[k] = names[k];
+    vals[k++] = (double)st->kept[i];
+    snprintf(names[k], 32, "sigma_max_b%03d_%s", i / 2, i % 2 ? "G" : "F");
+    np[k] = names[k];
+    vals[k++] = st->sigma_max[i];
+  }
+  return gn_h5_append(tr->run, "/gn", k, np, vals);
+}
+
+static void fmt_eta(double s, char *buf, size_t cap) {
+  if (!isfinite(s) || s < 0) s = 0;
+  long t = (long)(s + 0.5);
+  snprintf(buf, cap, "%02ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+}
+
+static int describe_metrics(trainer *tr) {
+  static const char *desc[N_METRICS][3] = {
+      {"updates taken: the row describes theta_step", "1", "row"},
+      {"epoch of the row's batch", "1", "row"},
+      {"mean loss of the batch of update step+1 at theta_step (final row: whole training set)", "nats (ce) or 1 (mse)", "row"},
+      {"accuracy of that batch (final row: whole training set)", "fraction", "row"},
+      {"mean loss on the test set at theta_step; NaN where not evaluated", "nats (ce) or 1 (mse)", "row"},
+      {"accuracy on the test set at theta_step; NaN where not evaluated", "fraction", "row"},
+      {"step size", "1", "row"},
+      {"wall-clock seconds since the start of training", "s", "row"},
+      {"loss of the batch just before its own update (= train_loss)", "nats (ce) or 1 (mse)", "row"},
+      {"loss of the same batch just after its own update; NaN unless batch_change", "nats (ce) or 1 (mse)", "row"},
+      {"seconds taken by the update (rank 0)", "s", "row"}};
+  for (int i = 0; i < N_METRICS; ++i) {
+    char path[64];
+    snprintf(path, sizeof path, "/metrics/%s", METRIC_NAMES[i]);
+    CHECK(gn_h5_describe(tr->run, path, desc[i][0], desc[i][1], desc[i][2]));
+  }
+  return GN_OK;
+}
+
+static int append_row(trainer *tr, const double *row) {
+  const bool first = gn_h5_series_len(tr->run, "/metrics/step") == 0;
+  CHECK(gn_h5_append(tr->run, "/metrics", N_METRICS, METRIC_NAMES, row));
+  if (first) CHECK(describe_metrics(tr));
+  if (tr->gn) CHECK(write_gn_stats(tr));
+  return gn_h5_flush(tr->run);
+}
+
+static void progress(trainer *tr, int64_t step, int64_t epoch, double loss, double acc,
+                     double test_loss, double test_acc, double step_s, double eta_s) {
+  if (!RANK0) return;
+  char eta[32];
+  fmt_eta(eta_s, eta, sizeof eta);
+  printf("%8lld %6lld %12.6g %8.4f %12.6g %8.4f %10.4f %10s\n", (long long)step, (long long)epoch,
+         loss, acc, test_loss, test_acc, step_s, eta);
+  fflush(stdout);
+}
+
+static int train_loop(trainer *tr) {
+  const gn_deck *dk = tr->deck;
+  const double t_start = gn_par_wtime();
+  double t_steps = 0, last_test_loss = NAN, last_test_acc = NAN;
+  int64_t done = 0;
+  CHECK(checkpoint(tr, 0, 0));
+  if (RANK0) {
+    printf("%8s %6s %12s %8s %12s %8s %10s %10s\n", "step", "epoch", "train_loss", "train_acc",
+           "test_loss", "test_acc", "step_s", "ETA");
+    fflush(stdout);
+  }
+  for (int64_t step = 0; step < tr->steps_total; ++step) {
+    const int64_t epoch = step / tr->steps_per_epoch, k = step % tr->steps_per_epoch;
+    double test_loss = NAN, test_acc = NAN;
+    if (dk->eval_every > 0 && step % dk->eval_every == 0) {
+      CHECK(evaluate(tr, &tr->test, tr->test.n, &test_loss, &test_acc));
+      last_test_loss = test_loss;
+      last_test_acc = test_acc;
+    }
+    int64_t n;
+    const int64_t nb = batch_rows(tr, epoch, k, &n);
+    const double t0 = gn_par_wtime();
+    double loss = NAN, acc = NAN;
+    int st = update(tr, step, n, nb, &loss, &acc);
+    if (st == GN_ENUMERIC) {
+      /* theta still holds the last good state: save it for inspection before stopping. */
+      char msg[2048];
+      snprintf(msg, sizeof msg, "%s", gn_error_message());
+      if (checkpoint(tr, step, epoch) == GN_OK)
+        snprintf(msg + strlen(msg), sizeof msg - strlen(msg),
+                 "\n  the last good state is saved as the checkpoint of step %lld", (long long)step);
+      gn_error_set_message(msg, "");
+    }
+    CHECK(st);
+    const double dt = gn_par_wtime() - t0;
+    t_steps += dt;
+    ++done;
+    double after = NAN;
+    if (dk->batch_change) {
+      memcpy(tr->X, tr->X0, (size_t)(n * tr->model.d) * sizeof(double));
+      gn_model_forward(&tr->model, tr->theta, n, tr->X, tr->logits);
+      double a;
+      CHECK(batch_metrics(tr, n, nb, &after, &a));
+    }
+    double row[N_METRICS] = {(double)step, (double)epoch, loss, acc, test_loss, test_acc, dk->lr,
+                             gn_par_wtime() - t_start, loss, after, dt};
+    CHECK(append_row(tr, row));
+    if (step % dk->log_every == 0 || step + 1 == tr->steps_total)
+      progress(tr, step, epoch, loss, acc, last_test_loss, last_test_acc, t_steps / (double)done,
+               (gn_par_wtime() - t_start) / (double)done * (double)(tr->steps_total - step - 1));
+    if (dk->every > 0 && (step + 1) % dk->every == 0 && step + 1 < tr->steps_total)
+      CHECK(checkpoint(tr, step + 1, (step + 1) / tr->steps_per_epoch));
+  }
+  /* Final row: theta_T on the whole training and test sets. */
+  const int64_t T = tr->steps_total;
+  double tl, ta, vl, va;
+  CHECK(evaluate(tr, &tr->train, tr->train.n, &tl, &ta));
+  CHECK(evaluate(tr, &tr->test, tr->test.n, &vl, &va));
+  double row[N_METRICS] = {(double)T, (double)(T / tr->steps_per_epoch), tl, ta, vl, va, dk->lr,
+                           gn_par_wtime() - t_start, NAN, NAN, NAN};
+  CHECK(gn_h5_append(tr->run, "/metrics", N_METRICS, METRIC_NAMES, row));
+  CHECK(checkpoint(tr, T, T / tr->steps_per_epoch));
+  if (RANK0) {
+    printf("final (step %lld): train_loss %.6g train_acc %.4f test_loss %.6g test_acc %.4f, "
+           "%.1f s in all, %.4f s per step\n",
+           (long long)T, tl, ta, vl, va, gn_par_wtime() - t_start, done ? t_steps / (double)done : 0.0);
+    fflush(stdout);
+  }
+  return GN_OK;
+}
+
+static void trainer_free(trainer *tr) {
+  if (tr->run) gn_h5_close(tr->run);
+  gn_gn_free(tr->gn);
+  gn_optim_free(&tr->opt);
+  gn_model_free(&tr->model);
+  gn_data_free(&tr->train);
+  gn_data_free(&tr->test);
+  free(tr->theta); free(tr->work); free(tr->perm);
+  free(tr->idx); free(tr->X0); free(tr->X); free(tr->dX); free(tr->logits); free(tr->dlogits); free(tr->y);
+  free(tr->deck_text);
+}
+
+static void print_summary(trainer *tr, const gn_memplan *plan, bool check_only) {
+  if (!RANK0) return;
+  const gn_deck *dk = tr->deck;
+  const gn_model *md = &tr->model;
+  printf("gnrev_mpi %s on %d rank%s: %s, %lld train / %lld test samples, d = %lld, %d classes\n",
+         GN_VERSION, tr->par->size, tr->par->size == 1 ? "" : "s", gn_deck_source_name(dk->source),
+         (long long)tr->train.n, (long long)tr->test.n, (long long)tr->train.d, tr->train.classes);
+  printf("model: %lld blocks, hidden %lld, %zu trained parameters; optimizer %s, lr %g, loss %s\n",
+         (long long)dk->blocks, (long long)dk->hidden, md->nparams, gn_deck_method_name(dk->method),
+         dk->lr, gn_deck_loss_name(dk->loss));
+  printf("batch %lld (%s), %lld steps per epoch, %lld steps; output %s\n", (long long)tr->bs,
+         tr->bs == tr->train.n ? "full batch" : "mini-batch", (long long)tr->steps_per_epoch,
+         (long long)tr->steps_total, dk->out_dir);
+  char *table = gn_memplan_format(plan);
+  if (check_only) {
+    printf("%s", table ? table : "");
+  } else {
+    char need[32], have[32];
+    gn_memplan_bytes_str(plan->per_rank, need, sizeof need);
+    gn_memplan_bytes_str(plan->available, have, sizeof have);
+    printf("memory: about %s per rank of %s available\n", need, have);
+  }
+  free(table);
+  if ((dk->method == GN_OPT_GN) && tr->bs > md->hp)
+    printf("notice: batch %lld > features %lld: GN solves least-squares problems (tall case)\n",
+           (long long)tr->bs, (long long)md->hp);
+  fflush(stdout);
+}
+
+int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
+                 const char *deck_source, bool check_only) {
+  trainer tr_, *tr = &tr_;
+  memset(tr, 0, sizeof *tr);
+  tr->par = par;
+  tr->deck = deck;
+  tr->deck_source = deck_source;
+  tr->perm_epoch = -1;
+  int status = GN_OK;
+  tr->deck_text = gn_deck_format(deck);
+  if (!tr->deck_text) FAIL_GOTO(GN_ENOMEM, "out of memory formatting the deck");
+  CHECK_GOTO(gn_data_load(par, deck, &tr->train, &tr->test));
+  CHECK_GOTO(gn_par_agree(par, gn_deck_check_data(deck, deck_path, tr->train.d, tr->train.n, tr->test.n)));
+  tr->bs = deck->batch_size > 0 && deck->batch_size < tr->train.n ? deck->batch_size : tr->train.n;
+  tr->steps_per_epoch = (tr->train.n + tr->bs - 1) / tr->bs;
+  tr->steps_total = deck->epochs * tr->steps_per_epoch;
+  if (deck->max_steps > 0 && deck->max_steps < tr->steps_total) tr->steps_total = deck->max_steps;
+  gn_memplan plan;
+  gn_memplan_compute(par, deck, tr->train.d, tr->train.classes, tr->train.n, tr->test.n, &plan);
+  CHECK_GOTO(gn_par_agree(par, gn_model_create(deck, tr->train.d, tr->train.classes, &tr->model)));
+  print_summary(tr, &plan, check_only);
+  if (check_only) {
+    if (RANK0) printf("effective deck:\n%s", tr->deck_text);
+    CHECK_GOTO(gn_par_agree(par, gn_memplan_check(&plan)));
+    goto fail;
+  }
+  CHECK_GOTO(gn_par_agree(par, gn_memplan_check(&plan)));
+
+  const size_t np = tr->model.nparams;
+  tr->theta = malloc(np * sizeof(double));
+  tr->work = malloc(np * sizeof(double));
+  tr->perm = malloc((size_t)tr->train.n * sizeof(int64_t));
+  int st = (!tr->theta || !tr->work || !tr->perm) ? GN_RAISE(GN_ENOMEM, "out of memory for %zu parameters", np) : GN_OK;
+  if (st == GN_OK) st = gn_optim_create(deck, np, &tr->opt);
+  if (st == GN_OK) {
+    int64_t rows = (tr->bs + par->size - 1) / par->size;
+    st = reserve_rows(tr, rows > EVAL_CHUNK ? rows : EVAL_CHUNK);
+  }
+  CHECK_GOTO(gn_par_agree(par, st));
+  gn_model_init_params(&tr->model, deck, tr->theta);
+  if (deck->method == GN_OPT_GN) CHECK_GOTO(gn_par_agree(par, gn_gn_create(par, &tr->model, deck, &tr->gn)));
+  CHECK_GOTO(open_outputs(tr, deck_path));
+  CHECK_GOTO(train_loop(tr));
+fail:
+  trainer_free(tr);
+  return status;
+}
