@@ -17,7 +17,7 @@
 
 static int gt_passed_ = 0, gt_failed_ = 0;
 
-static int gt_rank(void) {
+__attribute__((unused)) static int gt_rank(void) {
   int init = 0, rank = 0;
   MPI_Initialized(&init);
   if (init) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -50,7 +50,7 @@ __attribute__((format(printf, 4, 5))) static int gt_check_(int ok, const char *f
 #define GT_CHECK(cond, ...) gt_check_(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
 /* Relative difference ||a - b|| / max(||b||, tiny), 2-norm over n entries. */
-static double gt_rel_diff(const double *a, const double *b, size_t n) {
+__attribute__((unused)) static double gt_rel_diff(const double *a, const double *b, size_t n) {
   double num = 0, den = 0;
   for (size_t i = 0; i < n; ++i) {
     double d = a[i] - b[i];
@@ -61,7 +61,7 @@ static double gt_rel_diff(const double *a, const double *b, size_t n) {
 }
 
 /* Prints a diagnostic line on rank 0 only (a "# " comment, ignored by the runner). */
-__attribute__((format(printf, 1, 2))) static void gt_note(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2), unused)) static void gt_note(const char *fmt, ...) {
   if (gt_rank() != 0) return;
   va_list ap;
   va_start(ap, fmt);
@@ -72,6 +72,6 @@ __attribute__((format(printf, 1, 2))) static void gt_note(const char *fmt, ...) 
   fflush(stdout);
 }
 
-static int gt_finish(void) { return gt_failed_ ? 1 : 0; }
+__attribute__((unused)) static int gt_finish(void) { return gt_failed_ ? 1 : 0; }
 
 #endif
