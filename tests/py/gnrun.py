@@ -1,0 +1,109 @@
+"""Helpers for the Python tests: run gnrev_mpi under mpirun on a deck written on the fly, read its
+outputs with h5py, and report checks in the protocol of tests/run_tests.sh."""
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+ROOT = os.environ.get("GNREV_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+BINARY = os.path.join(ROOT, "gnrev_mpi")
+MPIRUN = os.environ.get("MPIRUN", "mpirun")
+MPIFLAGS = shlex.split(os.environ.get("MPIFLAGS", "--oversubscribe" + (" --allow-run-as-root" if os.geteuid() == 0 else "")))
+
+_failed = 0
+
+
+def check(ok, name, detail=""):
+    global _failed
+    if ok:
+        print(f"ok - {name}")
+    else:
+        _failed += 1
+        print(f"not ok - {name}" + (f": {detail}" if detail else ""))
+    sys.stdout.flush()
+    return ok
+
+
+def finish():
+    sys.exit(1 if _failed else 0)
+
+
+def deck_text(groups):
+    """groups: {"run": {"seed": 1, ...}, ...} -> namelist text."""
+    out = []
+    for g, kv in groups.items():
+        out.append(f"&{g}")
+        for k, v in kv.items():
+            if isinstance(v, bool):
+                s = ".true." if v else ".false."
+            elif isinstance(v, str):
+                s = "'" + v.replace("'", "''") + "'"
+            else:
+                s = repr(v)
+            out.append(f"  {k} = {s}")
+        out.append("/")
+    return "\n".join(out) + "\n"
+
+
+def synthetic_deck(out_dir, method="sgd", lr=0.1, steps=5, **extra):
+    groups = {
+        "run": {"name": "t", "out_dir": out_dir, "seed": 11, "epochs": 1000, "max_steps": steps, "log_every": 1},
+        "data": {"source": "synthetic", "dim": 16, "classes": 4, "synthetic_train": 96, "synthetic_test": 40,
+                 "batch_size": 0},
+        "model": {"blocks": 2, "hidden": 24, "init_std": 0.05},
+        "optim": {"method": method, "lr": lr},
+        "checkpoint": {"every": 0, "keep": 2},
+        "diagnostics": {"eval_every": 1, "batch_change": True},
+    }
+    for key, value in extra.items():
+        g, k = key.split("__")
+        groups.setdefault(g, {})[k] = value
+    return groups
+
+
+def run(deck_groups, np_=1, args=(), timeout=120, deck_path=None):
+    """Writes the deck, runs gnrev_mpi on np_ ranks; returns CompletedProcess with .deck."""
+    if deck_path is None:
+        fd, deck_path = tempfile.mkstemp(suffix=".nml", prefix="deck_")
+        os.close(fd)
+    with open(deck_path, "w") as f:
+        f.write(deck_groups if isinstance(deck_groups, str) else deck_text(deck_groups))
+    cmd = [MPIRUN, *MPIFLAGS, "-np", str(np_), BINARY, *args, deck_path]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as e:
+        p = subprocess.CompletedProcess(cmd, 124, e.stdout or "", (e.stderr or "") + "\nTIMEOUT")
+        if isinstance(p.stdout, bytes):
+            p.stdout = p.stdout.decode(errors="replace")
+        if isinstance(p.stderr, bytes):
+            p.stderr = p.stderr.decode(errors="replace")
+    p.deck = deck_path
+    return p
+
+
+def final_theta(out_dir):
+    """All trained tensors of the newest checkpoint, concatenated in a fixed order."""
+    ck = os.path.join(out_dir, "checkpoints")
+    files = sorted(f for f in os.listdir(ck) if f.startswith("step_") and f.endswith(".h5"))
+    with h5py.File(os.path.join(ck, files[-1]), "r") as f:
+        parts = []
+        for b in sorted(k for k in f["model"] if k.startswith("block_")):
+            for half in ("F", "G"):
+                parts.append(f["model"][b][half]["W"][...].ravel())
+                if "b" in f["model"][b][half]:
+                    parts.append(f["model"][b][half]["b"][...].ravel())
+        return np.concatenate(parts)
+
+
+def metrics(out_dir):
+    with h5py.File(os.path.join(out_dir, "run.h5"), "r") as f:
+        return {k: f["metrics"][k][...] for k in f["metrics"]}
+
+
+def rel(a, b):
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
