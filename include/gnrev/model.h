@@ -22,9 +22,11 @@ typedef struct {
   double **proj;    /* proj[2b+s]: fixed C matrix of half-block (b, s), m x h row-major */
   double *U;        /* output map, d x C row-major, orthonormal columns */
   size_t nparams;   /* 2 B hp m */
-  /* workspace, sized by gn_model_reserve: hot paths never allocate */
-  int64_t nmax;
-  double *wA, *wP, *wV, *wS1, *wS2, *wS3;
+  /* workspace, sized by gn_model_reserve: hot paths never allocate. Every kernel below may
+   * overwrite both buffers, so callers keep their own copies of anything they need. */
+  int64_t nmax;     /* rows the workspace holds */
+  double *wA;       /* nmax x hp: a feature matrix A(z) = [phi(z C), 1] */
+  double *wV;       /* nmax x h: a tangent v C or a cotangent g W^T in feature space */
 } gn_model;
 
 /* Local. Builds the fixed parts (C from GN_RNG_PROJ_C, U from GN_RNG_OUT_U) for input width d
@@ -69,12 +71,14 @@ void gn_model_block_forward(const gn_model *model, const double *theta, int b, i
 /* Local. Block b inverse, in place: (y1, y2) -> (x1, x2). */
 void gn_model_block_inverse(const gn_model *model, const double *theta, int b, int64_t n, double *X);
 
-/* Local. Whole network in place: X (n x d) becomes X_B; logits (n x C) = X_B U. */
+/* Local. Whole network in place: X (n x d) becomes X_B; logits (n x C) = X_B U unless logits is
+ * NULL. */
 void gn_model_forward(const gn_model *model, const double *theta, int64_t n, double *X, double *logits);
 
 /* Local. Backpropagation from the top: X holds X_B on entry and X_0 on return (inputs are
  * recomputed with the inverse, no activations stored); dX holds dL/dX_B on entry (n x d) and
- * dL/dX_0 on return; grad (nparams) += dL/dtheta for these rows (sum over local rows only). */
+ * dL/dX_0 on return; grad (nparams) += dL/dtheta for these rows (sum over local rows only), or
+ * only dX when grad is NULL. */
 void gn_model_backward(const gn_model *model, const double *theta, int64_t n, double *X, double *dX,
                        double *grad);
 
