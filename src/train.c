@@ -248,12 +248,14 @@ static int describe_metrics(trainer *tr) {
   return GN_OK;
 }
 
-static int append_row(trainer *tr, const double *row) {
+/* Flushing syncs every rank's writes to disk: done once per logged line, so a reader sees the
+ * run's progress without a sync per step. */
+static int append_row(trainer *tr, const double *row, bool flush) {
   const bool first = gn_h5_series_len(tr->run, "/metrics/step") == 0;
   CHECK(gn_h5_append(tr->run, "/metrics", N_METRICS, METRIC_NAMES, row));
   if (first) CHECK(describe_metrics(tr));
   if (tr->gn) CHECK(write_gn_stats(tr));
-  return gn_h5_flush(tr->run);
+  return flush ? gn_h5_flush(tr->run) : GN_OK;
 }
 
 static void progress(trainer *tr, int64_t step, int64_t epoch, double loss, double acc,
@@ -312,8 +314,9 @@ static int train_loop(trainer *tr) {
     }
     double row[N_METRICS] = {(double)step, (double)epoch, loss, acc, test_loss, test_acc, dk->lr,
                              gn_par_wtime() - t_start, loss, after, dt};
-    CHECK(append_row(tr, row));
-    if (step % dk->log_every == 0 || step + 1 == tr->steps_total)
+    const bool log_now = step % dk->log_every == 0 || step + 1 == tr->steps_total;
+    CHECK(append_row(tr, row, log_now));
+    if (log_now)
       progress(tr, step, epoch, loss, acc, last_test_loss, last_test_acc, t_steps / (double)done,
                (gn_par_wtime() - t_start) / (double)done * (double)(tr->steps_total - step - 1));
     if (dk->every > 0 && (step + 1) % dk->every == 0 && step + 1 < tr->steps_total)

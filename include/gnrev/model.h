@@ -27,6 +27,7 @@ typedef struct {
   int64_t nmax;     /* rows the workspace holds */
   double *wA;       /* nmax x hp: a feature matrix A(z) = [phi(z C), 1] */
   double *wV;       /* nmax x h: a tangent v C or a cotangent g W^T in feature space */
+  double *wM;       /* 2 m x m: C W and z^T g, for linear blocks evaluated as z (C W) */
 } gn_model;
 
 /* Local. Builds the fixed parts (C from GN_RNG_PROJ_C, U from GN_RNG_OUT_U) for input width d
