@@ -1,7 +1,8 @@
 /* data.h — training and test sets in memory.
  *
  * Every rank can read every sample (mini-batches are drawn from the whole set), but the samples
- * are stored once per node, in an MPI shared-memory window, as float32 already normalised. */
+ * are stored once per node, in an MPI shared-memory window, as float32 already normalised (a
+ * private copy per rank when the window cannot be made or GNREV_DATA_PRIVATE=1 is set). */
 #ifndef GNREV_DATA_H
 #define GNREV_DATA_H
 
@@ -30,7 +31,8 @@ int gn_data_load(const gn_par *par, const gn_deck *deck, gn_dataset *train, gn_d
 /* Collective on par->comm. Frees what gn_data_load made. */
 void gn_data_free(gn_dataset *set);
 
-/* Local. Copies rows idx[0..n) of set into x (n x d doubles, row-major) and y (n labels). */
+/* Local. Copies rows idx[0..n) of set into x (n x d doubles, row-major) and y (n labels; y may
+ * be NULL when only the samples are wanted). */
 void gn_data_gather(const gn_dataset *set, const int64_t *idx, int64_t n, double *x, int32_t *y);
 
 #endif
