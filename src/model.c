@@ -5,7 +5,14 @@
  * Every product is one row-major cblas_dgemm; the element-wise passes between them run over
  * contiguous rows so that they vectorise. The kernels share the model's workspace: wA holds a
  * feature matrix (n x hp) and wV a tangent or cotangent in feature space (n x h). phi'(zC) is
- * read off phi(zC) (relu: phi > 0; tanh: 1 - phi^2), so the pre-activation is never stored. */
+ * read off phi(zC) (relu: phi > 0; tanh: 1 - phi^2), so the pre-activation is never stored.
+ *
+ * A linear block (phi = identity, block 1 by default) is evaluated as z (C W) + b instead of
+ * (z C) W + b whenever that is cheaper, i.e. when m (h + n) < 2 n h (roughly m < 2n): C W costs
+ * m^2 h once per call, against n m h for each of the products it replaces, and its VJP gives
+ * dW = C^T (z^T g). For MNIST (m = 392, h = 8000, n = 1024) this makes a linear half-block about
+ * five times cheaper. It is the same map up to rounding; the feature matrix of gn_model_features
+ * is unaffected. */
 #include "gnrev/model.h"
 
 #include <assert.h>
@@ -92,6 +99,51 @@ static void times_dphi(gn_activation act, int64_t n, int64_t h, const double *A,
   }
 }
 
+/* Whether half-block products of block b go through M = C W (see the header comment). */
+static int linear_route(const gn_model *md, int b, int64_t n) {
+  return md->act[b] == GN_ACT_IDENTITY && md->m * (md->h + n) < 2 * n * md->h;
+}
+
+/* wM[0 : m*m] = C W for half-block (b, s); returns it. */
+static const double *form_cw(const gn_model *md, const double *theta, int b, int s) {
+  const int64_t m = md->m, h = md->h;
+  gemm(CblasNoTrans, CblasNoTrans, m, m, h, 1.0, md->proj[2 * b + s], h, theta + gn_model_offset(md, b, s),
+       m, 0.0, md->wM, m);
+  return md->wM;
+}
+
+/* out (n x m, ld ldo) += sign (z M + 1 b^T) for a linear half-block with M = C W. */
+static void apply_cw(const gn_model *md, const double *theta, int b, int s, const double *M, int64_t n,
+                     const double *z, int64_t ldz, double sign, double *out, int64_t ldo) {
+  const int64_t m = md->m;
+  gemm(CblasNoTrans, CblasNoTrans, n, m, m, sign, z, ldz, M, m, 1.0, out, ldo);
+  if (md->hp > md->h) {
+    const double *bias = theta + gn_model_offset(md, b, s) + md->h * m;
+    for (int64_t i = 0; i < n; ++i) {
+      double *o = out + i * ldo;
+      for (int64_t j = 0; j < m; ++j) o[j] += sign * bias[j];
+    }
+  }
+}
+
+/* The VJP of a linear half-block with M = C W: gz += g M^T, dW += C^T (z^T g), db += 1^T g. */
+static void vjp_cw(const gn_model *md, int b, int s, const double *M, int64_t n, const double *z,
+                   int64_t ldz, const double *g, int64_t ldg, double *gz, int64_t ldgz, double *dtheta) {
+  const int64_t m = md->m, h = md->h;
+  gemm(CblasNoTrans, CblasTrans, n, m, m, 1.0, g, ldg, M, m, 1.0, gz, ldgz);
+  if (!dtheta) return;
+  double *Z = md->wM + m * m;
+  gemm(CblasTrans, CblasNoTrans, m, m, n, 1.0, z, ldz, g, ldg, 0.0, Z, m);
+  gemm(CblasTrans, CblasNoTrans, h, m, m, 1.0, md->proj[2 * b + s], h, Z, m, 1.0, dtheta, m);
+  if (md->hp > h) {
+    double *db = dtheta + h * m;
+    for (int64_t i = 0; i < n; ++i) {
+      const double *gi = g + i * ldg;
+      for (int64_t j = 0; j < m; ++j) db[j] += gi[j];
+    }
+  }
+}
+
 /* The VJP of half-block (b, s) given its features A = wA at z: gz += ((g W^T) . phi') C^T and
  * dtheta += A^T g (the bias row of Theta takes no part in J). */
 static void vjp_from_features(const gn_model *md, const double *theta, int b, int s, int64_t n,
@@ -112,6 +164,10 @@ void gn_model_features(const gn_model *model, int b, int s, int64_t n, const dou
 void gn_model_half_forward(const gn_model *model, const double *theta, int b, int s, int64_t n,
                            const double *z, int64_t ldz, double sign, double *out, int64_t ldo) {
   assert(n <= model->nmax);
+  if (linear_route(model, b, n)) {
+    apply_cw(model, theta, b, s, form_cw(model, theta, b, s), n, z, ldz, sign, out, ldo);
+    return;
+  }
   const int64_t hp = model->hp;
   features_into(model, b, s, n, z, ldz, model->wA, hp);
   gemm(CblasNoTrans, CblasNoTrans, n, model->m, hp, sign, model->wA, hp,
@@ -123,6 +179,10 @@ void gn_model_half_jvp(const gn_model *model, const double *theta, int b, int s,
                        int64_t ldo) {
   assert(n <= model->nmax);
   const int64_t m = model->m, h = model->h;
+  if (linear_route(model, b, n)) {
+    gemm(CblasNoTrans, CblasNoTrans, n, m, m, 1.0, v, ldv, form_cw(model, theta, b, s), m, 0.0, out, ldo);
+    return;
+  }
   gemm(CblasNoTrans, CblasNoTrans, n, h, m, 1.0, v, ldv, model->proj[2 * b + s], h, 0.0, model->wV, h);
   if (model->act[b] != GN_ACT_IDENTITY) {
     features_into(model, b, s, n, z, ldz, model->wA, model->hp);
@@ -136,6 +196,10 @@ void gn_model_half_vjp(const gn_model *model, const double *theta, int b, int s,
                        const double *z, int64_t ldz, const double *g, int64_t ldg, double *gz,
                        int64_t ldgz, double *dtheta) {
   assert(n <= model->nmax);
+  if (linear_route(model, b, n)) {
+    vjp_cw(model, b, s, form_cw(model, theta, b, s), n, z, ldz, g, ldg, gz, ldgz, dtheta);
+    return;
+  }
   if (dtheta || model->act[b] != GN_ACT_IDENTITY)
     features_into(model, b, s, n, z, ldz, model->wA, model->hp);
   vjp_from_features(model, theta, b, s, n, g, ldg, gz, ldgz, dtheta);
@@ -160,21 +224,33 @@ void gn_model_forward(const gn_model *model, const double *theta, int64_t n, dou
          logits, model->C);
 }
 
+/* One half-block of backpropagation: target (the half-block's output half) -= F_bs(z), then the
+ * VJP at z with cotangent g: gz += J^T g, dtheta += A(z)^T g. The features (or C W) computed for
+ * the inverse serve the VJP too. */
+static void half_backward(const gn_model *md, const double *theta, int b, int s, int64_t n, const double *z,
+                          double *target, const double *g, double *gz, double *dtheta) {
+  const int64_t d = md->d, m = md->m, hp = md->hp;
+  if (linear_route(md, b, n)) {
+    const double *M = form_cw(md, theta, b, s);
+    apply_cw(md, theta, b, s, M, n, z, d, -1.0, target, d);
+    vjp_cw(md, b, s, M, n, z, d, g, d, gz, d, dtheta);
+    return;
+  }
+  features_into(md, b, s, n, z, d, md->wA, hp);
+  gemm(CblasNoTrans, CblasNoTrans, n, m, hp, -1.0, md->wA, hp, theta + gn_model_offset(md, b, s), m, 1.0,
+       target, d);
+  vjp_from_features(md, theta, b, s, n, g, d, gz, d, dtheta);
+}
+
 void gn_model_backward(const gn_model *model, const double *theta, int64_t n, double *X, double *dX,
                        double *grad) {
   assert(n <= model->nmax);
-  const int64_t d = model->d, m = model->m, hp = model->hp;
+  const int64_t m = model->m;
   double *y1 = X, *y2 = X + m, *g1 = dX, *g2 = dX + m;
   for (int b = model->B - 1; b >= 0; --b) {
-    /* One feature matrix per half-block serves both the inverse and the VJP. */
-    features_into(model, b, 1, n, y1, d, model->wA, hp);
-    gemm(CblasNoTrans, CblasNoTrans, n, m, hp, -1.0, model->wA, hp, theta + gn_model_offset(model, b, 1),
-         m, 1.0, y2, d); /* y2 -> x2 */
-    vjp_from_features(model, theta, b, 1, n, g2, d, g1, d, grad ? grad + gn_model_offset(model, b, 1) : NULL);
-    features_into(model, b, 0, n, y2, d, model->wA, hp);
-    gemm(CblasNoTrans, CblasNoTrans, n, m, hp, -1.0, model->wA, hp, theta + gn_model_offset(model, b, 0),
-         m, 1.0, y1, d); /* y1 -> x1 */
-    vjp_from_features(model, theta, b, 0, n, g1, d, g2, d, grad ? grad + gn_model_offset(model, b, 0) : NULL);
+    /* y2 -> x2 and gy1 += J_G^T gy2; then y1 -> x1 and gx2 = gy2 + J_F^T gy1. */
+    half_backward(model, theta, b, 1, n, y1, y2, g2, g1, grad ? grad + gn_model_offset(model, b, 1) : NULL);
+    half_backward(model, theta, b, 0, n, y2, y1, g1, g2, grad ? grad + gn_model_offset(model, b, 0) : NULL);
   }
 }
 
@@ -232,8 +308,10 @@ int gn_model_create(const gn_deck *deck, int64_t d, int C, gn_model *model) {
   model->act = malloc((size_t)model->B * sizeof *model->act);
   model->proj = calloc(2 * (size_t)model->B, sizeof *model->proj);
   model->U = malloc((size_t)d * (size_t)C * sizeof *model->U);
-  if (!model->act || !model->proj || !model->U)
-    FAIL_GOTO(GN_ENOMEM, "model: out of memory for the output map U (%lld x %d)", (long long)d, C);
+  model->wM = malloc(2 * (size_t)model->m * (size_t)model->m * sizeof *model->wM);
+  if (!model->act || !model->proj || !model->U || !model->wM)
+    FAIL_GOTO(GN_ENOMEM, "model: out of memory for the output map U (%lld x %d) and workspace",
+              (long long)d, C);
   for (int b = 0; b < model->B; ++b)
     model->act[b] = (b == 0 && deck->linear_first_block) ? GN_ACT_IDENTITY : deck->activation;
   const double cscale = deck->proj_gain / sqrt((double)model->h);
@@ -260,6 +338,7 @@ void gn_model_free(gn_model *model) {
   free(model->U);
   free(model->wA);
   free(model->wV);
+  free(model->wM);
   memset(model, 0, sizeof *model);
 }
 
@@ -289,6 +368,7 @@ size_t gn_model_bytes(const gn_model *model, int64_t n) {
   const size_t fixed = 2 * (size_t)model->B * ((size_t)model->m * (size_t)model->h * sizeof(double) +
                                                sizeof(double *)) +
                        (size_t)model->d * (size_t)model->C * sizeof(double) +
+                       2 * (size_t)model->m * (size_t)model->m * sizeof(double) +
                        (size_t)model->B * sizeof(gn_activation);
   return fixed + (size_t)n * (size_t)(model->hp + model->h) * sizeof(double);
 }

@@ -243,8 +243,8 @@ static void preact(const gn_model *md, int b, int s, int64_t n, const double *z,
 
 /* JVP vs central differences, VJP vs JVP (adjoint identity), dtheta vs finite differences of
  * <g, F(theta)>, and the features against their definition, for every half-block. */
-static void test_half_block_derivatives(void) {
-  const int64_t d = 8, m = 4, n = 6, h = 9;
+static void test_half_block_derivatives(int64_t n) {
+  const int64_t d = 8, m = 4, h = 9;
   for (int act = 0; act < 3; ++act)
     for (int bias = 0; bias < 2; ++bias) {
       gn_deck deck = make_deck(2, h, (gn_activation)act, 0, bias, 11 + act);
@@ -329,7 +329,8 @@ static void test_half_block_derivatives(void) {
           const double fd = (side[0] - side[1]) / (2 * ts), an = dot(dth, dth_dir, hpm);
           dth_err = fmax(dth_err, fabs(fd - an) / (norm(dth, hpm) * norm(dth_dir, hpm)));
         }
-      const char *an = ACT_NAME[act];
+      char an[64];
+      snprintf(an, sizeof an, "%s, n %lld", ACT_NAME[act], (long long)n);
       GT_CHECK(feat_err < 1e-14, "test_features_are_phi_zC_then_ones (%s, bias %d, %.3g)", an, bias,
                feat_err);
       GT_CHECK(ok, "test_half_jvp_matches_central_differences (%s, bias %d, rel %.3g, tol %.3g)", an, bias,
@@ -346,6 +347,43 @@ static void test_half_block_derivatives(void) {
     }
 }
 
+/* A linear half-block is evaluated as (z C) W for few rows and as z (C W) for many (model.c):
+ * both must give the same forward, JVP and VJP up to rounding. Three calls on 2 rows each take
+ * the first route, one call on all 6 rows the second. */
+static void test_linear_routes_agree(void) {
+  const int64_t d = 8, m = 4, h = 9, n = 6, k = 2;
+  gn_deck deck = make_deck(1, h, GN_ACT_IDENTITY, 1, 1, 31);
+  gn_model md;
+  int ok = gn_model_create(&deck, d, 3, &md) == GN_OK && gn_model_reserve(&md, n) == GN_OK;
+  double *theta = make_theta(&md, &deck);
+  const size_t nm = (size_t)(n * m), hpm = (size_t)(md.hp * m);
+  double *z = randn(nm, 90, 1.0), *v = randn(nm, 91, 1.0), *g = randn(nm, 92, 1.0);
+  double *f[2], *jv[2], *gz[2], *dth[2];
+  for (int r = 0; r < 2; ++r) {
+    f[r] = calloc(nm, sizeof(double));
+    jv[r] = calloc(nm, sizeof(double));
+    gz[r] = calloc(nm, sizeof(double));
+    dth[r] = calloc(hpm, sizeof(double));
+  }
+  for (int s = 0; s < 2; ++s) {
+    for (int64_t i0 = 0; i0 < n; i0 += k) {
+      const size_t o = (size_t)(i0 * m);
+      gn_model_half_forward(&md, theta, 0, s, k, z + o, m, 1.0, f[0] + o, m);
+      gn_model_half_jvp(&md, theta, 0, s, k, z + o, m, v + o, m, jv[0] + o, m);
+      gn_model_half_vjp(&md, theta, 0, s, k, z + o, m, g + o, m, gz[0] + o, m, dth[0]);
+    }
+    gn_model_half_forward(&md, theta, 0, s, n, z, m, 1.0, f[1], m);
+    gn_model_half_jvp(&md, theta, 0, s, n, z, m, v, m, jv[1], m);
+    gn_model_half_vjp(&md, theta, 0, s, n, z, m, g, m, gz[1], m, dth[1]);
+  }
+  const double dev = fmax(fmax(gt_rel_diff(f[0], f[1], nm), gt_rel_diff(jv[0], jv[1], nm)),
+                          fmax(gt_rel_diff(gz[0], gz[1], nm), gt_rel_diff(dth[0], dth[1], hpm)));
+  GT_CHECK(ok && dev < 1e-14, "test_linear_half_block_routes_agree (rel %.3g)", dev);
+  for (int r = 0; r < 2; ++r) free(f[r]), free(jv[r]), free(gz[r]), free(dth[r]);
+  free(z), free(v), free(g), free(theta);
+  gn_model_free(&md);
+}
+
 /* Mean CE over the batch of the network's logits at (theta, X0). */
 static double net_loss(const gn_model *md, const double *theta, int64_t n, const double *X0, const int32_t *y,
                        double *X, double *logits) {
@@ -357,10 +395,11 @@ static double net_loss(const gn_model *md, const double *theta, int64_t n, const
   return sum / (double)n;
 }
 
-static void test_backward(gn_activation act, int B, int linear_first, int bias) {
-  const int64_t d = 10, n = 6, h = 12;
+static void test_backward(gn_activation act, int B, int linear_first, int bias, int64_t n) {
+  const int64_t d = 10, h = 12;
   const int C = 3;
-  const char *an = ACT_NAME[act];
+  char an[64];
+  snprintf(an, sizeof an, "%s, n %lld", ACT_NAME[act], (long long)n);
   gn_deck deck = make_deck(B, h, act, linear_first, bias, 21 + B);
   gn_model md;
   int ok = gn_model_create(&deck, d, C, &md) == GN_OK && gn_model_reserve(&md, n) == GN_OK;
@@ -457,11 +496,17 @@ int main(int argc, char **argv) {
   test_inverse();
   test_output_map();
   test_random_parts();
-  test_half_block_derivatives();
-  test_backward(GN_ACT_TANH, 3, 1, 1);
-  test_backward(GN_ACT_TANH, 3, 0, 0);
-  test_backward(GN_ACT_RELU, 2, 1, 1);
-  test_backward(GN_ACT_RELU, 2, 0, 0);
+  test_linear_routes_agree();
+  /* n = 2 takes the (z C) W route for linear blocks, n = 6 the z (C W) route (m = 4 or 5). */
+  test_half_block_derivatives(2);
+  test_half_block_derivatives(6);
+  test_backward(GN_ACT_TANH, 3, 1, 1, 6);
+  test_backward(GN_ACT_TANH, 3, 0, 0, 6);
+  test_backward(GN_ACT_TANH, 3, 1, 1, 2);
+  test_backward(GN_ACT_RELU, 2, 1, 1, 6);
+  test_backward(GN_ACT_RELU, 2, 0, 0, 6);
+  test_backward(GN_ACT_IDENTITY, 2, 0, 1, 2);
+  test_backward(GN_ACT_IDENTITY, 2, 0, 1, 6);
   int rc = gt_finish();
   MPI_Finalize();
   return rc;

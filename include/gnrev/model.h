@@ -23,7 +23,7 @@ typedef struct {
   double *U;        /* output map, d x C row-major, orthonormal columns */
   size_t nparams;   /* 2 B hp m */
   /* workspace, sized by gn_model_reserve: hot paths never allocate. Every kernel below may
-   * overwrite both buffers, so callers keep their own copies of anything they need. */
+   * overwrite any of them, so callers keep their own copies of anything they need. */
   int64_t nmax;     /* rows the workspace holds */
   double *wA;       /* nmax x hp: a feature matrix A(z) = [phi(z C), 1] */
   double *wV;       /* nmax x h: a tangent v C or a cotangent g W^T in feature space */
