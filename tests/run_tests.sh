@@ -8,7 +8,8 @@ set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 MPIRUN=${MPIRUN:-mpirun}
-MPIFLAGS=${MPIFLAGS:---oversubscribe}
+if [ "$(id -u)" = 0 ]; then ROOTFLAG=--allow-run-as-root; else ROOTFLAG=; fi
+MPIFLAGS=${MPIFLAGS:---oversubscribe $ROOTFLAG}
 PYTHON=${PYTHON:-/usr/bin/python3}
 TIMEOUT=${TEST_TIMEOUT:-300}
 ONLY=${ONLY:-}

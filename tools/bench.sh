@@ -5,7 +5,8 @@ set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 MPIRUN=${MPIRUN:-mpirun}
-MPIFLAGS=${MPIFLAGS:---oversubscribe}
+if [ "$(id -u)" = 0 ]; then ROOTFLAG=--allow-run-as-root; else ROOTFLAG=; fi
+MPIFLAGS=${MPIFLAGS:---oversubscribe $ROOTFLAG}
 N=${BENCH_N:-1024}
 H=${BENCH_H:-8000}
 REPS=${BENCH_REPS:-3}
