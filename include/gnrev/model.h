@@ -51,7 +51,7 @@ size_t gn_model_bytes(const gn_model *model, int64_t n);
 void gn_model_features(const gn_model *model, int b, int s, int64_t n, const double *z, int64_t ldz,
                        double *A);
 
-/* Local. out (n x m, ld ldo) += sign * F_bs(z). */
+/* Local. out (n x m, ld ldo) += sign * F_bs(z); out must not overlap z. */
 void gn_model_half_forward(const gn_model *model, const double *theta, int b, int s, int64_t n,
                            const double *z, int64_t ldz, double sign, double *out, int64_t ldo);
 
