@@ -48,6 +48,7 @@ struct gn_pinv_ctx {
   double *pack;          /* nrows x max(hp, m): messages of the row <-> 2-D exchanges */
   double *z;             /* nrows x m: this rank's rows of Z */
   int *counts;           /* 4 P: send counts and displacements, receive counts and displacements */
+  double adt_dummy[1];  /* AdTheta target of a rank without rows that passed NULL */
   double *mu;            /* n eigenvalues (ascending) or singular values (descending) */
   double *f, *g;         /* n weights for A^+ and for A A^+ */
   double *work;          /* PDSYEVD workspace */
@@ -631,13 +632,12 @@ static int apply_tall(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, co
   return GN_OK;
 }
 
-int gn_pinv_apply(gn_pinv_ctx *ctx, const gn_pinv_opts *opts, const double *A_local,
-                  const double *T_local, double *dtheta, double *AdTheta_local, gn_pinv_info *info) {
-  gn_pinv_info scratch;
-  if (!info) info = &scratch;
-  memset(info, 0, sizeof *info);
-  if (!ctx || !opts || !dtheta || (ctx->nrows > 0 && (!A_local || !T_local)))
-    GN_FAIL(GN_EINTERNAL, "pinv: gn_pinv_apply called with a NULL context, options or array");
+/* Local. The arguments of gn_pinv_apply, as far as this rank can see them. */
+static int check_args(const gn_pinv_ctx *ctx, const gn_pinv_opts *opts, const double *A_local,
+                      const double *T_local, const double *dtheta) {
+  if (!opts || !dtheta || (ctx->nrows > 0 && (!A_local || !T_local)))
+    GN_FAIL(GN_EINTERNAL, "pinv: gn_pinv_apply called with a NULL %s", !opts ? "opts" : !dtheta
+            ? "dtheta" : !A_local ? "A_local" : "T_local");
   if (opts->kind != GN_PINV_GRAM && opts->kind != GN_PINV_SVD && opts->kind != GN_PINV_DAMPED)
     GN_FAIL(GN_EINTERNAL, "pinv: unknown pseudo-inverse kind %d", (int)opts->kind);
   if (!(opts->rtol >= 0 && isfinite(opts->rtol)) || !(opts->atol >= 0 && isfinite(opts->atol)))
@@ -646,8 +646,23 @@ int gn_pinv_apply(gn_pinv_ctx *ctx, const gn_pinv_opts *opts, const double *A_lo
   if (opts->kind == GN_PINV_DAMPED && !(opts->damping > 0 && isfinite(opts->damping)))
     GN_FAIL(GN_EINPUT, "pinv: damping = %g; the damped pseudo-inverse needs a finite damping > 0",
             opts->damping);
+  return GN_OK;
+}
+
+int gn_pinv_apply(gn_pinv_ctx *ctx, const gn_pinv_opts *opts, const double *A_local,
+                  const double *T_local, double *dtheta, double *AdTheta_local, gn_pinv_info *info) {
+  gn_pinv_info scratch;
+  if (!info) info = &scratch;
+  memset(info, 0, sizeof *info);
+  if (!ctx) GN_FAIL(GN_EINTERNAL, "pinv: gn_pinv_apply called with a NULL context");
+  CHECK(gn_par_agree(&ctx->par, check_args(ctx, opts, A_local, T_local, dtheta)));
+  /* A rank without rows may pass NULL for AdTheta_local while the others ask for it: whether the
+   * projection is formed (collective work) must be the same everywhere. */
+  int want = AdTheta_local != NULL;
+  CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &want, 1, MPI_INT, MPI_MAX, ctx->par.comm));
+  double *AdT = want ? (AdTheta_local ? AdTheta_local : ctx->adt_dummy) : NULL;
   info->tall = ctx->tall;
-  if (ctx->tall) CHECK(apply_tall(ctx, opts, A_local, T_local, dtheta, AdTheta_local, info));
-  else CHECK(apply_wide(ctx, opts, A_local, T_local, dtheta, AdTheta_local, info));
+  if (ctx->tall) CHECK(apply_tall(ctx, opts, A_local, T_local, dtheta, AdT, info));
+  else CHECK(apply_wide(ctx, opts, A_local, T_local, dtheta, AdT, info));
   return GN_OK;
 }
