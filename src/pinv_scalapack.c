@@ -3,10 +3,9 @@
  *
  * Wide route (n <= hp). A rank's row-major nrows x hp block of A is, read column-major, the
  * hp x nrows block of A^T. One MPI_Alltoallv moves those columns into A^T (hp x n) on a
- * near-square p x q BLACS grid with square nb x nb blocks (PDGEMR2D does the same move but was
- * measured 10-40x slower than the plain exchange here: 0.5-0.9 s for the 65 MB of an 1024 x 8001
- * A). There K = A A^T comes from one PDSYRK and its eigenpairs (mu_i, v_i) from PDSYEVD (kind svd:
- * PDGESVD of A^T, for the left singular vectors of A, instead). With a weight per eigenpair,
+ * near-square p x q BLACS grid with square nb x nb blocks. (PDGEMR2D does the same move but took
+ * 0.2 s on 2 ranks and 0.6 s on 1 for the 65 MB of a 1024 x 8001 A here, the exchange 0.01 s.) There K = A A^T comes from one PDSYRK and its eigenpairs (mu_i, v_i) from PDSYEVD (kind svd:
+ * PDGEQRF + PDGESVD of A^T, for the left singular vectors of A, instead). With a weight per eigenpair,
  * Z^T = T^T V diag(f) V^T is two PDGEMMs, and A A^+ T = V diag(g) V^T T one more; truncation is a
  * zero weight, so every rank does the same collective work whatever the kept count. Z^T goes back
  * to the row layout by the reverse exchange and dTheta = sum_r A_r^T Z_r is a local DGEMM plus one
@@ -55,7 +54,8 @@ struct gn_pinv_ctx {
   int lwork;
   int *iwork;
   int liwork;
-  double *svd_work;      /* PDGESVD workspace, made on first use */
+  double *svd_work;      /* PDGEQRF/PDGESVD workspace, made on first use */
+  double *svd_tau;       /* PDGEQRF reflector scalars, local columns of A^T */
   int svd_lwork;
 
   /* tall route */
@@ -126,7 +126,7 @@ void gn_pinv_free(gn_pinv_ctx *ctx) {
   if (!ctx) return;
   if (ctx->ctxt >= 0) Cblacs_gridexit(ctx->ctxt);
   double *arrays[] = {ctx->at, ctx->k, ctx->v, ctx->t2, ctx->w2, ctx->x2, ctx->pack, ctx->z,
-                      ctx->mu, ctx->f, ctx->g, ctx->work, ctx->svd_work, ctx->mr, ctx->tall_mu,
+                      ctx->mu, ctx->f, ctx->g, ctx->work, ctx->svd_work, ctx->svd_tau, ctx->mr, ctx->tall_mu,
                       ctx->tall_tmp, ctx->tall_w, ctx->tall_work};
   for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; ++i) free(arrays[i]);
   free(ctx->counts);
@@ -404,32 +404,47 @@ static int gram_eigen(gn_pinv_ctx *c, gn_pinv_info *info) {
                       "pinv: PDSYEVD returned non-finite eigenvalues of the %d x %d Gram matrix", n, n));
 }
 
-/* Singular values (descending) of A^T and the left singular vectors of A as the rows of c->v. */
+/* Singular values (descending) of A^T and the left singular vectors of A as the rows of c->v.
+ * PDGESVD does not reduce a tall matrix to a triangle first (LAPACK's DGESVD does), so A^T = Q R
+ * by PDGEQRF and the SVD of the n x n R gives the same singular values and right vectors with a
+ * smaller bidiagonalisation. The vector update of DBDSQR, replicated on every rank, still
+ * dominates: 11 s against 13 s for the 1024 x 8001 A on 2 ranks; gram takes 0.35 s. */
 static int svd_vectors(gn_pinv_ctx *c, gn_pinv_info *info) {
-  int n = (int)c->n, hp = (int)c->hp, one = 1, err = 0;
+  int n = (int)c->n, hp = (int)c->hp, one = 1, two = 2, err = 0;
   CHECK(gn_par_agree(&c->par, all_finite(c->at, c->at_len) ? GN_OK : GN_RAISE(GN_ENUMERIC,
         "pinv: the feature matrix A has a non-finite entry (inf or NaN)")));
   if (!c->svd_work) {
-    int query = -1;
-    double q = 0;
-    pdgesvd_("N", "V", &hp, &n, c->at, &one, &one, c->desc_at, c->mu, c->k, &one, &one, c->desc_k,
-             c->v, &one, &one, c->desc_k, &q, &query, &err, 1, 1);
-    int status = lib_error("PDGESVD (workspace query)", err, "query failed");
-    double lw = q * 1.05 + WORK_SLACK;
+    int query = -1, err2 = 0;
+    double q1 = 0, q2 = 0;
+    pdgeqrf_(&hp, &n, c->at, &one, &one, c->desc_at, c->mu, &q1, &query, &err);
+    pdgesvd_("N", "V", &n, &n, c->at, &one, &one, c->desc_at, c->mu, c->k, &one, &one, c->desc_k,
+             c->v, &one, &one, c->desc_k, &q2, &query, &err2, 1, 1);
+    int status = lib_error("PDGEQRF (workspace query)", err, "query failed");
+    if (status == GN_OK) status = lib_error("PDGESVD (workspace query)", err2, "query failed");
+    double lw = fmax(q1, q2) * 1.05 + WORK_SLACK;
     if (status == GN_OK && lw > INT_MAX)
-      status = GN_RAISE(GN_EINPUT, "pinv: PDGESVD of the %d x %d matrix A^T needs more workspace "
+      status = GN_RAISE(GN_EINPUT, "pinv: the SVD of the %d x %d matrix A^T needs more workspace "
                         "than a 32-bit ScaLAPACK can index; use pinv = 'gram'", hp, n);
     if (status == GN_OK) {
       c->svd_lwork = (int)lw;
       c->svd_work = alloc_doubles((size_t)c->svd_lwork);
-      if (!c->svd_work)
+      c->svd_tau = alloc_doubles((size_t)local_count(n, c->nb, c->mycol, c->q));
+      if (!c->svd_work || !c->svd_tau)
         status = GN_RAISE(GN_ENOMEM, "pinv: out of memory for the PDGESVD workspace (%d doubles)",
                           c->svd_lwork);
     }
     CHECK(gn_par_agree(&c->par, status));
   }
   double t0 = gn_par_wtime();
-  pdgesvd_("N", "V", &hp, &n, c->at, &one, &one, c->desc_at, c->mu, c->k, &one, &one, c->desc_k,
+  pdgeqrf_(&hp, &n, c->at, &one, &one, c->desc_at, c->svd_tau, c->svd_work, &c->svd_lwork, &err);
+  CHECK(gn_par_agree(&c->par, lib_error("PDGEQRF", err, "unexpected positive info")));
+  /* R is the upper triangle of A^T(1:n, 1:n); below it PDGEQRF left the Householder vectors. */
+  if (n > 1) {
+    int nm1 = n - 1;
+    double zero = 0.0;
+    pdlaset_("L", &nm1, &nm1, &zero, &zero, c->at, &two, &one, c->desc_at, 1);
+  }
+  pdgesvd_("N", "V", &n, &n, c->at, &one, &one, c->desc_at, c->mu, c->k, &one, &one, c->desc_k,
            c->v, &one, &one, c->desc_k, c->svd_work, &c->svd_lwork, &err, 1, 1);
   info->t_eig += gn_par_wtime() - t0;
   CHECK(gn_par_agree(&c->par, lib_error("PDGESVD", err, err == n + 1

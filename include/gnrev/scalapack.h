@@ -56,6 +56,10 @@ void pdsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const
               const int *ja, const int *desca, double *w, double *z, const int *iz, const int *jz,
               const int *descz, double *work, const int *lwork, int *iwork, const int *liwork,
               int *info, size_t jobz_len, size_t uplo_len);
+void pdgeqrf_(const int *m, const int *n, double *a, const int *ia, const int *ja, const int *desca,
+              double *tau, double *work, const int *lwork, int *info);
+void pdlaset_(const char *uplo, const int *m, const int *n, const double *alpha, const double *beta,
+              double *a, const int *ia, const int *ja, const int *desca, size_t uplo_len);
 void pdgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, double *a,
               const int *ia, const int *ja, const int *desca, double *s, double *u, const int *iu,
               const int *ju, const int *descu, double *vt, const int *ivt, const int *jvt,
