@@ -1,0 +1,44 @@
+/* ggn.h — curvature of the generalised Gauss-Newton matrix in the manner of ViViT (Dangel et al.,
+ * ../shared/papers/003_*.txt; DESIGN.md section 5): G = V V^T with V = J^T S / sqrt(N); its
+ * nonzero spectrum from the Gram matrix V^T V = S^T K S / N built on the NTK; per-sample
+ * directional gradients and curvatures, their SNRs; and ViViT's damped Newton step. */
+#ifndef GNREV_GGN_H
+#define GNREV_GGN_H
+
+#include <stdint.h>
+
+#include "gnrev/deck.h"
+#include "gnrev/model.h"
+#include "gnrev/par.h"
+
+typedef struct {
+  int64_t N;            /* samples */
+  int64_t n_eig;        /* nonzero eigenvalues found (<= N * columns of S per sample) */
+  double *eigenvalues;  /* n_eig, descending */
+  int64_t k;            /* top directions analysed (<= ggn_top_k, <= n_eig) */
+  double *gamma;        /* N x k: gamma_nk = e_k^T grad ell_n */
+  double *lambda;       /* N x k: lambda_nk = e_k^T G_n e_k */
+  double *gamma_mean, *lambda_mean; /* k: means over n (gamma_k, lambda_k) */
+  double *gamma_snr, *lambda_snr;   /* k: mean^2 / variance over the N samples */
+  double grad_overlap;  /* ||P_top grad L||^2 / ||grad L||^2: gradient's share in the top-k space */
+} gn_ggn;
+
+/* Collective on par->comm. The GGN analysis at theta for the N samples whose local rows are
+ * X_local/y_local (gn_par_rows(N) share), with the deck's loss, ggn_mode (exact: C columns of S
+ * per sample; mc: ggn_mc_samples sampled columns from GN_RNG_MC with sub = step) and ggn_top_k.
+ * Results are replicated on every rank. */
+int gn_ggn_compute(const gn_par *par, const gn_model *model, const gn_deck *deck, const double *theta,
+                   int64_t n_local, int64_t N, const double *X_local, const int32_t *y_local,
+                   int64_t step, gn_ggn *out);
+void gn_ggn_free(gn_ggn *g);
+
+/* Collective on par->comm. ViViT's damped Newton direction in the top-k eigenspace (method
+ * gn_vivit): delta = sum_k gamma_k / (lambda_k + delta_k) e_k, so theta_new = theta - lr * delta;
+ * delta_k = deck->damping (damping_mode constant) or chosen per direction by the bootstrap of
+ * ViViT section 4.2 (GN_RNG_BOOTSTRAP, sub = step; 5% quantile of the loss reduction over
+ * replicates, candidates on a log grid). damping_out (k) receives the damping used. */
+int gn_ggn_vivit_direction(const gn_par *par, const gn_model *model, const gn_deck *deck,
+                           const double *theta, int64_t n_local, int64_t N, const double *X_local,
+                           const int32_t *y_local, int64_t step, double *delta, double *damping_out);
+
+#endif

@@ -1,0 +1,45 @@
+/* ntk.h — the empirical neural tangent kernel on the logits, K = J J^T over all trained
+ * parameters, from the per-half-block structure of DESIGN.md section 5 (J is never formed):
+ * K[(i,a),(j,c)] = sum over half-blocks of (A[i] . A[j]) (g_ia . g_jc), g_ia = dlogit_ia/d(half-block
+ * output). Also the Moore-Penrose GN step built on it (deck gn_reference). */
+#ifndef GNREV_NTK_H
+#define GNREV_NTK_H
+
+#include <stdint.h>
+
+#include "gnrev/deck.h"
+#include "gnrev/model.h"
+#include "gnrev/par.h"
+
+/* K for p samples, split by samples: this rank owns samples [row0, row0 + nrows) (gn_par_rows(p))
+ * and so rows [row0*C, (row0+nrows)*C) of K, all p*C columns. Index (i, a) = i*C + a. */
+typedef struct {
+  int64_t p;        /* samples */
+  int C;            /* classes */
+  int64_t row0, nrows;
+  double *K;        /* (nrows*C) x (p*C) row-major */
+} gn_ntk;
+
+/* Collective on par->comm. K at theta for the p samples whose local rows are X_local
+ * (nrows x d, this rank's gn_par_rows(p) share). */
+int gn_ntk_compute(const gn_par *par, const gn_model *model, const double *theta, int64_t p,
+                   const double *X_local, gn_ntk *K);
+void gn_ntk_free(gn_ntk *K);
+
+/* Collective on par->comm. The k largest eigenvalues of K, descending (ScaLAPACK PDSYEVD). */
+int gn_ntk_eigenvalues(const gn_par *par, const gn_ntk *K, int64_t k, double *top);
+
+/* Collective on par->comm. Comparisons with a baseline K0 (same p): ||K - K0||_F / ||K0||_F, and
+ * the cosine between K0 v and K v for the fixed Gaussian v (GN_RNG_PROBE, sub 0, seed). */
+int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_t seed,
+                   double *rel_change, double *similarity);
+
+/* Collective on par->comm. The textbook Moore-Penrose GN direction delta = J^+ eps (nparams,
+ * replicated) for the batch of n_global rows (local rows X_local, labels y_local), with eps the GN
+ * residual of the deck's loss/output_hessian and the deck's rtol/atol truncation on the NTK's
+ * eigenvalues (sigma^2). Refuses (GN_EINPUT) when n_global*C exceeds max_rows. */
+int gn_ntk_mp_direction(const gn_par *par, const gn_model *model, const gn_deck *deck,
+                        const double *theta, int64_t n_local, int64_t n_global, const double *X_local,
+                        const int32_t *y_local, int64_t max_rows, double *delta);
+
+#endif
