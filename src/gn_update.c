@@ -21,7 +21,7 @@ struct gn_gn {
   int64_t ctx_n[MAX_CTX];      /* global batch size each context was made for */
   gn_pinv_ctx *ctx[MAX_CTX];
   int64_t cap;                 /* local rows the buffers hold */
-  double *X, *Xin, *T, *A, *t, *AdT, *mu, *eps;
+  double *X, *Xin, *T, *AF, *AG, *t, *AdT, *mu, *eps; /* AF, AG: features of block b's halves */
   gn_gn_stats stats;
 };
 
@@ -45,7 +45,7 @@ int gn_gn_create(const gn_par *par, const gn_model *model, const gn_deck *deck, 
 }
 
 static void free_buffers(gn_gn *gn) {
-  double **bufs[] = {&gn->X, &gn->Xin, &gn->T, &gn->A, &gn->t, &gn->AdT, &gn->mu, &gn->eps};
+  double **bufs[] = {&gn->X, &gn->Xin, &gn->T, &gn->AF, &gn->AG, &gn->t, &gn->AdT, &gn->mu, &gn->eps};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; ++i) {
     free(*bufs[i]);
     *bufs[i] = NULL;
@@ -72,12 +72,13 @@ static int reserve(gn_gn *gn, int64_t n) {
   gn->X = malloc(rows * md->d * sizeof(double));
   gn->Xin = malloc(rows * md->d * sizeof(double));
   gn->T = malloc(rows * md->d * sizeof(double));
-  gn->A = malloc(rows * md->hp * sizeof(double));
+  gn->AF = malloc(rows * md->hp * sizeof(double));
+  gn->AG = malloc(rows * md->hp * sizeof(double));
   gn->t = malloc(rows * md->m * sizeof(double));
   gn->AdT = malloc(rows * md->m * sizeof(double));
   gn->mu = malloc(rows * md->m * sizeof(double));
   gn->eps = malloc(rows * md->C * sizeof(double));
-  if (!gn->X || !gn->Xin || !gn->T || !gn->A || !gn->t || !gn->AdT || !gn->mu || !gn->eps) {
+  if (!gn->X || !gn->Xin || !gn->T || !gn->AF || !gn->AG || !gn->t || !gn->AdT || !gn->mu || !gn->eps) {
     free_buffers(gn);
     GN_FAIL(GN_ENOMEM, "out of memory for GN buffers (%lld local rows)", (long long)n);
   }
@@ -117,18 +118,14 @@ static void copy_cols(int64_t n, int64_t m, const double *src, int64_t lds, doub
   for (int64_t i = 0; i < n; ++i) memcpy(dst + i * ldd, src + i * lds, (size_t)m * sizeof(double));
 }
 
-/* Solves one half-block: delta_bs = A^+ t for the local rows of A(z) and t (contiguous n x m);
- * AdT receives A delta_bs for the local rows. */
-static int solve_half(gn_gn *gn, gn_pinv_ctx *ctx, int b, int s, int64_t n, const double *z,
-                      double *delta) {
+/* Solves one half-block: delta_bs = A^+ t for the local rows of its features A and of t
+ * (contiguous n x m); AdT receives A delta_bs for the local rows. */
+static int solve_half(gn_gn *gn, gn_pinv_ctx *ctx, int b, int s, const double *A, double *delta) {
   const gn_model *md = gn->model;
   const int half = 2 * b + s;
-  double t0 = gn_par_wtime();
-  gn_model_features(md, b, s, n, z, md->d, gn->A);
-  gn->stats.t_sweep += gn_par_wtime() - t0;
   gn_pinv_info info;
   memset(&info, 0, sizeof info);
-  int st = gn_pinv_apply(ctx, &gn->opts, gn->A, gn->t, delta + gn_model_offset(md, b, s), gn->AdT, &info);
+  int st = gn_pinv_apply(ctx, &gn->opts, A, gn->t, delta + gn_model_offset(md, b, s), gn->AdT, &info);
   if (st != GN_OK) {
     gn_error_trace(__FILE__, __LINE__, __func__);
     char msg[1024];
@@ -146,6 +143,21 @@ static int solve_half(gn_gn *gn, gn_pinv_ctx *ctx, int b, int s, int64_t n, cons
   if (!all_finite(delta + gn_model_offset(md, b, s), (size_t)(md->hp * md->m)))
     GN_FAIL(GN_ENUMERIC, "non-finite GN update in block %d, half %s", b, s ? "G" : "F");
   return GN_OK;
+}
+
+/* In place on X (n x d): (y1, y2) -> (x1, x2) of block b, leaving the features A_G(y1) in AG and
+ * A_F(x2) in AF: the sweep needs exactly these two matrices, so each is computed once. */
+static void inverse_keeping_features(gn_gn *gn, const double *theta, int b, int64_t n, double *X) {
+  const gn_model *md = gn->model;
+  const int64_t d = md->d, m = md->m, hp = md->hp;
+  gn_model_features(md, b, 1, n, X, d, gn->AG);
+  if (n > 0)
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)m, (int)hp, -1.0, gn->AG, (int)hp,
+                theta + gn_model_offset(md, b, 1), (int)m, 1.0, X + m, (int)d);
+  gn_model_features(md, b, 0, n, X + m, d, gn->AF);
+  if (n > 0)
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)m, (int)hp, -1.0, gn->AF, (int)hp,
+                theta + gn_model_offset(md, b, 0), (int)m, 1.0, X, (int)d);
 }
 
 int gn_gn_direction(gn_gn *gn, const double *theta, int64_t n, int64_t n_global, const double *X0,
@@ -175,29 +187,28 @@ int gn_gn_direction(gn_gn *gn, const double *theta, int64_t n, int64_t n_global,
     /* X holds (y1, y2) of block b; Xin gets its input (x1, x2) by the exact inverse. */
     t0 = gn_par_wtime();
     memcpy(gn->Xin, gn->X, (size_t)(n * d) * sizeof(double));
-    gn_model_block_inverse(md, theta, b, n, gn->Xin);
-    double *y1 = gn->X, *x2 = gn->Xin + m;
+    inverse_keeping_features(gn, theta, b, n, gn->Xin);
     double *t1 = gn->T, *t2 = gn->T + m;
     copy_cols(n, m, t1, d, gn->t, m);
     st->t_sweep += gn_par_wtime() - t0;
 
-    CHECK(solve_half(gn, ctx, b, 0, n, x2, delta));
+    CHECK(solve_half(gn, ctx, b, 0, gn->AF, delta));
 
     t0 = gn_par_wtime();
     /* mu = J_G(y1)[A_F dTheta_F]: what the F update already changes in y2. */
-    gn_model_half_jvp(md, theta, b, 1, n, y1, d, gn->AdT, m, gn->mu, m);
+    gn_model_half_jvp_features(md, theta, b, 1, n, gn->AG, gn->AdT, m, gn->mu, m);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < m; ++j) gn->t[i * m + j] = t2[i * d + j] - gn->mu[i * m + j];
     st->t_sweep += gn_par_wtime() - t0;
 
-    CHECK(solve_half(gn, ctx, b, 1, n, y1, delta));
+    CHECK(solve_half(gn, ctx, b, 1, gn->AG, delta));
 
     /* Tangent of the block input (JVP of the inverse block). */
     t0 = gn_par_wtime();
-    gn_model_half_jvp(md, theta, b, 1, n, y1, d, t1, d, gn->mu, m);
+    gn_model_half_jvp_features(md, theta, b, 1, n, gn->AG, t1, d, gn->mu, m);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < m; ++j) t2[i * d + j] -= gn->mu[i * m + j];
-    gn_model_half_jvp(md, theta, b, 0, n, x2, d, t2, d, gn->mu, m);
+    gn_model_half_jvp_features(md, theta, b, 0, n, gn->AF, t2, d, gn->mu, m);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < m; ++j) t1[i * d + j] -= gn->mu[i * m + j];
     double *swap = gn->X;

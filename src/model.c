@@ -174,22 +174,33 @@ void gn_model_half_forward(const gn_model *model, const double *theta, int b, in
        theta + gn_model_offset(model, b, s), model->m, 1.0, out, ldo);
 }
 
-void gn_model_half_jvp(const gn_model *model, const double *theta, int b, int s, int64_t n,
-                       const double *z, int64_t ldz, const double *v, int64_t ldv, double *out,
-                       int64_t ldo) {
-  assert(n <= model->nmax);
+/* out = J[v] given the features A (ld hp) at the point of linearisation, which carry phi'. */
+static void jvp_from_features(const gn_model *model, const double *theta, int b, int s, int64_t n,
+                              const double *A, const double *v, int64_t ldv, double *out, int64_t ldo) {
   const int64_t m = model->m, h = model->h;
   if (linear_route(model, b, n)) {
     gemm(CblasNoTrans, CblasNoTrans, n, m, m, 1.0, v, ldv, form_cw(model, theta, b, s), m, 0.0, out, ldo);
     return;
   }
   gemm(CblasNoTrans, CblasNoTrans, n, h, m, 1.0, v, ldv, model->proj[2 * b + s], h, 0.0, model->wV, h);
-  if (model->act[b] != GN_ACT_IDENTITY) {
-    features_into(model, b, s, n, z, ldz, model->wA, model->hp);
-    times_dphi(model->act[b], n, h, model->wA, model->hp, model->wV, h);
-  }
+  if (model->act[b] != GN_ACT_IDENTITY) times_dphi(model->act[b], n, h, A, model->hp, model->wV, h);
   gemm(CblasNoTrans, CblasNoTrans, n, m, h, 1.0, model->wV, h, theta + gn_model_offset(model, b, s), m,
        0.0, out, ldo);
+}
+
+void gn_model_half_jvp(const gn_model *model, const double *theta, int b, int s, int64_t n,
+                       const double *z, int64_t ldz, const double *v, int64_t ldv, double *out,
+                       int64_t ldo) {
+  assert(n <= model->nmax);
+  if (model->act[b] != GN_ACT_IDENTITY && !linear_route(model, b, n))
+    features_into(model, b, s, n, z, ldz, model->wA, model->hp);
+  jvp_from_features(model, theta, b, s, n, model->wA, v, ldv, out, ldo);
+}
+
+void gn_model_half_jvp_features(const gn_model *model, const double *theta, int b, int s, int64_t n,
+                                const double *A, const double *v, int64_t ldv, double *out, int64_t ldo) {
+  assert(n <= model->nmax);
+  jvp_from_features(model, theta, b, s, n, A, v, ldv, out, ldo);
 }
 
 void gn_model_half_vjp(const gn_model *model, const double *theta, int b, int s, int64_t n,

@@ -34,6 +34,43 @@ static double dgemm_rate(int64_t M, int64_t N, int64_t K, int reps) {
   return 2.0 * (double)M * (double)N * (double)K / best / 1e9;
 }
 
+/* Flop model of one half-block's kernels on n local rows (see src/model.c). */
+static int lin_route(const gn_model *md, int b, int64_t n) {
+  return md->act[b] == GN_ACT_IDENTITY && md->m * (md->h + n) < 2 * n * md->h;
+}
+static double f_half_fwd(const gn_model *md, int b, int64_t n) {
+  double nn = (double)n, m = (double)md->m, h = (double)md->h, hp = (double)md->hp;
+  return lin_route(md, b, n) ? 2 * m * m * h + 2 * nn * m * m : 2 * nn * m * h + 2 * nn * hp * m;
+}
+static double f_half_bwd(const gn_model *md, int b, int64_t n) {
+  double nn = (double)n, m = (double)md->m, h = (double)md->h, hp = (double)md->hp;
+  return lin_route(md, b, n) ? f_half_fwd(md, b, n) + 4 * nn * m * m + 2 * h * m * m
+                             : f_half_fwd(md, b, n) + 4 * nn * h * m + 2 * hp * nn * m;
+}
+static double f_half_jvp(const gn_model *md, int b, int64_t n) {
+  double nn = (double)n, m = (double)md->m, h = (double)md->h;
+  return lin_route(md, b, n) ? 2 * m * m * h + 2 * nn * m * m : 4 * nn * m * h;
+}
+static double flops_forward(const gn_model *md, int64_t n) {
+  double f = 2.0 * (double)n * (double)md->d * md->C;
+  for (int b = 0; b < md->B; ++b) f += 2 * f_half_fwd(md, b, n);
+  return f;
+}
+static double flops_sgd(const gn_model *md, int64_t n) {
+  double f = flops_forward(md, n) + 2.0 * (double)n * (double)md->d * md->C;
+  for (int b = 0; b < md->B; ++b) f += 2 * f_half_bwd(md, b, n);
+  return f;
+}
+/* The row-local part of a GN step: forward, the inverse with both feature matrices, three JVPs
+ * and A^T Z per block. The Gram, Z and projection products (global) are added by the caller. */
+static double flops_gn_local(const gn_model *md, int64_t n) {
+  double nn = (double)n, m = (double)md->m, h = (double)md->h, hp = (double)md->hp;
+  double f = flops_forward(md, n) + 2.0 * nn * (double)md->d * md->C;
+  for (int b = 0; b < md->B; ++b)
+    f += 2 * (2 * nn * m * h + 2 * nn * hp * m) + 3 * f_half_jvp(md, b, n) + 2 * (2 * nn * hp * m);
+  return f;
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   gn_par par;
@@ -59,6 +96,7 @@ int main(int argc, char **argv) {
   gn_model md;
   if (gn_model_create(&dk, d, C, &md) || gn_model_reserve(&md, nl)) gn_par_die(&par, GN_ENOMEM);
   const int64_t m = md.m, hp = md.hp, B = md.B;
+  (void)hidden;
   double *theta = malloc(md.nparams * sizeof(double)), *work = malloc(md.nparams * sizeof(double));
   double *X0 = malloc((size_t)(nl * d) * sizeof(double)), *X = malloc((size_t)(nl * d) * sizeof(double));
   double *dX = malloc((size_t)(nl * d) * sizeof(double)), *lg = malloc((size_t)(nl * C) * sizeof(double));
@@ -127,10 +165,12 @@ int main(int argc, char **argv) {
   double rss = (double)ru.ru_maxrss / 1024.0 / 1024.0, rss_max = rss;
   MPI_Allreduce(MPI_IN_PLACE, &rss_max, 1, MPI_DOUBLE, MPI_MAX, par.comm);
 
-  const double nn = (double)n, mm = (double)m, hh = (double)hidden, hpp = (double)hp, bb = (double)B;
-  const double f_fwd = bb * 2 * (2 * nn * mm * hh + 2 * nn * hpp * mm);
-  const double f_sgd = f_fwd + bb * 2 * (4 * nn * mm * hh + 6 * nn * mm * hh);
-  const double f_gn = f_fwd + bb * (28 * nn * mm * hh + 2 * nn * nn * hpp);
+  /* Flops of the products each algorithm performs, mirroring src/model.c and src/gn_update.c
+   * (linear block 0 goes through C W when cheaper); summed over ranks. */
+  double fl[3] = {flops_forward(&md, nl), flops_sgd(&md, nl), flops_gn_local(&md, nl)};
+  MPI_Allreduce(MPI_IN_PLACE, fl, 3, MPI_DOUBLE, MPI_SUM, par.comm);
+  const double f_fwd = fl[0], f_sgd = fl[1];
+  const double f_gn = fl[2] + (double)B * 2 * ((double)n * n * hp + 6.0 * n * n * m);
   if (par.rank == 0) {
     printf("gnrev bench: d = %lld, h = %lld, B = %lld, n = %lld (full batch), %d rank%s, %zu parameters\n",
            (long long)d, (long long)hidden, (long long)B, (long long)n, par.size, par.size > 1 ? "s" : "",

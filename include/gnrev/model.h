@@ -60,6 +60,11 @@ void gn_model_half_jvp(const gn_model *model, const double *theta, int b, int s,
                        const double *z, int64_t ldz, const double *v, int64_t ldv, double *out,
                        int64_t ldo);
 
+/* Local. The same JVP when the features A = A_bs(z) (n x hp, ld hp) are at hand: phi' is read off
+ * them, so the GN sweep computes each feature matrix once. A is not modified. */
+void gn_model_half_jvp_features(const gn_model *model, const double *theta, int b, int s, int64_t n,
+                                const double *A, const double *v, int64_t ldv, double *out, int64_t ldo);
+
 /* Local. The VJP of F_bs at z with output cotangent g (n x m): gz (n x m, ld ldgz) += J^T g,
  * and, when dtheta is not NULL, dtheta (hp x m) += A(z)^T g. */
 void gn_model_half_vjp(const gn_model *model, const double *theta, int b, int s, int64_t n,
