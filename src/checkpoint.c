@@ -3,6 +3,7 @@
 #include "gnrev/checkpoint.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,8 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "gnrev/err.h"
 #include "gnrev/h5io.h"
+#include "gnrev/deck.h"
 
 #ifndef GN_VERSION
 #define GN_VERSION "unknown"
@@ -19,6 +23,28 @@
 
 void gn_ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap) {
   snprintf(buf, cap, "%s/checkpoints/step_%08lld.h5", deck->out_dir, (long long)step);
+}
+
+/* zlib's CRC-32 over a double array, in chunks (crc32 takes a uInt length). */
+static int64_t crc_of(const double *v, size_t n) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const unsigned char *p = (const unsigned char *)v;
+  size_t bytes = n * sizeof(double);
+  for (size_t off = 0; off < bytes; off += 1u << 30) {
+    size_t len = bytes - off < (1u << 30) ? bytes - off : (1u << 30);
+    crc = crc32(crc, p + off, (uInt)len);
+  }
+  return (int64_t)crc;
+}
+
+static int64_t crc_optimizer(gn_optim *opt) {
+  if (!opt) return 0;
+  const char *names[2];
+  double *arrays[2];
+  int k = gn_optim_state(opt, names, arrays);
+  int64_t crc = 0;
+  for (int i = 0; i < k; ++i) crc ^= crc_of(arrays[i], opt->n) * (i + 1);
+  return crc;
 }
 
 static int write_model(gn_h5 *f, const gn_model *md, const double *theta) {
@@ -77,6 +103,15 @@ static void prune(const gn_deck *deck) {
   }
 }
 
+/* Fault injection for the tests (docs/operations.md): GNREV_FAULT_KILL_IN_CHECKPOINT=<step> kills
+ * rank 0 with SIGKILL half-way through writing that step's checkpoint, as a node failure would. */
+static void fault_injection(const gn_par *par, int64_t step) {
+  const char *v = getenv("GNREV_FAULT_KILL_IN_CHECKPOINT");
+  if (v && par->rank == 0 && strtoll(v, NULL, 10) == step) {
+    raise(SIGKILL);
+  }
+}
+
 int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *meta,
                   const gn_model *model, const double *theta, gn_optim *opt) {
   char dir[GN_PATH_MAX + 32], path[GN_PATH_MAX + 64];
@@ -97,6 +132,7 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "nranks", par->size));
   CHECK_GOTO(gn_h5_attr_str(f, "/", "version", GN_VERSION));
   CHECK_GOTO(write_model(f, model, theta));
+  fault_injection(par, meta->step);
   CHECK_GOTO(gn_h5_attr_str(f, "/", "optimizer", gn_deck_method_name(deck->method)));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "optimizer_t", opt ? opt->t : 0));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "optimizer_has_momentum", opt ? opt->has_buf1 : 0));
@@ -112,10 +148,241 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
       CHECK_GOTO(gn_h5_describe(f, p, "optimizer state in the flat parameter order of docs/output-format.md", "1", "parameter"));
     }
   }
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_theta", crc_of(theta, model->nparams)));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_optimizer", crc_optimizer(opt)));
+  /* Written last: a file without it was cut short while being written. */
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "complete", 1));
   CHECK(gn_h5_close(f));
   if (par->rank == 0) prune(deck);
   return GN_OK;
 fail:
   gn_h5_abandon(f);
   return status;
+}
+
+/* ---- reading and restarting ---- */
+
+/* Keys whose change between the run that wrote a checkpoint and the run that continues it
+ * changes nothing already computed: how long to run, how often to log, check and measure. */
+static const char *const MAY_CHANGE[] = {
+    "run:name", "run:out_dir", "run:epochs", "run:max_steps", "run:log_every",
+    "checkpoint:every", "checkpoint:keep", "checkpoint:restart",
+    "diagnostics:eval_every", "diagnostics:batch_change", "diagnostics:ntk_every",
+    "diagnostics:ntk_save_matrix", "diagnostics:cka_every", "diagnostics:weights_every",
+    "diagnostics:ggn_every"};
+
+/* Calls fn(group:key, value) for each "  key = value" line of an effective deck. */
+static int deck_lookup(const char *text, const char *want, char *value, size_t cap) {
+  char group[64] = "";
+  const char *p = text;
+  while (*p) {
+    const char *e = strchr(p, '\n');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    char line[GN_PATH_MAX + 128];
+    if (len >= sizeof line) len = sizeof line - 1;
+    memcpy(line, p, len);
+    line[len] = '\0';
+    char key[64], val[GN_PATH_MAX + 64];
+    if (line[0] == '&') {
+      snprintf(group, sizeof group, "%.60s", line + 1);
+    } else if (sscanf(line, " %63[a-z0-9_] = %[^\n]", key, val) == 2) {
+      char gk[160];
+      snprintf(gk, sizeof gk, "%s:%s", group, key);
+      if (strcmp(gk, want) == 0) {
+        snprintf(value, cap, "%s", val);
+        return 1;
+      }
+    }
+    p = e ? e + 1 : p + len;
+  }
+  return 0;
+}
+
+static bool may_change(const char *gk) {
+  for (size_t i = 0; i < sizeof MAY_CHANGE / sizeof *MAY_CHANGE; ++i)
+    if (strcmp(gk, MAY_CHANGE[i]) == 0) return true;
+  return false;
+}
+
+/* Compares two effective decks key by key; refuses differences outside MAY_CHANGE. */
+static int compare_decks(const gn_par *par, const char *path, const char *old_text, const char *new_text) {
+  char refused[4096] = "", allowed[4096] = "";
+  char group[64] = "";
+  const char *p = new_text;
+  while (*p) {
+    const char *e = strchr(p, '\n');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    char line[GN_PATH_MAX + 128], key[64], val[GN_PATH_MAX + 64], old[GN_PATH_MAX + 64];
+    if (len >= sizeof line) len = sizeof line - 1;
+    memcpy(line, p, len);
+    line[len] = '\0';
+    if (line[0] == '&') {
+      snprintf(group, sizeof group, "%.60s", line + 1);
+    } else if (sscanf(line, " %63[a-z0-9_] = %[^\n]", key, val) == 2) {
+      char gk[160];
+      snprintf(gk, sizeof gk, "%s:%s", group, key);
+      if (!deck_lookup(old_text, gk, old, sizeof old)) snprintf(old, sizeof old, "(absent)");
+      if (strcmp(old, val) != 0) {
+        char item[512];
+        snprintf(item, sizeof item, "\n    %.100s: %.180s -> %.180s", gk, old, val);
+        char *dst = may_change(gk) ? allowed : refused;
+        strncat(dst, item, 4096 - strlen(dst) - 1);
+      }
+    }
+    p = e ? e + 1 : p + len;
+  }
+  if (refused[0])
+    GN_FAIL(GN_EINPUT,
+            "checkpoint %s was written by a run whose deck differs in keys that change the results:%s\n"
+            "  restore those values, or start afresh with &checkpoint restart = 'none' or another out_dir",
+            path, refused);
+  if (allowed[0] && par->rank == 0) {
+    printf("restart: deck changes since checkpoint %s (allowed):%s\n", path, allowed);
+    fflush(stdout);
+  }
+  return GN_OK;
+}
+
+static int same_fixed(gn_h5 *f, const char *path, const char *what, int nd, const int64_t *dims,
+                      const double *expect, size_t n, const char *ckpt) {
+  double *buf = malloc(n * sizeof(double));
+  CHECK_ALLOC(buf);
+  int st = gn_h5_read_f64(f, path, nd, dims, buf);
+  if (st == GN_OK && memcmp(buf, expect, n * sizeof(double)) != 0)
+    st = GN_RAISE(GN_EINPUT, "checkpoint %s: %s differs from the one this build makes from the seed "
+                  "(another gnrev version or BLAS?): refusing to continue", ckpt, what);
+  free(buf);
+  return st;
+}
+
+int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, const gn_model *md,
+                 double *theta, gn_optim *opt, gn_ckpt_state *state) {
+  gn_h5 *f = NULL;
+  CHECK(gn_h5_open(par, path, false, &f));
+  int status = GN_OK;
+  char *format = NULL, *old_deck = NULL, *method = NULL;
+  int64_t complete = 0, step = 0, epoch = 0, nranks = 0, crc_t = 0, crc_o = 0, t = 0, has_mom = 0;
+  CHECK_GOTO(gn_h5_read_attr_str(f, "/", "format", &format));
+  if (strcmp(format, "gnrev-checkpoint-1") != 0)
+    FAIL_GOTO(GN_EINPUT, "checkpoint %s has format '%s'; this gnrev reads 'gnrev-checkpoint-1'", path, format);
+  if (gn_h5_read_attr_i64(f, "/", "complete", &complete) != GN_OK || complete != 1)
+    FAIL_GOTO(GN_EIO, "checkpoint %s is incomplete (no completeness marker): it was cut short while being written", path);
+  CHECK_GOTO(gn_h5_read_attr_str(f, "/", "deck", &old_deck));
+  CHECK_GOTO(compare_decks(par, path, old_deck, deck_text));
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "step", &step));
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "epoch", &epoch));
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "nranks", &nranks));
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "crc32_theta", &crc_t));
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "crc32_optimizer", &crc_o));
+  int64_t du[2] = {md->d, md->C};
+  CHECK_GOTO(same_fixed(f, "/model/U", "the output map U", 2, du, md->U, (size_t)(md->d * md->C), path));
+  for (int b = 0; b < md->B; ++b)
+    for (int s = 0; s < 2; ++s) {
+      char p[128], what[64];
+      const char *half = s ? "G" : "F";
+      double *th = theta + gn_model_offset(md, b, s);
+      snprintf(p, sizeof p, "/model/block_%03d/%s/C", b, half);
+      snprintf(what, sizeof what, "the projection C of block %d, %s", b, half);
+      int64_t dc[2] = {md->m, md->h};
+      CHECK_GOTO(same_fixed(f, p, what, 2, dc, md->proj[2 * b + s], (size_t)(md->m * md->h), path));
+      snprintf(p, sizeof p, "/model/block_%03d/%s/W", b, half);
+      int64_t dw[2] = {md->h, md->m};
+      CHECK_GOTO(gn_h5_read_f64(f, p, 2, dw, th));
+      if (md->hp > md->h) {
+        snprintf(p, sizeof p, "/model/block_%03d/%s/b", b, half);
+        int64_t db[1] = {md->m};
+        CHECK_GOTO(gn_h5_read_f64(f, p, 1, db, th + md->h * md->m));
+      }
+    }
+  if (crc_of(theta, md->nparams) != crc_t)
+    FAIL_GOTO(GN_EIO, "checkpoint %s: the weights do not match their checksum (damaged file)", path);
+  if (opt) {
+    CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_t", &t));
+    CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_has_momentum", &has_mom));
+    opt->t = t;
+    opt->has_buf1 = (int)has_mom;
+    const char *names[2];
+    double *arrays[2];
+    int k = gn_optim_state(opt, names, arrays);
+    for (int i = 0; i < k; ++i) {
+      char p[128];
+      snprintf(p, sizeof p, "/optimizer/%s", names[i]);
+      int64_t dims[1] = {(int64_t)opt->n};
+      CHECK_GOTO(gn_h5_read_f64(f, p, 1, dims, arrays[i]));
+    }
+    if (crc_optimizer(opt) != crc_o)
+      FAIL_GOTO(GN_EIO, "checkpoint %s: the optimizer state does not match its checksum (damaged file)", path);
+  }
+  state->step = step;
+  state->epoch = epoch;
+  state->nranks = (int)nranks;
+fail:
+  free(format);
+  free(old_deck);
+  free(method);
+  {
+    int st2 = gn_h5_close(f);
+    if (status == GN_OK) status = st2;
+  }
+  return status;
+}
+
+static int cmp_desc(const void *a, const void *b) { return -cmp_i64(a, b); }
+
+int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
+                    const gn_model *model, double *theta, gn_optim *opt, char *path, size_t cap,
+                    gn_ckpt_state *state) {
+  path[0] = '\0';
+  memset(state, 0, sizeof *state);
+  if (strcmp(deck->restart, "none") == 0) return GN_OK;
+  if (strcmp(deck->restart, "auto") != 0) {
+    snprintf(path, cap, "%s", deck->restart);
+    int st = gn_ckpt_read(par, path, deck_text, model, theta, opt, state);
+    if (st != GN_OK) path[0] = '\0';
+    return st;
+  }
+  /* Newest first; every rank lists the same folder (shared file system), rank 0's list wins. */
+  enum { MAXC = 4096 };
+  int64_t *steps = malloc(MAXC * sizeof(int64_t));
+  CHECK_ALLOC(steps);
+  int64_t n = 0;
+  if (par->rank == 0) {
+    char dir[GN_PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s/checkpoints", deck->out_dir);
+    DIR *dp = opendir(dir);
+    struct dirent *e;
+    while (dp && (e = readdir(dp)) && n < MAXC) {
+      long long s;
+      char tail[8];
+      if (sscanf(e->d_name, "step_%lld.%7s", &s, tail) == 2 && strcmp(tail, "h5") == 0) steps[n++] = s;
+    }
+    if (dp) closedir(dp);
+    qsort(steps, (size_t)n, sizeof *steps, cmp_desc);
+  }
+  int st = gn_par_bcast(par, &n, sizeof n, 0);
+  if (st == GN_OK) st = gn_par_bcast(par, steps, (size_t)n * sizeof *steps, 0);
+  for (int64_t i = 0; st == GN_OK && i < n; ++i) {
+    gn_ckpt_path(deck, steps[i], path, cap);
+    int r = gn_ckpt_read(par, path, deck_text, model, theta, opt, state);
+    if (r == GN_OK) {
+      free(steps);
+      return GN_OK;
+    }
+    if (r != GN_EIO) {
+      st = r;
+      break;
+    }
+    if (par->rank == 0) {
+      fprintf(stderr, "gnrev_mpi: warning: skipping damaged checkpoint: %s\n", gn_error_message());
+      fflush(stderr);
+    }
+    gn_error_clear();
+  }
+  free(steps);
+  path[0] = '\0';
+  if (st == GN_OK) {
+    /* Nothing loadable: start afresh, from the initial parameters the caller made. */
+    memset(state, 0, sizeof *state);
+  }
+  return st;
 }

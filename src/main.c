@@ -13,6 +13,7 @@
 #include "gnrev/deck.h"
 #include "gnrev/err.h"
 #include "gnrev/par.h"
+#include "gnrev/signals.h"
 #include "gnrev/train.h"
 
 #ifndef GN_VERSION
@@ -158,6 +159,7 @@ int main(int argc, char **argv) {
   /* One core per rank unless the user asked otherwise: OpenBLAS threads would oversubscribe. */
   if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  gn_signals_install();
   gn_par par;
   int st = gn_par_open(MPI_COMM_WORLD, &par);
   if (st != GN_OK) gn_par_die(NULL, st);

@@ -23,6 +23,7 @@
 #include "gnrev/model.h"
 #include "gnrev/optim.h"
 #include "gnrev/rng.h"
+#include "gnrev/signals.h"
 
 #ifndef GN_VERSION
 #define GN_VERSION "unknown"
@@ -49,6 +50,8 @@ typedef struct {
   int64_t cap;               /* local rows the batch buffers hold */
   int64_t *idx;
   double *X0, *X, *dX, *logits, *dlogits;
+  int64_t start_step;        /* first update of this run (> 0 after a restart) */
+  char restart_path[GN_PATH_MAX + 64]; /* checkpoint continued from ("" if none) */
   int32_t *y;
 } trainer;
 
@@ -184,6 +187,27 @@ static int open_outputs(trainer *tr, const char *deck_path) {
   CHECK(gn_par_agree(tr->par, st));
   char path[GN_PATH_MAX + 16];
   snprintf(path, sizeof path, "%s/run.h5", tr->deck->out_dir);
+  struct stat sb;
+  int exists = stat(path, &sb) == 0;
+  CHECK(gn_par_bcast(tr->par, &exists, sizeof exists, 0));
+  if (tr->restart_path[0] && exists) {
+    /* Continue the series where the checkpoint left them: rows t < start_step stay. */
+    CHECK(gn_h5_open(tr->par, path, true, &tr->run));
+    CHECK(gn_h5_truncate_series(tr->run, "/metrics", tr->start_step));
+    CHECK(gn_h5_truncate_series(tr->run, "/gn", tr->start_step));
+    char *prev = NULL, note[GN_PATH_MAX + 256];
+    if (gn_h5_read_attr_str(tr->run, "/", "restarts", &prev) != GN_OK) {
+      gn_error_clear();
+      prev = NULL;
+    }
+    snprintf(note, sizeof note, "%s%sstep %lld on %d ranks from %s", prev ? prev : "", prev ? "; " : "",
+             (long long)tr->start_step, tr->par->size, tr->restart_path);
+    free(prev);
+    CHECK(gn_h5_attr_str(tr->run, "/", "restarts", note));
+    CHECK(gn_h5_attr_i64(tr->run, "/", "nranks", tr->par->size));
+    CHECK(gn_h5_attr_str(tr->run, "/", "deck", tr->deck_text));
+    return GN_OK;
+  }
   CHECK(gn_h5_create(tr->par, path, &tr->run));
   gn_h5 *f = tr->run;
   CHECK(gn_h5_attr_str(f, "/", "format", "gnrev-run-1"));
@@ -195,6 +219,7 @@ static int open_outputs(trainer *tr, const char *deck_path) {
   CHECK(gn_h5_attr_str(f, "/", "compiler", __VERSION__));
   CHECK(gn_h5_attr_str(f, "/", "cflags", GN_CFLAGS));
   CHECK(gn_h5_attr_i64(f, "/", "nparams", (int64_t)tr->model.nparams));
+  if (tr->restart_path[0]) CHECK(gn_h5_attr_str(f, "/", "restarts", tr->restart_path));
   return GN_OK;
 }
 
@@ -273,13 +298,13 @@ static int train_loop(trainer *tr) {
   const double t_start = gn_par_wtime();
   double t_steps = 0, last_test_loss = NAN, last_test_acc = NAN;
   int64_t done = 0;
-  CHECK(checkpoint(tr, 0, 0));
+  if (tr->start_step == 0) CHECK(checkpoint(tr, 0, 0));
   if (RANK0) {
     printf("%8s %6s %12s %8s %12s %8s %10s %10s\n", "step", "epoch", "train_loss", "train_acc",
            "test_loss", "test_acc", "step_s", "ETA");
     fflush(stdout);
   }
-  for (int64_t step = 0; step < tr->steps_total; ++step) {
+  for (int64_t step = tr->start_step; step < tr->steps_total; ++step) {
     const int64_t epoch = step / tr->steps_per_epoch, k = step % tr->steps_per_epoch;
     double test_loss = NAN, test_acc = NAN;
     if (dk->eval_every > 0 && step % dk->eval_every == 0) {
@@ -319,6 +344,16 @@ static int train_loop(trainer *tr) {
     if (log_now)
       progress(tr, step, epoch, loss, acc, last_test_loss, last_test_acc, t_steps / (double)done,
                (gn_par_wtime() - t_start) / (double)done * (double)(tr->steps_total - step - 1));
+    int signum = 0;
+    CHECK(gn_signals_agree(tr->par, &signum));
+    if (signum && step + 1 < tr->steps_total) {
+      CHECK(gn_h5_flush(tr->run));
+      CHECK(checkpoint(tr, step + 1, (step + 1) / tr->steps_per_epoch));
+      GN_FAIL(GN_ESTOPPED,
+              "%s received: stopped after step %lld with a checkpoint in %s/checkpoints; run the same "
+              "command again to continue",
+              gn_signals_name(signum), (long long)(step + 1), dk->out_dir);
+    }
     if (dk->every > 0 && (step + 1) % dk->every == 0 && step + 1 < tr->steps_total)
       CHECK(checkpoint(tr, step + 1, (step + 1) / tr->steps_per_epoch));
   }
@@ -421,6 +456,23 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   }
   CHECK_GOTO(gn_par_agree(par, st));
   gn_model_init_params(&tr->model, deck, tr->theta);
+  gn_ckpt_state cs;
+  CHECK_GOTO(gn_ckpt_restart(par, deck, tr->deck_text, &tr->model, tr->theta,
+                             deck->method == GN_OPT_GN ? NULL : &tr->opt, tr->restart_path,
+                             sizeof tr->restart_path, &cs));
+  if (tr->restart_path[0]) {
+    tr->start_step = cs.step;
+    if (RANK0) {
+      printf("restart: continuing from %s (step %lld, written on %d rank%s)\n", tr->restart_path,
+             (long long)cs.step, cs.nranks, cs.nranks == 1 ? "" : "s");
+      fflush(stdout);
+    }
+  } else if (strcmp(deck->restart, "auto") == 0) {
+    /* A failed candidate may have left partial values behind: start from the true initial state. */
+    gn_model_init_params(&tr->model, deck, tr->theta);
+    gn_optim_free(&tr->opt);
+    CHECK_GOTO(gn_par_agree(par, gn_optim_create(deck, np, &tr->opt)));
+  }
   if (deck->method == GN_OPT_GN) CHECK_GOTO(gn_par_agree(par, gn_gn_create(par, &tr->model, deck, &tr->gn)));
   CHECK_GOTO(open_outputs(tr, deck_path));
   CHECK_GOTO(train_loop(tr));
