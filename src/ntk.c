@@ -1,0 +1,494 @@
+/* ntk.c — the empirical NTK on the logits from the per-half-block structure (DESIGN.md section
+ * 5), its spectrum, its drift against a baseline, and the Moore-Penrose GN step built on it.
+ *
+ * K = J J^T splits over half-blocks: the parameters Theta of half-block (b, s) enter logit
+ * (i, a) only through A_i Theta, so dlogit_ia/dTheta = A_i^T g_ia with g_ia = dlogit_ia/dy (y the
+ * half-block's output) and K_bs[(i,a),(j,c)] = (A_i . A_j)(g_ia . g_jc). One walk down the net
+ * (the inverse recomputes each block's input, as in gn_model_backward) carries C cotangents at
+ * once, stored class-interleaved (row i*C + a of an (n*C) x d matrix) so that class a's rows are
+ * a strided view (leading dimension C*d) the model's VJP kernels take as they are, and so that
+ * the g rows of a half-block are already in K's (i, a) order. At each half-block the A rows and g
+ * rows of all p samples are allgathered (probe sets are small) and two local GEMMs give this
+ * rank's rows of K.
+ *
+ * Cost per half-block and rank (n = local samples): C VJPs O(C n m h), features O(n m h),
+ * allgather p (hp + C m) doubles, GEMMs O(n p hp + n C p C m). Memory per rank: K n C x p C,
+ * the g Gram of the same size, the cotangents n C d, gathered A p hp and g p C m.
+ *
+ * The spectrum goes through ScaLAPACK (PDGEMR2D to a 2-D grid, PDSYEVD); the MP step solves on
+ * the gathered K on rank 0 (bounded by max_rows), so it is replicated and deterministic. */
+#include "gnrev/ntk.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gnrev/loss.h"
+#include "gnrev/rng.h"
+#include "gnrev/scalapack.h"
+
+enum { NB_MAX = 64, WORK_SLACK = 256 };
+
+static int bint(int64_t x) {
+  assert(x >= 0 && x <= INT_MAX);
+  return (int)x;
+}
+
+/* C = alpha op(A) op(B) + beta C (row-major), tolerating empty shapes (a rank may own no rows). */
+static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, double alpha,
+                 const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C,
+                 int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    if (beta == 0.0)
+      for (int64_t i = 0; i < M; ++i) memset(C + i * ldc, 0, (size_t)N * sizeof *C);
+    return;
+  }
+  cblas_dgemm(CblasRowMajor, ta, tb, bint(M), bint(N), bint(K), alpha, A, bint(lda), B, bint(ldb), beta,
+              C, bint(ldc));
+}
+
+static double *dalloc(size_t n) { return malloc((n ? n : 1) * sizeof(double)); }
+
+static int mpi_check(int rc, const char *call, const char *file, int line, const char *func) {
+  if (rc == MPI_SUCCESS) return GN_OK;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  return gn_error(GN_EMPI, file, line, func, "%s failed: %s", call, msg);
+}
+#define MPI_GOTO(call) CHECK_GOTO(mpi_check((call), #call, __FILE__, __LINE__, __func__))
+
+static int all_finite(const double *v, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (!isfinite(v[i])) return 0;
+  return 1;
+}
+
+/* The model kernels hold at most model->nmax rows: rows are independent, so walk in chunks. */
+static int64_t chunk_rows(const gn_model *md) { return md->nmax; }
+
+static int need_workspace(const gn_model *md) {
+  if (md->nmax < 1)
+    GN_FAIL(GN_EINTERNAL, "ntk: the model has no workspace (nmax = %lld); call gn_model_reserve "
+            "first", (long long)md->nmax);
+  return GN_OK;
+}
+
+/* X (n x d) -> X_B in place, chunk by chunk; logits (n x C) too unless NULL. */
+static void forward_rows(const gn_model *md, const double *theta, int64_t n, double *X, double *logits) {
+  const int64_t ch = chunk_rows(md);
+  for (int64_t r = 0; r < n; r += ch) {
+    const int64_t nc = n - r < ch ? n - r : ch;
+    gn_model_forward(md, theta, nc, X + r * md->d, logits ? logits + r * md->C : NULL);
+  }
+}
+
+/* Per rank (rank index r) counts and displacements, in rows of `per` units, of a gn_par_rows split. */
+static void split_counts(int64_t p, int size, int64_t per, int *cnt, int *dsp) {
+  for (int r = 0; r < size; ++r) {
+    int64_t row0, nrows;
+    gn_par_rows(p, size, r, &row0, &nrows);
+    cnt[r] = (int)(nrows * per);
+    dsp[r] = (int)(row0 * per);
+  }
+}
+
+void gn_ntk_free(gn_ntk *K) {
+  if (!K) return;
+  free(K->K);
+  memset(K, 0, sizeof *K);
+}
+
+/* Working set of gn_ntk_compute. */
+typedef struct {
+  const gn_par *par;
+  const gn_model *md;
+  int64_t p, row0, nrows;
+  int C;
+  double *X;      /* nrows x d: the state, walked down from X_B */
+  double *dX;     /* (nrows C) x d: cotangents, row i*C + a for output unit a of sample i */
+  double *Aall;   /* p x hp: features of every sample at the current half-block */
+  double *Gall;   /* (p C) x m: cotangents wrt the half-block output, all samples */
+  double *Ga;     /* nrows x p: A_loc A_all^T */
+  double *Gg;     /* (nrows C) x (p C): G_loc G_all^T */
+  int *cnt, *dsp; /* 2 x size: allgather counts and displacements (rows) */
+  MPI_Datatype row_hp, row_m;
+} walk;
+
+/* Adds half-block (b, s)'s term to K: z (ld d) is its input, the cotangent wrt its output sits in
+ * dX at column offset `off`. Collective. */
+static int add_half_block(walk *w, int b, int s, const double *z, int64_t off, double *K) {
+  const gn_model *md = w->md;
+  const int64_t p = w->p, n = w->nrows, hp = md->hp, m = md->m, d = md->d, C = w->C, pC = p * C;
+  int status = GN_OK;
+  gn_model_features(md, b, s, n, z, d, w->Aall + w->row0 * hp);
+  double *Gloc = w->Gall + w->row0 * C * m;
+  for (int64_t r = 0; r < n * C; ++r) memcpy(Gloc + r * m, w->dX + r * d + off, (size_t)m * sizeof(double));
+  const int P = w->par->size;
+  split_counts(p, P, 1, w->cnt, w->dsp);
+  MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, w->Aall, w->cnt, w->dsp, w->row_hp,
+                          w->par->comm));
+  split_counts(p, P, C, w->cnt, w->dsp);
+  MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, w->Gall, w->cnt, w->dsp, w->row_m,
+                          w->par->comm));
+  gemm(CblasNoTrans, CblasTrans, n, p, hp, 1.0, w->Aall + w->row0 * hp, hp, w->Aall, hp, 0.0, w->Ga, p);
+  gemm(CblasNoTrans, CblasTrans, n * C, pC, m, 1.0, Gloc, m, w->Gall, m, 0.0, w->Gg, pC);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t a = 0; a < C; ++a) {
+      const double *ga = w->Gg + (i * C + a) * pC, *aa = w->Ga + i * p;
+      double *k = K + (i * C + a) * pC;
+      for (int64_t j = 0; j < p; ++j)
+        for (int64_t c = 0; c < C; ++c) k[j * C + c] += aa[j] * ga[j * C + c];
+    }
+fail:
+  return status;
+}
+
+/* Inverts half-block (b, s) of the state (target -= F(z)) and pulls every class's cotangent
+ * through it (gz += J^T g), chunk by chunk. z, target and the cotangent columns are offsets into
+ * the rows of X (ld d) and dX (ld C d). */
+static void invert_and_pull(walk *w, const double *theta, int b, int s, int64_t zoff, int64_t toff) {
+  const gn_model *md = w->md;
+  const int64_t d = md->d, C = w->C, ch = chunk_rows(md);
+  for (int64_t r = 0; r < w->nrows; r += ch) {
+    const int64_t nc = w->nrows - r < ch ? w->nrows - r : ch;
+    double *Xr = w->X + r * d;
+    /* The VJP is taken at z, which the inversion leaves alone (it writes the other half). */
+    for (int64_t a = 0; a < C; ++a) {
+      double *G = w->dX + (r * C + a) * d;
+      gn_model_half_vjp(md, theta, b, s, nc, Xr + zoff, d, G + toff, C * d, G + zoff, C * d, NULL);
+    }
+    gn_model_half_forward(md, theta, b, s, nc, Xr + zoff, d, -1.0, Xr + toff, d);
+  }
+}
+
+int gn_ntk_compute(const gn_par *par, const gn_model *model, const double *theta, int64_t p,
+                   const double *X_local, gn_ntk *K) {
+  memset(K, 0, sizeof *K);
+  if (p < 1 || p * model->C > INT_MAX)
+    GN_FAIL(GN_EINPUT, "ntk: %lld probe samples x %d classes; expected 1 <= p C <= %d", (long long)p,
+            model->C, INT_MAX);
+  CHECK(need_workspace(model));
+  walk w = {.par = par, .md = model, .p = p, .C = model->C, .row_hp = MPI_DATATYPE_NULL,
+            .row_m = MPI_DATATYPE_NULL};
+  gn_par_rows(p, par->size, par->rank, &w.row0, &w.nrows);
+  const int64_t n = w.nrows, d = model->d, m = model->m, hp = model->hp, C = model->C, pC = p * C;
+  int status = GN_OK;
+  K->p = p;
+  K->C = model->C;
+  K->row0 = w.row0;
+  K->nrows = n;
+  K->K = calloc((size_t)(n * C * pC > 0 ? n * C * pC : 1), sizeof(double));
+  w.X = dalloc((size_t)(n * d));
+  w.dX = dalloc((size_t)(n * C * d));
+  w.Aall = dalloc((size_t)(p * hp));
+  w.Gall = dalloc((size_t)(pC * m));
+  w.Ga = dalloc((size_t)(n * p));
+  w.Gg = dalloc((size_t)(n * C * pC));
+  w.cnt = malloc(2 * (size_t)par->size * sizeof(int));
+  if (w.cnt) w.dsp = w.cnt + par->size;
+  if (!K->K || !w.X || !w.dX || !w.Aall || !w.Gall || !w.Ga || !w.Gg || !w.cnt)
+    status = GN_RAISE(GN_ENOMEM, "ntk: out of memory for the %lld x %lld rows of the NTK on this rank "
+                      "and its work arrays (p = %lld samples)", (long long)(n * C), (long long)pC,
+                      (long long)p);
+  CHECK_GOTO(gn_par_agree(par, status));
+  MPI_GOTO(MPI_Type_contiguous(bint(hp), MPI_DOUBLE, &w.row_hp));
+  MPI_GOTO(MPI_Type_commit(&w.row_hp));
+  MPI_GOTO(MPI_Type_contiguous(bint(m), MPI_DOUBLE, &w.row_m));
+  MPI_GOTO(MPI_Type_commit(&w.row_m));
+
+  if (n > 0) memcpy(w.X, X_local, (size_t)(n * d) * sizeof(double));
+  forward_rows(model, theta, n, w.X, NULL);
+  /* Cotangent e_a at the logits is e_a U^T = row a of U^T on the state. */
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t a = 0; a < C; ++a)
+      for (int64_t k = 0; k < d; ++k) w.dX[(i * C + a) * d + k] = model->U[k * C + a];
+  for (int b = model->B - 1; b >= 0; --b) {
+    /* G: output y2 (cotangent dX[:, m:]), input y1. Then F: output y1, whose cotangent now
+     * includes the path through G, input x2. */
+    CHECK_GOTO(add_half_block(&w, b, 1, w.X, m, K->K));
+    invert_and_pull(&w, theta, b, 1, 0, m);
+    CHECK_GOTO(add_half_block(&w, b, 0, w.X + m, 0, K->K));
+    if (b > 0) invert_and_pull(&w, theta, b, 0, m, 0);
+  }
+  status = all_finite(K->K, (size_t)(n * C * pC))
+               ? GN_OK
+               : GN_RAISE(GN_ENUMERIC, "ntk: the NTK has a non-finite entry on rank %d: the "
+                          "parameters or the probe inputs hold inf or NaN", par->rank);
+  CHECK_GOTO(gn_par_agree(par, status));
+fail:
+  if (w.row_hp != MPI_DATATYPE_NULL) MPI_Type_free(&w.row_hp);
+  if (w.row_m != MPI_DATATYPE_NULL) MPI_Type_free(&w.row_m);
+  free(w.X);
+  free(w.dX);
+  free(w.Aall);
+  free(w.Gall);
+  free(w.Ga);
+  free(w.Gg);
+  free(w.cnt);
+  if (status != GN_OK) gn_ntk_free(K);
+  return status;
+}
+
+/* Largest p <= sqrt(P) dividing P: a p x q grid using every rank (as pinv does). */
+static void choose_grid(int nranks, int *p, int *q) {
+  int best = 1;
+  for (int d = 1; (int64_t)d * d <= nranks; ++d)
+    if (nranks % d == 0) best = d;
+  *p = best;
+  *q = nranks / best;
+}
+
+static int blacs_grid(MPI_Comm comm, int nprow, int npcol) {
+  int handle = Csys2blacs_handle(comm), ctxt = handle;
+  Cblacs_gridinit(&ctxt, "Row", nprow, npcol);
+  Cfree_blacs_system_handle(handle);
+  /* Fixed combine trees: the same run gives the same bits (see pinv_scalapack.c). */
+  const int yes = 1;
+  Cblacs_set(ctxt, GN_BLACS_TOPSREPEAT, &yes);
+  Cblacs_set(ctxt, GN_BLACS_TOPSCOHRNT, &yes);
+  return ctxt;
+}
+
+static int lib_info(const char *routine, int info) {
+  if (info == 0) return GN_OK;
+  if (info < 0)
+    return GN_RAISE(GN_ELIB, "%s returned info = %d: argument %d is invalid (a bug in gnrev's call)",
+                    routine, info, info < -100 ? -info / 100 : -info);
+  return GN_RAISE(GN_ELIB, "%s returned info = %d: the eigensolver did not converge", routine, info);
+}
+
+/* PDSYEVD with jobz = 'V' rather than PDSYEV with 'N': PDSYEVD refuses 'N', and for the pC <= a
+ * few thousand of a probe set the eigenvectors (O(n^3), the same order as the tridiagonal
+ * reduction that both need) cost at most a small factor, while PDSYEV's QR iteration would be
+ * one more workspace rule to get right. */
+int gn_ntk_eigenvalues(const gn_par *par, const gn_ntk *K, int64_t k, double *top) {
+  const int64_t N = K->p * K->C;
+  if (k < 1 || k > N)
+    GN_FAIL(GN_EINPUT, "ntk: asked for the %lld largest eigenvalues of the %lld x %lld NTK; expected "
+            "1 <= k <= %lld", (long long)k, (long long)N, (long long)N, (long long)N);
+  CHECK(gn_par_agree(par, all_finite(K->K, (size_t)(K->nrows * K->C * N)) ? GN_OK : GN_RAISE(
+        GN_ENUMERIC, "ntk: the NTK has a non-finite entry on rank %d", par->rank)));
+  const int P = par->size;
+  int pr = 1, pc = 1;
+  choose_grid(P, &pr, &pc);
+  int ctx1 = blacs_grid(par->comm, 1, P), ctx2 = blacs_grid(par->comm, pr, pc);
+  int status = GN_OK, n = (int)N, one = 1, zero = 0, info = 0;
+  double *A = NULL, *Z = NULL, *wv = NULL, *work = NULL;
+  int *iwork = NULL;
+  int r1, c1, r2, c2, np, nq;
+  Cblacs_gridinfo(ctx1, &np, &nq, &r1, &c1);
+  Cblacs_gridinfo(ctx2, &np, &nq, &r2, &c2);
+  if (c1 != par->rank || r2 * pc + c2 != par->rank)
+    status = GN_RAISE(GN_EINTERNAL, "ntk: BLACS placed rank %d at column %d of the 1 x %d grid and at (%d, "
+              "%d) of the %d x %d grid; expected column %d and (%d, %d)", par->rank, c1, P, r2, c2,
+              pr, pc, par->rank, par->rank / pc, par->rank % pc);
+  CHECK_GOTO(gn_par_agree(par, status));
+  /* This rank's row-major rows of K, read column-major, are columns of K^T = K: the row split
+   * is a 1 x P column-block layout with blocks of C ceil(p/P). */
+  int nb1 = (int)(gn_par_rows(K->p, P, par->rank, NULL, NULL) * K->C), desc1[GN_DLEN], desc2[GN_DLEN];
+  int lld1 = n;
+  descinit_(desc1, &n, &n, &n, &nb1, &zero, &zero, &ctx1, &lld1, &info);
+  CHECK_GOTO(gn_par_agree(par, lib_info("DESCINIT", info)));
+  int nb = (int)((N + 2 * (int64_t)pc - 1) / (2 * (int64_t)pc));
+  nb = nb > NB_MAX ? NB_MAX : (nb < 1 ? 1 : nb);
+  int lr = numroc_(&n, &nb, &r2, &zero, &pr), lc = numroc_(&n, &nb, &c2, &zero, &pc);
+  int lld2 = lr > 1 ? lr : 1;
+  descinit_(desc2, &n, &n, &nb, &nb, &zero, &zero, &ctx2, &lld2, &info);
+  CHECK_GOTO(gn_par_agree(par, lib_info("DESCINIT", info)));
+  A = dalloc((size_t)lr * (size_t)lc);
+  Z = dalloc((size_t)lr * (size_t)lc);
+  wv = dalloc((size_t)n);
+  status = A && Z && wv ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for the 2-D copy of the "
+                                            "%d x %d NTK", n, n);
+  CHECK_GOTO(gn_par_agree(par, status));
+  pdgemr2d_(&n, &n, K->K, &one, &one, desc1, A, &one, &one, desc2, &ctx1);
+  int qlwork = -1, qliwork = -1, iq = 0;
+  double q = 0;
+  pdsyevd_("V", "L", &n, A, &one, &one, desc2, wv, Z, &one, &one, desc2, &q, &qlwork, &iq, &qliwork,
+           &info, 1, 1);
+  CHECK_GOTO(gn_par_agree(par, lib_info("PDSYEVD (workspace query)", info)));
+  /* The query, or the documented minimum if larger, plus slack (see pinv_scalapack.c). */
+  double trilwmin = 3.0 * n + fmax(nb * (lr + 1.0), 3.0 * nb);
+  double lw = fmax(q, fmax(1 + 6.0 * n + 2.0 * lr * lc, trilwmin) + 2.0 * n) * 1.05 + WORK_SLACK;
+  int lwork = lw > INT_MAX ? INT_MAX : (int)lw, liwork = (iq > 7 * n + 8 * pc + 2 ? iq : 7 * n + 8 * pc + 2) + WORK_SLACK;
+  work = dalloc((size_t)lwork);
+  iwork = malloc((size_t)liwork * sizeof(int));
+  status = lw <= INT_MAX && work && iwork ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: no PDSYEVD workspace "
+                                                             "(%.0f doubles) for the %d x %d NTK", lw, n, n);
+  CHECK_GOTO(gn_par_agree(par, status));
+  pdsyevd_("V", "L", &n, A, &one, &one, desc2, wv, Z, &one, &one, desc2, work, &lwork, iwork, &liwork,
+           &info, 1, 1);
+  CHECK_GOTO(gn_par_agree(par, lib_info("PDSYEVD", info)));
+  for (int64_t i = 0; i < k; ++i) top[i] = wv[n - 1 - i];
+fail:
+  free(A);
+  free(Z);
+  free(wv);
+  free(work);
+  free(iwork);
+  Cblacs_gridexit(ctx2);
+  Cblacs_gridexit(ctx1);
+  return status;
+}
+
+int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_t seed,
+                   double *rel_change, double *similarity) {
+  if (K0->p != K->p || K0->C != K->C || K0->row0 != K->row0 || K0->nrows != K->nrows)
+    GN_FAIL(GN_EINTERNAL, "ntk: comparing an NTK of %lld samples x %d classes with a baseline of %lld "
+            "x %d (or split differently); expected the same probe set", (long long)K->p, K->C,
+            (long long)K0->p, K0->C);
+  const int64_t N = K->p * K->C, rows = K->nrows * K->C;
+  double *v = dalloc((size_t)N);
+  CHECK(gn_par_agree(par, v ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for a probe vector")));
+  gn_rng_fill_normal(seed, GN_RNG_PROBE, 0, 0, (size_t)N, 1.0, v);
+  /* s = [|K - K0|^2, |K0|^2, (K0 v).(K v), |K0 v|^2, |K v|^2] summed over the rows of all ranks. */
+  double s[5] = {0, 0, 0, 0, 0};
+  for (int64_t r = 0; r < rows; ++r) {
+    const double *a = K0->K + r * N, *b = K->K + r * N;
+    double u0 = 0, u = 0;
+    for (int64_t j = 0; j < N; ++j) {
+      const double dj = b[j] - a[j];
+      s[0] += dj * dj;
+      s[1] += a[j] * a[j];
+      u0 += a[j] * v[j];
+      u += b[j] * v[j];
+    }
+    s[2] += u0 * u;
+    s[3] += u0 * u0;
+    s[4] += u * u;
+  }
+  free(v);
+  CHECK(gn_par_sum(par, s, 5));
+  if (!(s[1] > 0) || !(s[3] > 0) || !(s[4] > 0) || !isfinite(s[0] + s[2]))
+    GN_FAIL(GN_ENUMERIC, "ntk: cannot compare kernels: |K0|_F^2 = %g, |K0 v|^2 = %g, |K v|^2 = %g; "
+            "expected finite, nonzero kernels", s[1], s[3], s[4]);
+  *rel_change = sqrt(s[0] / s[1]);
+  *similarity = s[2] / (sqrt(s[3]) * sqrt(s[4]));
+  return GN_OK;
+}
+
+int gn_ntk_jt_apply(const gn_par *par, const gn_model *model, const double *theta, int64_t n_local,
+                    const double *X_local, const double *w_local, double *delta) {
+  CHECK(need_workspace(model));
+  const int64_t d = model->d, ch = chunk_rows(model);
+  memset(delta, 0, model->nparams * sizeof(double));
+  double *X = dalloc((size_t)(n_local * d)), *dX = dalloc((size_t)(n_local * d));
+  int status = gn_par_agree(par, X && dX ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for %lld "
+                                                            "rows of state and cotangent", (long long)n_local));
+  if (status == GN_OK && n_local > 0) {
+    memcpy(X, X_local, (size_t)(n_local * d) * sizeof(double));
+    forward_rows(model, theta, n_local, X, NULL);
+    gemm(CblasNoTrans, CblasTrans, n_local, d, model->C, 1.0, w_local, model->C, model->U, model->C, 0.0,
+         dX, d);
+    for (int64_t r = 0; r < n_local; r += ch) {
+      const int64_t nc = n_local - r < ch ? n_local - r : ch;
+      gn_model_backward(model, theta, nc, X + r * d, dX + r * d, delta);
+    }
+  }
+  free(X);
+  free(dX);
+  CHECK(status);
+  CHECK(gn_par_sum(par, delta, model->nparams));
+  return gn_par_agree(par, all_finite(delta, model->nparams) ? GN_OK : GN_RAISE(GN_ENUMERIC,
+                      "ntk: J^T w has a non-finite entry: the output cotangent holds inf or NaN"));
+}
+
+/* Rank 0: w = V diag(f) V^T eps for the full N x N kernel Kf (overwritten), keeping eigenvalues
+ * mu >= max(rtol^2 mu_max, atol^2) (singular values sigma = sqrt(mu) of J against rtol, atol). */
+static int mp_solve_rank0(int64_t N, double *Kf, const double *eps, double rtol, double atol, double *w) {
+  int n = (int)N, info = 0, lwork = -1, liwork = -1, iq = 0, status = GN_OK;
+  double q = 0;
+  dsyevd_("V", "L", &n, Kf, &n, w, &q, &lwork, &iq, &liwork, &info, 1, 1);
+  CHECK(lib_info("DSYEVD (workspace query)", info));
+  const double lw = fmax(q, 1 + 6.0 * n + 2.0 * n * n) + WORK_SLACK;
+  if (lw > INT_MAX)
+    GN_FAIL(GN_EINPUT, "ntk: the %d x %d NTK of the MP step needs more DSYEVD workspace than a "
+            "32-bit LAPACK can index; lower max_rows or the batch size", n, n);
+  lwork = (int)lw;
+  liwork = (iq > 3 + 5 * n ? iq : 3 + 5 * n) + WORK_SLACK;
+  double *work = dalloc((size_t)lwork), *mu = dalloc((size_t)n), *t = dalloc((size_t)n);
+  int *iwork = malloc((size_t)liwork * sizeof(int));
+  if (!work || !mu || !t || !iwork)
+    FAIL_GOTO(GN_ENOMEM, "ntk: out of memory for the eigen-decomposition of the %d x %d NTK", n, n);
+  /* Row-major K is column-major K^T = K; eigenvector k comes back as row k of Kf. */
+  dsyevd_("V", "L", &n, Kf, &n, mu, work, &lwork, iwork, &liwork, &info, 1, 1);
+  CHECK_GOTO(lib_info("DSYEVD", info));
+  double mu_max = 0;
+  for (int i = 0; i < n; ++i) mu_max = fmax(mu_max, mu[i]);
+  const double cut = fmax(rtol * rtol * mu_max, atol * atol);
+  cblas_dgemv(CblasRowMajor, CblasNoTrans, n, n, 1.0, Kf, n, eps, 1, 0.0, t, 1);
+  for (int i = 0; i < n; ++i) t[i] = (mu[i] > 0 && mu[i] >= cut) ? t[i] / mu[i] : 0.0;
+  cblas_dgemv(CblasRowMajor, CblasTrans, n, n, 1.0, Kf, n, t, 1, 0.0, w, 1);
+  if (!all_finite(w, (size_t)n))
+    FAIL_GOTO(GN_ENUMERIC, "ntk: K^+ eps has a non-finite entry (the residual holds inf or NaN)");
+fail:
+  free(work);
+  free(mu);
+  free(t);
+  free(iwork);
+  return status;
+}
+
+int gn_ntk_mp_direction(const gn_par *par, const gn_model *model, const gn_deck *deck,
+                        const double *theta, int64_t n_local, int64_t n_global, const double *X_local,
+                        const int32_t *y_local, int64_t max_rows, double *delta) {
+  const int64_t C = model->C, N = n_global * C, d = model->d;
+  if (n_global < 1 || N > max_rows)
+    GN_FAIL(GN_EINPUT, "ntk: the Moore-Penrose GN step (gn_reference) needs the full %lld x %lld NTK "
+            "of %lld samples x %lld classes, above the limit of %lld rows; use a smaller batch "
+            "(batch_size <= %lld) or switch gn_reference off", (long long)N, (long long)N,
+            (long long)n_global, (long long)C, (long long)max_rows, (long long)(max_rows / C));
+  int64_t row0, nrows;
+  gn_par_rows(n_global, par->size, par->rank, &row0, &nrows);
+  CHECK(gn_par_agree(par, nrows == n_local ? GN_OK : GN_RAISE(GN_EINTERNAL, "ntk: rank %d holds %lld "
+                     "rows of the batch; the split of %lld rows gives it %lld", par->rank,
+                     (long long)n_local, (long long)n_global, (long long)nrows)));
+  CHECK(need_workspace(model));
+  gn_ntk K;
+  CHECK(gn_ntk_compute(par, model, theta, n_global, X_local, &K));
+  int status = GN_OK;
+  MPI_Datatype row_t = MPI_DATATYPE_NULL, row_c = MPI_DATATYPE_NULL;
+  int *cnt = malloc(2 * (size_t)par->size * sizeof(int));
+  double *X = dalloc((size_t)(n_local * d)), *eps = dalloc((size_t)N), *w = dalloc((size_t)N);
+  double *Kf = par->rank == 0 ? dalloc((size_t)N * (size_t)N) : NULL;
+  if (!cnt || !X || !eps || !w || (par->rank == 0 && !Kf))
+    status = GN_RAISE(GN_ENOMEM, "ntk: out of memory for the gathered %lld x %lld NTK of the MP step",
+                      (long long)N, (long long)N);
+  CHECK_GOTO(gn_par_agree(par, status));
+  int *dsp = cnt + par->size;
+  /* This rank's residual rows, in place in the global eps, then gathered with K on rank 0. */
+  if (n_local > 0) {
+    memcpy(X, X_local, (size_t)(n_local * d) * sizeof(double));
+    double *logits = w; /* scratch: w is written only after the gathers */
+    forward_rows(model, theta, n_local, X, logits);
+    gn_loss_residual(deck->loss, deck->output_hessian, n_local, (int)C, logits, y_local, eps + row0 * C);
+  }
+  MPI_GOTO(MPI_Type_contiguous(bint(N), MPI_DOUBLE, &row_t));
+  MPI_GOTO(MPI_Type_commit(&row_t));
+  MPI_GOTO(MPI_Type_contiguous(bint(C), MPI_DOUBLE, &row_c));
+  MPI_GOTO(MPI_Type_commit(&row_c));
+  split_counts(n_global, par->size, C, cnt, dsp);
+  MPI_GOTO(MPI_Gatherv(K.K, cnt[par->rank], row_t, Kf, cnt, dsp, row_t, 0, par->comm));
+  split_counts(n_global, par->size, 1, cnt, dsp);
+  MPI_GOTO(MPI_Gatherv(par->rank == 0 ? MPI_IN_PLACE : eps + row0 * C, cnt[par->rank], row_c, eps, cnt,
+                       dsp, row_c, 0, par->comm));
+  status = par->rank == 0 ? mp_solve_rank0(N, Kf, eps, deck->rtol, deck->atol, w) : GN_OK;
+  CHECK_GOTO(gn_par_agree(par, status));
+  CHECK_GOTO(gn_par_bcast(par, w, (size_t)N * sizeof(double), 0));
+  CHECK_GOTO(gn_ntk_jt_apply(par, model, theta, n_local, X_local, w + row0 * C, delta));
+fail:
+  if (row_t != MPI_DATATYPE_NULL) MPI_Type_free(&row_t);
+  if (row_c != MPI_DATATYPE_NULL) MPI_Type_free(&row_c);
+  free(cnt);
+  free(X);
+  free(eps);
+  free(w);
+  free(Kf);
+  gn_ntk_free(&K);
+  return status;
+}
