@@ -1,0 +1,235 @@
+"""test_plot_xdmf.py — the outputs of the diagnostics as users read them.
+
+- CKA: the value test_cka computes in C (over 2 ranks) equals numpy's evaluation of the same
+  definition on the matrices it wrote.
+- A run with diagnostics: from ./gnrev_mpi when the training loop calls gn_diag_step, else from
+  the files test_diag leaves in $DIAG_TEST_DIR; plus a metrics-only gnrev_mpi run to overlay.
+- tools/plot_run.py writes non-empty PNGs for both runs overlaid and names what it skipped.
+- run.xmf is well-formed XML; every HDF DataItem names a dataset of run.h5 (relative to the
+  .xmf's folder) with the declared dimensions, the topology has one more point than cells, and
+  the temporal grids' times are the steps of the saved NTK matrices.
+- If pvpython exists: ParaView opens run.xmf by absolute path from another working directory and
+  reads arrays equal to the HDF5 data.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"))
+import gnrun  # noqa: E402
+from gnrun import check, finish  # noqa: E402
+
+ROOT = gnrun.ROOT
+BUILD = os.environ.get("BUILD", "build")
+TEST_BIN = os.path.join(ROOT, BUILD, "tests")
+PLOT = os.path.join(ROOT, "tools", "plot_run.py")
+PYTHON = os.environ.get("PYTHON", sys.executable)
+
+
+def mpirun(np_, binary, env_extra):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", **env_extra)
+    return subprocess.run([gnrun.MPIRUN, *gnrun.MPIFLAGS, "-np", str(np_), binary], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def cka_numpy(X, Y):
+    Xc, Yc = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    return np.linalg.norm(Yc.T @ Xc) ** 2 / (np.linalg.norm(Xc.T @ Xc) * np.linalg.norm(Yc.T @ Yc))
+
+
+def test_cka_numpy(tmp):
+    p = mpirun(2, os.path.join(TEST_BIN, "test_cka"), {"CKA_TEST_DIR": tmp})
+    path = os.path.join(tmp, "cka_case.bin")
+    if not check(p.returncode == 0 and os.path.exists(path), "test_cka wrote its case", p.stdout[-500:] + p.stderr[-500:]):
+        return
+    raw = np.fromfile(path, dtype=np.float64)
+    n, pp, q = (int(v) for v in raw[:3])
+    X = raw[3:3 + n * pp].reshape(n, pp)
+    Y = raw[3 + n * pp:3 + n * pp + n * q].reshape(n, q)
+    got = raw[3 + n * pp + n * q]
+    want = cka_numpy(X, Y)
+    check(abs(got - want) <= 1e-12 * want, "cka_from_c_equals_numpy_definition", f"{got!r} vs {want!r}")
+
+
+def diag_run(tmp):
+    """A run folder with /ntk, /cka, /weights, /ggn and run.xmf."""
+    with open(os.path.join(ROOT, "src", "train.c")) as f:
+        integrated = "gn_diag_step" in f.read()
+    out = os.path.join(tmp, "diag_run")
+    if integrated and os.path.exists(gnrun.BINARY):
+        deck = gnrun.synthetic_deck(out, method="gn", lr=0.5, steps=4,
+                                    diagnostics__ntk_every=2, diagnostics__ntk_samples=6,
+                                    diagnostics__cka_every=2, diagnostics__cka_samples=16,
+                                    diagnostics__weights_every=1, diagnostics__ggn_every=2,
+                                    diagnostics__ggn_samples=5, diagnostics__ggn_top_k=3)
+        p = gnrun.run(deck, np_=2)
+        ok = p.returncode == 0
+        check(ok, "gnrev_mpi run with every diagnostic on", p.stdout[-800:] + p.stderr[-800:])
+    else:
+        print("# the training loop does not call gn_diag_step yet: using the files of test_diag")
+        os.makedirs(out)
+        p = mpirun(2, os.path.join(TEST_BIN, "test_diag"), {"DIAG_TEST_DIR": out})
+        ok = p.returncode == 0
+        check(ok, "test_diag wrote a run with every diagnostic", p.stdout[-800:] + p.stderr[-800:])
+    return out if ok else None
+
+
+def metrics_run(tmp):
+    if not os.path.exists(gnrun.BINARY):
+        print("# gnrev_mpi not built: no metrics-only run to overlay")
+        return None
+    out = os.path.join(tmp, "plain_run")
+    p = gnrun.run(gnrun.synthetic_deck(out, method="sgd", lr=0.2, steps=6), np_=1)
+    check(p.returncode == 0, "gnrev_mpi metrics-only run", p.stderr[-800:])
+    return out if p.returncode == 0 else None
+
+
+def is_png(path):
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(path) > 2000
+
+
+def test_plots(tmp, runs):
+    rep = os.path.join(tmp, "report")
+    p = subprocess.run([PYTHON, PLOT, *runs, "-o", rep], capture_output=True, text=True, timeout=120)
+    if not check(p.returncode == 0, "plot_run_exits_cleanly", p.stderr[-1500:]):
+        return
+    want = ["ntk.png", "cka.png", "weights.png", "ggn_spectrum.png"]
+    if len(runs) > 1:
+        want += ["loss.png", "batch_change.png"]
+    missing = [w for w in want if not (os.path.exists(os.path.join(rep, w)) and is_png(os.path.join(rep, w)))]
+    check(not missing, "plot_run_writes_nonempty_pngs_for_every_figure", f"missing or empty: {missing}")
+    if len(runs) > 1:
+        check("has no /ntk" in p.stderr,
+              "plot_run_notes_runs_lacking_a_group", p.stderr[-800:])
+    p2 = subprocess.run([PYTHON, PLOT, os.path.join(tmp, "nowhere"), "-o", rep], capture_output=True, text=True)
+    check(p2.returncode != 0 and "no run could be read" in p2.stderr, "plot_run_fails_clearly_without_a_readable_run",
+          p2.stderr[-400:])
+
+
+def test_xmf(run_dir):
+    xmf = os.path.join(run_dir, "run.xmf")
+    if not check(os.path.exists(xmf), "run_xmf_exists"):
+        return
+    try:
+        root = ET.parse(xmf).getroot()
+    except ET.ParseError as e:
+        check(False, "run_xmf_is_well_formed_xml", str(e))
+        return
+    check(root.tag == "Xdmf" and root.get("Version") == "2.0", "run_xmf_is_well_formed_xdmf_2")
+    problems, items, times = [], 0, []
+    h5_steps = None
+    with h5py.File(os.path.join(run_dir, "run.h5"), "r") as f:
+        # /ntk/step is the index of snapshots: after a restart, a K_ of the interrupted run past the
+        # restart step can remain in the file until recomputed, unlisted.
+        saved = sorted(int(s) for s in f["ntk/step"][()] if f"K_{int(s):08d}" in f["ntk"]) if "ntk" in f else []
+        check(len(saved) == len(f["ntk/step"]), "every_step_in_ntk_step_has_its_matrix", f"{saved}")
+        for grid in root.iter("Grid"):
+            if grid.get("GridType") != "Uniform":
+                continue
+            topo, attr = grid.find("Topology"), grid.find("Attribute")
+            item = attr.find("DataItem") if attr is not None else None
+            if topo is None or item is None or topo.get("TopologyType") != "2DCoRectMesh":
+                problems.append(f"grid {grid.get('Name')}: no 2DCoRectMesh topology or attribute")
+                continue
+            fname, _, dpath = item.text.strip().partition(":")
+            if os.path.isabs(fname):
+                problems.append(f"{fname} is absolute (moving the run folder would break it)")
+            if os.path.realpath(os.path.join(run_dir, fname)) != os.path.realpath(os.path.join(run_dir, "run.h5")):
+                problems.append(f"{fname} is not run.h5 seen from the .xmf's folder")
+            dims = tuple(int(v) for v in item.get("Dimensions").split())
+            pts = tuple(int(v) for v in topo.get("Dimensions").split())
+            if dpath not in f:
+                problems.append(f"{dpath} missing from run.h5")
+            elif f[dpath].shape != dims:
+                problems.append(f"{dpath}: declared {dims}, stored {f[dpath].shape}")
+            if pts != tuple(d + 1 for d in dims):
+                problems.append(f"{dpath}: topology {pts} is not cells + 1")
+            if attr.get("Center") != "Cell":
+                problems.append(f"{dpath}: attribute not cell-centred")
+            t = grid.find("Time")
+            if t is not None:
+                times.append(float(t.get("Value")))
+            items += 1
+    check(items >= 2 and not problems, "run_xmf_datasets_exist_in_run_h5_with_declared_dimensions",
+          "; ".join(problems) or f"{items} items")
+    check(sorted(times) == [float(s) for s in saved] and len(saved) >= 2,
+          "run_xmf_time_values_are_the_steps_of_the_saved_ntk_matrices", f"{times} vs {saved}")
+
+
+PV_SCRIPT = r"""
+import sys
+from paraview.simple import XDMFReader
+from paraview import servermanager as sm
+from vtk.numpy_interface import dataset_adapter as dsa
+r = XDMFReader(FileNames=[sys.argv[1]])
+r.UpdatePipelineInformation()
+for t in list(r.TimestepValues or [0.0]):
+    r.UpdatePipeline(t)
+    d = sm.Fetch(r)
+    it = d.NewIterator()
+    it.InitTraversal()
+    while not it.IsDoneWithTraversal():
+        w = dsa.WrapDataObject(it.GetCurrentDataObject())
+        for k in w.CellData.keys():
+            a = w.CellData[k]
+            print("ARRAY %s %r %d %.17g %.17g" % (k, float(t), a.shape[0], float(a.sum()), float(abs(a).max())))
+        it.GoToNextItem()
+"""
+
+
+def test_paraview(tmp, run_dir):
+    pv = shutil.which("pvpython")
+    if not pv:
+        print("ok - paraview opens run.xmf by absolute path skipped: pvpython not installed")
+        return
+    script = os.path.join(tmp, "pv_read.py")
+    with open(script, "w") as f:
+        f.write(PV_SCRIPT)
+    xmf = os.path.abspath(os.path.join(run_dir, "run.xmf"))
+    p = subprocess.run([pv, script, xmf], capture_output=True, text=True, timeout=180, cwd="/")
+    got = [ln.split() for ln in p.stdout.splitlines() if ln.startswith("ARRAY ")]
+    with h5py.File(os.path.join(run_dir, "run.h5"), "r") as f:
+        steps = sorted(int(s) for s in f["ntk/step"][()] if f"K_{int(s):08d}" in f["ntk"])
+        want = {("ntk", float(s)): f["ntk"][f"K_{s:08d}"][()] for s in steps}
+        cka = f["cka/value"][()]
+    bad = []
+    for key, K in want.items():
+        rows = [g for g in got if g[1] == key[0] and float(g[2]) == key[1]]
+        if not rows:
+            bad.append(f"no ntk array at time {key[1]}")
+            continue
+        n, s = int(rows[0][3]), float(rows[0][4])
+        if n != K.size or abs(s - K.sum()) > 1e-9 * np.abs(K).sum():
+            bad.append(f"ntk at {key[1]}: {n} values summing to {s}, HDF5 {K.size} summing to {K.sum()}")
+    crow = [g for g in got if g[1] == "cka"]
+    if not crow or int(crow[0][3]) != cka.size or abs(float(crow[0][4]) - np.nansum(cka)) > 1e-9 * cka.size:
+        bad.append(f"cka array {crow[:1]} vs {cka.size} values summing to {np.nansum(cka)}")
+    check(p.returncode == 0 and not bad, "paraview_reads_run_xmf_by_absolute_path_with_the_hdf5_values",
+          "; ".join(bad) + p.stderr[-800:])
+
+
+def main():
+    for name in ("test_cka", "test_diag"):
+        if not check(os.path.exists(os.path.join(TEST_BIN, name)), f"{name} is built"):
+            finish()
+    with tempfile.TemporaryDirectory(prefix="gnrev_plot_") as tmp:
+        test_cka_numpy(tmp)
+        run_dir = diag_run(tmp)
+        if run_dir:
+            plain = metrics_run(tmp)
+            test_plots(tmp, [run_dir] + ([plain] if plain else []))
+            test_xmf(run_dir)
+            test_paraview(tmp, run_dir)
+    finish()
+
+
+if __name__ == "__main__":
+    main()
