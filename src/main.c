@@ -166,6 +166,7 @@ int main(int argc, char **argv) {
   cli c;
   st = gn_par_agree(&par, parse_args(argc, argv, &c));
   if (st == GN_OK) st = run(&par, &c);
+  gn_signals_restore();
   if (st != GN_OK) gn_par_report(&par, st);
   gn_par_close(&par);
   MPI_Finalize();

@@ -22,6 +22,12 @@ int gn_signals_install(void) {
   return GN_OK;
 }
 
+void gn_signals_restore(void) {
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGUSR1, SIG_DFL);
+  signal(SIGINT, SIG_DFL);
+}
+
 int gn_signals_agree(const gn_par *par, int *signum) {
   double v = (double)received;
   CHECK(gn_par_max(par, &v, 1));
