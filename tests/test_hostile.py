@@ -1,0 +1,290 @@
+"""Hostile inputs at the program level: broken decks, options and data files run through
+`gnrev_mpi --check` (and some through a real run) on 2 ranks under a timeout. Each must end with
+one message on stderr (printed once, not once per rank), the documented exit status (2 input,
+3 I/O, 4 memory), no hang and, when the suite runs under SANITIZE=1, no sanitizer report."""
+import gzip
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "py"))
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+
+import gnrun  # noqa: E402
+from gnrun import check, deck_text, finish, synthetic_deck  # noqa: E402
+
+tmp = tempfile.mkdtemp(prefix="gnrev_hostile_")
+SANITIZER = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
+TIMEOUT = int(os.environ.get("HOSTILE_TIMEOUT", "60"))
+counter = [0]
+
+
+# The runs mostly wait (MPI start-up, file checks): a few at a time keep the test short.
+pool = ThreadPoolExecutor(max_workers=int(os.environ.get("HOSTILE_JOBS", "4")))
+pending = []
+
+
+def run_raw(deck_bytes, args=(), np_=2, timeout=TIMEOUT, deck_path=None):
+    """Writes deck_bytes (unless deck_path is given as is) and starts gnrev_mpi under `timeout`,
+    which stops mpirun with SIGTERM so that no rank outlives the test; returns a future of the
+    CompletedProcess."""
+    if deck_path is None:
+        counter[0] += 1
+        deck_path = os.path.join(tmp, f"deck_{counter[0]}.nml")
+        with open(deck_path, "wb") as f:
+            f.write(deck_bytes if isinstance(deck_bytes, bytes) else deck_bytes.encode())
+    cmd = ["timeout", "-s", "TERM", "-k", "10", str(timeout), gnrun.MPIRUN, *gnrun.MPIFLAGS, "-np", str(np_),
+           gnrun.BINARY, *args, deck_path]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    return pool.submit(subprocess.run, cmd, capture_output=True, text=True, errors="replace", env=env)
+
+
+def verdict(name, fut, codes, pattern=None):
+    """Judged at the end, in order. codes: the acceptable exit statuses; pattern: a regex the
+    message must match."""
+    pending.append((name, fut, codes, pattern))
+
+
+def judge(name, fut, codes, pattern):
+    p = fut.result()
+    err = p.stderr
+    msgs = [line for line in err.splitlines() if line.startswith("gnrev_mpi: ")]
+    problems = []
+    if p.returncode == 124 or p.returncode == 137:
+        problems.append("timed out (a hang, or work the input should have stopped)")
+    elif p.returncode not in codes:
+        problems.append(f"exit {p.returncode}, expected {' or '.join(map(str, codes))}")
+    if len(msgs) != 1:
+        problems.append(f"{len(msgs)} 'gnrev_mpi:' message lines, expected 1")
+    if pattern and not re.search(pattern, err, re.S):
+        problems.append(f"message does not match /{pattern}/")
+    if SANITIZER.search(err):
+        problems.append("sanitizer report")
+    detail = "; ".join(problems)
+    if problems:
+        detail += "\n    stderr: " + err[-1500:].replace("\n", "\n    ")
+    check(not problems, f"test_hostile {name}", detail)
+
+
+BASE = synthetic_deck(os.path.join(tmp, "out"), method="sgd", steps=2)
+
+
+def deck_with(**changes):
+    g = {k: dict(v) for k, v in BASE.items()}
+    for key, value in changes.items():
+        grp, k = key.split("__")
+        g.setdefault(grp, {})[k] = value
+    return deck_text(g)
+
+
+def hostile_deck(name, text, codes=(2,), pattern=None, args=("--check",), timeout=TIMEOUT):
+    verdict(f"deck: {name}", run_raw(text, args=args, timeout=timeout), codes, pattern)
+
+
+# ---- decks -------------------------------------------------------------------------------------
+valid = deck_with()
+p = run_raw(valid, args=("--check",)).result()
+check(p.returncode == 0 and not SANITIZER.search(p.stderr), "test_hostile the unmodified base deck passes --check",
+      p.stderr[-800:])
+
+rng = np.random.default_rng(5)
+hostile_deck("syntax garbage", "&run seed = = 3 , , / / &&\n", pattern="fuzz|error")
+hostile_deck("binary junk", bytes(rng.integers(0, 256, 4096, dtype=np.uint8)))
+hostile_deck("NUL byte inside a valid deck", valid[:40].encode() + b"\0" + valid[40:].encode())
+hostile_deck("unterminated string", "&run name = 'abc\n/\n")
+hostile_deck("unknown key with suggestion", deck_with() + "&model hiden = 10 /\n", pattern="did you mean")
+hostile_deck("unknown group", deck_with() + "&training epochs = 1 /\n", pattern="training")
+hostile_deck("integer beyond int64", deck_with(run__seed=10**30), pattern="seed")
+hostile_deck("real beyond double (1e999)", deck_with().replace("lr = 0.1", "lr = 1e999"), pattern="lr")
+hostile_deck("negative hidden", deck_with(model__hidden=-5), pattern="hidden")
+hostile_deck("negative batch_size", deck_with(data__batch_size=-1), pattern="batch_size")
+hostile_deck("odd synthetic dim", deck_with(data__dim=15), pattern="dim")
+hostile_deck("unknown method", deck_with(optim__method="newton"), pattern="method")
+hostile_deck("string for an integer", deck_with(run__seed="many"), pattern="seed")
+hostile_deck("name longer than its field", deck_with(run__name="n" * 5000), pattern="name")
+hostile_deck("out_dir longer than a path", deck_with(run__out_dir="/tmp/" + "d" * 5000), pattern="out_dir")
+hostile_deck("n_train = -1", deck_with(data__n_train=-1), pattern="n_train")
+hostile_deck("hidden = 10**9: refused by the memory plan with the figure", deck_with(model__hidden=10**9), codes=(4,),
+             pattern=r"[0-9.]+ ?(GB|GiB|TB|TiB|PB|PiB|bytes)", timeout=15)
+hostile_deck("hidden = 2**62", deck_with(model__hidden=2**62), codes=(2, 4), pattern="hidden", timeout=15)
+hostile_deck("blocks = 10**9: refused by the memory plan", deck_with(model__blocks=10**9), codes=(4,), timeout=15)
+hostile_deck("synthetic_train = 10**12: refused before the data is made", deck_with(data__synthetic_train=10**12),
+             codes=(4,), timeout=15)
+hostile_deck("fashion-mnist path to a missing folder",
+             deck_text({"data": {"source": "fashion-mnist", "path": os.path.join(tmp, "nowhere")}}),
+             codes=(3,), pattern="nowhere")
+plain_file = os.path.join(tmp, "plain.txt")
+with open(plain_file, "w") as f:
+    f.write("not a folder\n")
+hostile_deck("mnist path is a regular file", deck_text({"data": {"source": "mnist", "path": plain_file}}),
+             codes=(2, 3), pattern="plain.txt")
+hostile_deck("hdf5 path is a folder", deck_text({"data": {"source": "hdf5", "path": tmp}}), codes=(2, 3),
+             pattern=re.escape(tmp))
+hostile_deck("hdf5 path missing", deck_text({"data": {"source": "hdf5", "path": os.path.join(tmp, "no.h5")}}),
+             codes=(3,), pattern="no.h5")
+hostile_deck("-P without '='", valid, args=("--check", "-P", "model:hidden"), pattern="hidden")
+hostile_deck("-P unknown group", valid, args=("--check", "-P", "nosuch:x=1"), pattern="nosuch")
+hostile_deck("unknown option", valid, args=("--frobnicate",), pattern="frobnicate")
+verdict("deck: the deck path is a folder", run_raw(None, args=("--check",), deck_path=tmp), (2, 3), re.escape(tmp))
+verdict("deck: the deck file is missing",
+        run_raw(None, args=("--check",), deck_path=os.path.join(tmp, "missing.nml")), (3,), "missing.nml")
+verdict("deck: two decks", run_raw(valid, args=("--check", plain_file)), (2,), "more than one deck")
+
+# Real runs (not --check): outputs that cannot be written, restarts that cannot be read.
+hostile_deck("real run: out_dir under /proc", deck_with(run__out_dir="/proc/gnrev_out"), codes=(3,),
+             pattern="/proc/gnrev_out", args=())
+hostile_deck("real run: out_dir is a regular file", deck_with(run__out_dir=plain_file), codes=(3,),
+             pattern="plain.txt", args=())
+hostile_deck("real run: restart from a missing checkpoint",
+             deck_with(run__out_dir=os.path.join(tmp, "r1"), checkpoint__restart=os.path.join(tmp, "none.h5")),
+             codes=(2, 3), pattern="none.h5", args=())
+hostile_deck("real run: restart from a file that is not HDF5",
+             deck_with(run__out_dir=os.path.join(tmp, "r2"), checkpoint__restart=plain_file),
+             codes=(2, 3), pattern="plain.txt", args=())
+hostile_deck("real run: hidden = 10**9", deck_with(model__hidden=10**9), codes=(4,), args=(), timeout=15)
+
+
+# ---- data files ----------------------------------------------------------------------------------
+def folder(name):
+    d = os.path.join(tmp, name)
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def idx_pair(d, n=4, rows=4, cols=4, labels=None, img_magic=0x803, gz=False, img_bytes=None, lab_bytes=None):
+    labels = list(range(n)) if labels is None else labels
+    for prefix, count in (("train", n), ("t10k", n)):
+        img = img_bytes if img_bytes is not None else struct.pack(">IIII", img_magic, count, rows, cols) + bytes(
+            (i * 13) % 256 for i in range(count * rows * cols))
+        lab = lab_bytes if lab_bytes is not None else struct.pack(">II", 0x801, len(labels)) + bytes(labels)
+        for base, data in ((f"{prefix}-images-idx3-ubyte", img), (f"{prefix}-labels-idx1-ubyte", lab)):
+            if gz:
+                with gzip.open(os.path.join(d, base + ".gz"), "wb") as f:
+                    f.write(data)
+            else:
+                with open(os.path.join(d, base), "wb") as f:
+                    f.write(data)
+
+
+def mnist_deck(d, **extra):
+    g = {"run": {"out_dir": os.path.join(tmp, "out_data")}, "data": {"source": "mnist", "path": d},
+         "model": {"blocks": 1, "hidden": 8}}
+    g["data"].update(extra)
+    return deck_text(g)
+
+
+def hostile_data(name, text, codes=(2,), pattern=None, args=("--check",)):
+    verdict(f"data: {name}", run_raw(text, args=args), codes, pattern)
+
+
+d = folder("idx_ok")
+idx_pair(d)
+p = run_raw(mnist_deck(d), args=("--check",)).result()
+check(p.returncode == 0, "test_hostile data: a tiny valid IDX set passes --check (the base of the IDX cases)",
+      p.stderr[-800:])
+d = folder("idx_trunc_gz")
+idx_pair(d, gz=True)
+with gzip.open(os.path.join(d, "train-images-idx3-ubyte.gz"), "rb") as f:
+    body = f.read()
+with gzip.open(os.path.join(d, "train-images-idx3-ubyte.gz"), "wb") as f:
+    f.write(body[:-5])
+hostile_data("IDX .gz whose images are truncated", mnist_deck(d), pattern="truncated")
+d = folder("idx_magic")
+idx_pair(d, img_magic=0x801)
+hostile_data("IDX with a wrong magic number", mnist_deck(d), pattern="magic")
+d = folder("idx_gz_corrupt")
+idx_pair(d, gz=True)
+path = os.path.join(d, "train-images-idx3-ubyte.gz")
+raw = bytearray(open(path, "rb").read())
+for i in range(12, len(raw) - 8):
+    raw[i] ^= 0xA5
+open(path, "wb").write(bytes(raw))
+hostile_data("IDX .gz with a corrupt body", mnist_deck(d), codes=(2, 3), pattern="train-images")
+d = folder("idx_empty")
+idx_pair(d, img_bytes=b"")
+hostile_data("IDX empty image file", mnist_deck(d), pattern="truncated|empty")
+d = folder("idx_label")
+idx_pair(d, labels=[0, 1, 10, 2])
+hostile_data("IDX label 10", mnist_deck(d), pattern="label")
+d = folder("idx_count")
+idx_pair(d, labels=[0, 1, 2])
+hostile_data("IDX image and label counts differ", mnist_deck(d), pattern="labels")
+d = folder("idx_huge_dims")
+idx_pair(d, img_bytes=struct.pack(">IIII", 0x803, 4, 0xFFFFFFFF, 0xFFFFFFFF))
+hostile_data("IDX declaring 4294967295 x 4294967295 pixels", mnist_deck(d), codes=(2, 4))
+
+d = folder("cifar_size")
+with open(os.path.join(d, "test_batch.bin"), "wb") as f:
+    f.write(bytes(3072))
+for k in range(1, 6):
+    with open(os.path.join(d, f"data_batch_{k}.bin"), "wb") as f:
+        f.write(bytes(3073))
+cifar = lambda d: deck_text({"run": {"out_dir": os.path.join(tmp, "out_c")},  # noqa: E731
+                             "data": {"source": "cifar10", "path": d}, "model": {"blocks": 1, "hidden": 8}})
+hostile_data("CIFAR test batch of the wrong size", cifar(d), pattern="3073")
+d = folder("cifar_missing")
+for k in (1, 2, 4, 5):
+    with open(os.path.join(d, f"data_batch_{k}.bin"), "wb") as f:
+        f.write(bytes(3073))
+hostile_data("CIFAR data_batch_3.bin missing", cifar(d), codes=(3,), pattern="data_batch_3")
+d = folder("cifar_label")
+for k in range(1, 6):
+    with open(os.path.join(d, f"data_batch_{k}.bin"), "wb") as f:
+        f.write(bytes([11]) + bytes(3072))
+with open(os.path.join(d, "test_batch.bin"), "wb") as f:
+    f.write(bytes(3073))
+hostile_data("CIFAR label 11", cifar(d), pattern="label")
+
+
+def h5file(name, trx=None, tr_y=None, tex=None, te_y=None):
+    path = os.path.join(tmp, name)
+    with h5py.File(path, "w") as f:
+        f["train/x"] = np.arange(24, dtype="f4").reshape(6, 4) if trx is None else trx
+        f["train/y"] = np.array([0, 1, 2, 0, 1, 2]) if tr_y is None else tr_y
+        f["test/x"] = np.ones((2, 4)) if tex is None else tex
+        f["test/y"] = np.array([1, 0]) if te_y is None else te_y
+    return path
+
+
+h5deck = lambda path: deck_text({"run": {"out_dir": os.path.join(tmp, "out_h")},  # noqa: E731
+                                 "data": {"source": "hdf5", "path": path}, "model": {"blocks": 1, "hidden": 8}})
+p = run_raw(h5deck(h5file("ok.h5")), args=("--check",)).result()
+check(p.returncode == 0, "test_hostile data: a tiny valid HDF5 set passes --check (the base of the HDF5 cases)",
+      p.stderr[-800:])
+nan_x = np.arange(24, dtype="f4").reshape(6, 4)
+nan_x[3, 1] = np.nan
+hostile_data("HDF5 with NaN in /train/x", h5deck(h5file("nan.h5", trx=nan_x)), pattern="finite")
+hostile_data("HDF5 real run with NaN in /train/x", h5deck(h5file("nan2.h5", trx=nan_x)), pattern="finite", args=())
+hostile_data("HDF5 /train/x of integers", h5deck(h5file("int.h5", trx=np.ones((6, 4), dtype="i4"))),
+             pattern="floating")
+hostile_data("HDF5 /train/x 3-D", h5deck(h5file("rank3.h5", trx=np.ones((6, 4, 1), dtype="f4"))), pattern="rank")
+hostile_data("HDF5 x and y lengths differ", h5deck(h5file("len.h5", tr_y=np.array([0, 1, 2]))), pattern="labels")
+hostile_data("HDF5 train and test widths differ", h5deck(h5file("d.h5", tex=np.ones((2, 6)))), pattern="features")
+hostile_data("HDF5 negative label", h5deck(h5file("neg.h5", tr_y=np.array([0, 1, -2, 0, 1, 2]))), pattern="label")
+hostile_data("HDF5 label 2**40", h5deck(h5file("big.h5", tr_y=np.array([0, 1, 2**40, 0, 1, 2], dtype="i8"))),
+             codes=(2, 4), pattern="label")
+hostile_data("HDF5 string labels", h5deck(h5file("str.h5", tr_y=np.array([b"a", b"b", b"c", b"a", b"b", b"c"]))),
+             pattern="integer")
+not_h5 = os.path.join(tmp, "text.h5")
+with open(not_h5, "w") as f:
+    f.write("this is not HDF5\n" * 10)
+hostile_data("a text file named .h5", h5deck(not_h5), pattern="not an HDF5 file")
+empty_h5 = os.path.join(tmp, "empty.h5")
+open(empty_h5, "wb").close()
+hostile_data("an empty file named .h5", h5deck(empty_h5), pattern="empty.h5")
+trunc_h5 = os.path.join(tmp, "trunc.h5")
+data = open(h5file("full.h5"), "rb").read()
+open(trunc_h5, "wb").write(data[: len(data) // 2])
+hostile_data("a truncated HDF5 file", h5deck(trunc_h5), codes=(2, 3), pattern="trunc.h5")
+
+for item in pending:
+    judge(*item)
+pool.shutdown()
+shutil.rmtree(tmp, ignore_errors=True)
+finish()
