@@ -18,10 +18,14 @@ ALLCFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) -Iinclude $(PKG
             -DGN_VERSION='"$(VERSION)"' -DGN_CFLAGS='"$(CFLAGS)"'
 LIBS     ?= $(PKG_LIBS) -lgfortran -lm
 
+# SANITIZE=1: AddressSanitizer + UBSan (any UB report is fatal) in build-san/. The variable is
+# exported so tests/run_tests.sh sets the sanitizer options (leak suppressions for Open MPI and
+# OpenBLAS: tests/lsan.supp) and hands them to every rank.
 ifeq ($(SANITIZE),1)
-  CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+  CFLAGS := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=address,undefined
   BUILD  ?= build-san
+  export SANITIZE
 endif
 BUILD ?= build
 
@@ -35,7 +39,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard tests/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run check tests bench install clean fuzz report
+.PHONY: all deps run check tests bench install clean fuzz fuzz-build report
 all: gnrev_mpi
 
 deps:
@@ -75,6 +79,60 @@ bench: deps
 	@$(MAKE) --no-print-directory gnrev_mpi $(BENCH_BIN)
 	@MPIRUN="$(MPIRUN)" MPIFLAGS="$(MPIFLAGS)" BUILD="$(BUILD)" tools/bench.sh
 
+# make fuzz: libFuzzer targets tests/fuzz/fuzz_*.c (deck parser, IDX, CIFAR-10, HDF5 readers)
+# built with clang + ASan/UBSan in build-fuzz/, each run FUZZ_SECONDS, seeded from the committed
+# corpus tests/fuzz/corpus/<target>/ (new inputs go to build-fuzz/corpus/, crashes to
+# build-fuzz/crashes/). Installs clang and its libFuzzer runtime if missing.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= deck idx cifar hdf5
+FUZZ_CC      ?= clang
+FUZZ_PKGS    ?= clang libclang-rt-14-dev
+FUZZ_BUILD   := build-fuzz
+FUZZ_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -g -fno-omit-frame-pointer -Iinclude -Itests \
+                $(PKG_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJ     := $(LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_ENV     := OPENBLAS_NUM_THREADS=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+                ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:fast_unwind_on_malloc=0 \
+                LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+                UBSAN_OPTIONS=print_stacktrace=1
+
+fuzz:
+	@missing=""; for p in $(FUZZ_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
+	  grep -q "install ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "fuzz: installing$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	  || { echo "fuzz: please install$$missing" >&2; exit 1; }; fi
+	@$(MAKE) --no-print-directory fuzz-build
+	@mkdir -p $(FUZZ_BUILD)/crashes
+	@found=""; for t in $(FUZZ_TARGETS); do mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	  dict=""; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  if $(FUZZ_ENV) $(FUZZ_BUILD)/fuzz_$$t $$dict -max_total_time=$(FUZZ_SECONDS) -timeout=20 \
+	       -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t- \
+	       $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t >$(FUZZ_BUILD)/fuzz_$$t.log 2>&1; then \
+	    grep -E '^stat::(number_of_executed_units|new_units_added)' $(FUZZ_BUILD)/fuzz_$$t.log | tr '\n' ' '; echo; \
+	  else \
+	    grep -E -A 12 '^(==[0-9]+==ERROR|.*runtime error|fuzz property broken)' $(FUZZ_BUILD)/fuzz_$$t.log | head -n 24; \
+	    grep -E '^artifact_prefix|Test unit written' $(FUZZ_BUILD)/fuzz_$$t.log; found="$$found $$t"; \
+	  fi; \
+	done; \
+	if [ -n "$$found" ]; then echo "fuzz: crashes in:$$found (logs $(FUZZ_BUILD)/fuzz_*.log, inputs $(FUZZ_BUILD)/crashes/)"; exit 1; fi
+
+fuzz-build: $(FUZZ_BIN)
+.SECONDARY: $(FUZZ_OBJ)
+# The corpus replay test of make check compiles the fuzz targets in.
+$(BUILD)/tests/test_fuzz_corpus: $(wildcard tests/fuzz/*.c tests/fuzz/*.h)
+
+$(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard include/gnrev/*.h) | $(FUZZ_BUILD)/obj
+	OMPI_CC=$(FUZZ_CC) $(MPICC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(FUZZ_OBJ)
+	OMPI_CC=$(FUZZ_CC) $(MPICC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LIBS)
+
+$(FUZZ_BUILD)/obj:
+	@mkdir -p $@
+
 report:
 	$(PYTHON) tools/plot_run.py $(RUNS)
 
@@ -84,4 +142,4 @@ install: gnrev_mpi
 	cp -r input jobs tools docs $(DESTDIR)$(PREFIX)/share/gnrev/
 
 clean:
-	rm -rf build build-san gnrev_mpi
+	rm -rf build build-san build-fuzz gnrev_mpi

@@ -13,6 +13,14 @@ MPIFLAGS=${MPIFLAGS:---oversubscribe $ROOTFLAG}
 PYTHON=${PYTHON:-/usr/bin/python3}
 TIMEOUT=${TEST_TIMEOUT:-300}
 ONLY=${ONLY:-}
+# SANITIZE=1 (make check SANITIZE=1): leaks inside Open MPI and OpenBLAS are suppressed
+# (tests/lsan.supp), any sanitizer report fails the program, and every rank gets the options.
+if [ "${SANITIZE:-0}" = 1 ]; then
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0}
+  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  MPIFLAGS="$MPIFLAGS -x ASAN_OPTIONS -x LSAN_OPTIONS -x UBSAN_OPTIONS"
+fi
 export OPENBLAS_NUM_THREADS=1 GNREV_ROOT="$PWD" BUILD MPIRUN MPIFLAGS PYTHON
 passed=0
 failed=0

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 ROOT = os.environ.get("GNREV_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-BINARY = os.path.join(ROOT, "gnrev_mpi")
+BINARY = os.path.join(ROOT, os.environ.get("BUILD", ""), "gnrev_mpi") if os.path.exists(os.path.join(ROOT, os.environ.get("BUILD", ""), "gnrev_mpi")) else os.path.join(ROOT, "gnrev_mpi")
 MPIRUN = os.environ.get("MPIRUN", "mpirun")
 MPIFLAGS = shlex.split(os.environ.get("MPIFLAGS", "--oversubscribe" + (" --allow-run-as-root" if os.geteuid() == 0 else "")))
 
