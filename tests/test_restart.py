@@ -76,7 +76,7 @@ with open(deckfile, "w") as f:
     f.write(deck_text(deck))
 for signame, sig, expect in (("SIGUSR1", signal.SIGUSR1, 75), ("SIGTERM", signal.SIGTERM, None)):
     shutil.rmtree(sig_out, ignore_errors=True)
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_MCA_odls_base_sigkill_timeout="60")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     proc = subprocess.Popen([MPIRUN, *MPIFLAGS, "-np", "2", BINARY, deckfile], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     t0 = time.time()
@@ -127,20 +127,23 @@ check(pr.returncode == 0 and "step_00000003.h5" in pr.stdout and np.array_equal(
 dmg = os.path.join(tmp, "damaged")
 run(synthetic_deck(dmg, method="adam", lr=0.01, steps=6, checkpoint__every=2), np_=2)
 last = os.path.join(dmg, "checkpoints", newest(dmg)[-1])
+other = os.path.join(tmp, "other_deck_step.h5")
+shutil.copy(os.path.join(dmg, "checkpoints", newest(dmg)[-2]), other)
 size = os.path.getsize(last)
 with open(last, "r+b") as f:
     f.truncate(size // 2)
+truncated = os.path.join(tmp, "truncated.h5")
+shutil.copy(last, truncated)
 p = run(synthetic_deck(dmg, method="adam", lr=0.01, steps=8, checkpoint__every=2), np_=2)
 check(p.returncode == 0 and "skipping damaged checkpoint" in p.stderr and "step_00000004.h5" in p.stdout,
       "test_truncated_newest_checkpoint_is_skipped_for_the_previous", p.stdout[-300:] + p.stderr[-300:])
 
 # A truncated checkpoint named explicitly is refused (I/O error, exit 3).
-p = run(synthetic_deck(os.path.join(tmp, "explicit"), method="adam", lr=0.01, steps=8, checkpoint__restart=last), np_=2)
+p = run(synthetic_deck(os.path.join(tmp, "explicit"), method="adam", lr=0.01, steps=8, checkpoint__restart=truncated), np_=2)
 check(p.returncode == 3 and "gnrev_mpi: I/O error" in p.stderr and p.stderr.count("I/O error") == 1,
       "test_truncated_checkpoint_is_refused_with_one_message", f"rc={p.returncode} {p.stderr[-300:]}")
 
 # A checkpoint of another deck (seed and width differ) is refused, naming the keys.
-other = os.path.join(dmg, "checkpoints", "step_00000002.h5")
 bad = synthetic_deck(os.path.join(tmp, "foreign"), method="adam", lr=0.01, steps=8, checkpoint__restart=other,
                      model__hidden=30)
 bad["run"]["seed"] = 12
