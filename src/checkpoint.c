@@ -148,6 +148,7 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
       CHECK_GOTO(gn_h5_describe(f, p, "optimizer state in the flat parameter order of docs/output-format.md", "1", "parameter"));
     }
   }
+  if (meta->extra) CHECK_GOTO(meta->extra(meta->extra_ctx, f));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_theta", crc_of(theta, model->nparams)));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_optimizer", crc_optimizer(opt)));
   /* Written last: a file without it was cut short while being written. */

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "gnrev/err.h"
+#include "gnrev/diag.h"
 #include "gnrev/pinv.h"
 
 static size_t mem_available(void) {
@@ -45,11 +46,7 @@ void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C
   if (deck->method == GN_OPT_GN || deck->method == GN_OPT_GN_VIVIT || deck->gn_reference)
     p->gn = (size_t)(3 * rows * d + rows * hp + 3 * rows * m + rows * C) * D +
             gn_pinv_bytes(par->size, bs, hp, m);
-  if (deck->ntk_every > 0) {
-    int64_t pc = deck->ntk_samples * C;
-    p->diagnostics += (size_t)(2 * pc * pc / par->size + pc * m + deck->ntk_samples * hp) * D;
-  }
-  if (deck->cka_every > 0) p->diagnostics += (size_t)(2 * B * 2 * deck->cka_samples * m) * D;
+  p->diagnostics = gn_diag_bytes(par, deck, d, C);
   p->per_rank = p->data_node / (size_t)(par->node_size > 0 ? par->node_size : 1) + p->model_fixed +
                 p->params + p->optimizer + p->batch + p->gn + p->diagnostics;
   p->available = mem_available() / (size_t)(par->node_size > 0 ? par->node_size : 1);

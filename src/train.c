@@ -15,12 +15,15 @@
 
 #include "gnrev/checkpoint.h"
 #include "gnrev/data.h"
+#include "gnrev/diag.h"
 #include "gnrev/err.h"
 #include "gnrev/gn_update.h"
 #include "gnrev/h5io.h"
 #include "gnrev/loss.h"
 #include "gnrev/memplan.h"
 #include "gnrev/model.h"
+#include "gnrev/ntk.h"
+#include "gnrev/ggn.h"
 #include "gnrev/optim.h"
 #include "gnrev/rng.h"
 #include "gnrev/signals.h"
@@ -34,6 +37,9 @@
 
 enum { EVAL_CHUNK = 512 };
 
+/* gn_reference: largest n*C for which the Moore-Penrose step's NTK is formed on rank 0. */
+enum { MP_MAX_ROWS = 8192 };
+
 typedef struct {
   const gn_par *par;
   const gn_deck *deck;
@@ -44,6 +50,8 @@ typedef struct {
   double *theta, *work;      /* parameters; gradient or GN direction */
   gn_optim opt;
   gn_gn *gn;
+  gn_diag *diag;
+  double *damping;           /* gn_vivit: damping chosen per direction (ggn_top_k) */
   gn_h5 *run;
   int64_t bs, steps_per_epoch, steps_total;
   int64_t *perm, perm_epoch;
@@ -134,6 +142,29 @@ static int batch_metrics(trainer *tr, int64_t n, int64_t nb, double *loss, doubl
 static int update(trainer *tr, int64_t step, int64_t n, int64_t nb, double *loss, double *acc) {
   const gn_model *md = &tr->model;
   const gn_deck *dk = tr->deck;
+  if (dk->method == GN_OPT_GN_VIVIT || (dk->method == GN_OPT_GN && dk->gn_reference)) {
+    /* Both solve with the NTK of the batch: measure the batch first, then take the step. */
+    memcpy(tr->X, tr->X0, (size_t)(n * md->d) * sizeof(double));
+    gn_model_forward(md, tr->theta, n, tr->X, tr->logits);
+    CHECK(batch_metrics(tr, n, nb, loss, acc));
+    int st = dk->method == GN_OPT_GN_VIVIT
+                 ? gn_ggn_vivit_direction(tr->par, md, dk, tr->theta, n, nb, tr->X0, tr->y, step, tr->work, tr->damping)
+                 : gn_ntk_mp_direction(tr->par, md, dk, tr->theta, n, nb, tr->X0, tr->y, MP_MAX_ROWS, tr->work);
+    if (st != GN_OK) {
+      char msg[2048];
+      snprintf(msg, sizeof msg, "step %lld: %s", (long long)step, gn_error_message());
+      gn_error_set_message(msg, gn_error_traceback());
+      return st;
+    }
+    /* The tractable step moves the outputs by B eps to first order, J^+ eps by eps: scaling the
+     * reference by B makes runs with the same lr comparable (Theorem 4.3). */
+    const double scale = dk->method == GN_OPT_GN ? (double)md->B : 1.0;
+    for (size_t i = 0; i < md->nparams; ++i) {
+      if (!isfinite(tr->work[i])) GN_FAIL(GN_ENUMERIC, "step %lld: non-finite update", (long long)step);
+      tr->theta[i] -= dk->lr * scale * tr->work[i];
+    }
+    return GN_OK;
+  }
   if (dk->method == GN_OPT_GN) {
     int st = gn_gn_direction(tr->gn, tr->theta, n, nb, tr->X0, tr->y, tr->logits, tr->work);
     if (st != GN_OK) {
@@ -162,10 +193,13 @@ static int update(trainer *tr, int64_t step, int64_t n, int64_t nb, double *loss
   return GN_OK;
 }
 
+static int save_diag(void *ctx, gn_h5 *f) { return gn_diag_save((gn_diag *)ctx, f); }
+
 static int checkpoint(trainer *tr, int64_t step, int64_t epoch) {
-  gn_ckpt_meta meta = {.step = step, .epoch = epoch, .deck = tr->deck_text, .deck_source = tr->deck_source};
+  gn_ckpt_meta meta = {.step = step, .epoch = epoch, .deck = tr->deck_text, .deck_source = tr->deck_source,
+                       .extra = tr->diag ? save_diag : NULL, .extra_ctx = tr->diag};
   return gn_ckpt_write(tr->par, tr->deck, &meta, &tr->model, tr->theta,
-                       tr->deck->method == GN_OPT_GN ? NULL : &tr->opt);
+                       (tr->deck->method == GN_OPT_SGD || tr->deck->method == GN_OPT_ADAM) ? &tr->opt : NULL);
 }
 
 static int mkdir_p(const char *path) {
@@ -314,6 +348,7 @@ static int train_loop(trainer *tr) {
     }
     int64_t n;
     const int64_t nb = batch_rows(tr, epoch, k, &n);
+    CHECK(gn_diag_step(tr->diag, step, tr->theta, n, nb, tr->X0, tr->y));
     const double t0 = gn_par_wtime();
     double loss = NAN, acc = NAN;
     int st = update(tr, step, n, nb, &loss, &acc);
@@ -365,6 +400,7 @@ static int train_loop(trainer *tr) {
   double row[N_METRICS] = {(double)T, (double)(T / tr->steps_per_epoch), tl, ta, vl, va, dk->lr,
                            gn_par_wtime() - t_start, NAN, NAN, NAN};
   CHECK(gn_h5_append(tr->run, "/metrics", N_METRICS, METRIC_NAMES, row));
+  CHECK(gn_diag_final(tr->diag, T, tr->theta));
   CHECK(checkpoint(tr, T, T / tr->steps_per_epoch));
   if (RANK0) {
     printf("final (step %lld): train_loss %.6g train_acc %.4f test_loss %.6g test_acc %.4f, "
@@ -375,7 +411,31 @@ static int train_loop(trainer *tr) {
   return GN_OK;
 }
 
+static int create_diagnostics(trainer *tr) {
+  const gn_deck *dk = tr->deck;
+  char run_path[GN_PATH_MAX + 16], xmf_path[GN_PATH_MAX + 16];
+  snprintf(run_path, sizeof run_path, "%s/run.h5", dk->out_dir);
+  snprintf(xmf_path, sizeof xmf_path, "%s/run.xmf", dk->out_dir);
+  CHECK(gn_diag_create(tr->par, dk, &tr->model, &tr->train, tr->theta, tr->run, run_path, xmf_path, &tr->diag));
+  if (tr->restart_path[0]) {
+    /* The baselines are those of the original step 0, kept in the checkpoint. */
+    gn_h5 *ck = NULL;
+    CHECK(gn_h5_open(tr->par, tr->restart_path, false, &ck));
+    int st = gn_diag_load(tr->diag, ck);
+    int st2 = gn_h5_close(ck);
+    CHECK(st);
+    CHECK(st2);
+  }
+  if (dk->method == GN_OPT_GN_VIVIT) {
+    tr->damping = malloc((size_t)(dk->ggn_top_k > 0 ? dk->ggn_top_k : 1) * sizeof(double));
+    CHECK(gn_par_agree(tr->par, tr->damping ? GN_OK : GN_RAISE(GN_ENOMEM, "out of memory")));
+  }
+  return GN_OK;
+}
+
 static void trainer_free(trainer *tr) {
+  gn_diag_free(tr->diag);
+  free(tr->damping);
   if (tr->run) gn_h5_close(tr->run);
   gn_gn_free(tr->gn);
   gn_optim_free(&tr->opt);
@@ -403,6 +463,9 @@ static void print_summary(trainer *tr, const gn_memplan *plan, bool check_only) 
   char *table = gn_memplan_format(plan);
   if (check_only) {
     printf("%s", table ? table : "");
+    char *dplan = gn_diag_plan(tr->par, dk, tr->train.d, tr->train.classes);
+    if (dplan && dplan[0]) printf("diagnostics:\n%s", dplan);
+    free(dplan);
   } else {
     char need[32], have[32];
     gn_memplan_bytes_str(plan->per_rank, need, sizeof need);
@@ -473,8 +536,10 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
     gn_optim_free(&tr->opt);
     CHECK_GOTO(gn_par_agree(par, gn_optim_create(deck, np, &tr->opt)));
   }
-  if (deck->method == GN_OPT_GN) CHECK_GOTO(gn_par_agree(par, gn_gn_create(par, &tr->model, deck, &tr->gn)));
+  if (deck->method == GN_OPT_GN && !deck->gn_reference)
+    CHECK_GOTO(gn_par_agree(par, gn_gn_create(par, &tr->model, deck, &tr->gn)));
   CHECK_GOTO(open_outputs(tr, deck_path));
+  CHECK_GOTO(create_diagnostics(tr));
   CHECK_GOTO(train_loop(tr));
 fail:
   trainer_free(tr);

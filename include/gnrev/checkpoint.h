@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "gnrev/deck.h"
+#include "gnrev/h5io.h"
 #include "gnrev/model.h"
 #include "gnrev/optim.h"
 #include "gnrev/par.h"
@@ -16,6 +17,9 @@ typedef struct {
   int64_t epoch;       /* epoch of the next batch */
   const char *deck;    /* effective deck text */
   const char *deck_source; /* the deck file as given */
+  /* Called before the file is closed, to add more state (diagnostic baselines); may be NULL. */
+  int (*extra)(void *ctx, gn_h5 *file);
+  void *extra_ctx;
 } gn_ckpt_meta;
 
 /* Collective on par->comm. Writes the checkpoint of `meta->step` into deck->out_dir, then
