@@ -8,6 +8,7 @@
  * and checks headers), sizes (n_train/n_test, shapes equal on every rank), allocation (window,
  * or a private heap copy when the window cannot be made), fill, label checks. */
 #include "gnrev/data.h"
+#include "gnrev/memplan.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -188,6 +189,18 @@ static void drop_window(gn_dataset *set) {
  * GNREV_DATA_PRIVATE=1 asks for heap copies (e.g. where /dev/shm is too small to hold the set). */
 static int allocate(loader *L) {
   const gn_par *par = L->par;
+  /* Refuse a set that cannot fit before touching it: a window larger than memory would be
+   * killed by the OOM killer page by page, not refused. */
+  const size_t avail = gn_memplan_node_available();
+  const size_t need = block_bytes(L->set[0]) + block_bytes(L->set[1]);
+  if (avail > 0 && need > avail) {
+    char a[32], b[32];
+    gn_memplan_bytes_str(need, a, sizeof a);
+    gn_memplan_bytes_str(avail, b, sizeof b);
+    GN_FAIL(GN_ENOMEM, "the training and test sets need %s per node (%lld + %lld samples x %lld features) "
+            "but only %s is available: lower n_train/n_test (or synthetic_train/synthetic_test)",
+            a, (long long)L->set[0]->n, (long long)L->set[1]->n, (long long)L->set[0]->d, b);
+  }
   const char *env = getenv("GNREV_DATA_PRIVATE");
   int ok = !(env && env[0] && strcmp(env, "0") != 0);
   CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, par->node));

@@ -2,6 +2,7 @@
  * impossible plan is refused in seconds instead of dying in the middle of a queue slot. */
 #include "gnrev/memplan.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,7 @@
 #include "gnrev/diag.h"
 #include "gnrev/pinv.h"
 
-static size_t mem_available(void) {
+size_t gn_memplan_node_available(void) {
   FILE *fp = fopen("/proc/meminfo", "r");
   size_t kb = 0;
   if (fp) {
@@ -32,13 +33,15 @@ void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C
   memset(p, 0, sizeof *p);
   const size_t D = sizeof(double);
   const int64_t m = d / 2, h = deck->hidden, hp = h + (deck->bias ? 1 : 0), B = deck->blocks;
-  const size_t nparams = (size_t)(2 * B * hp * m);
+  /* Products in double so that absurd decks (blocks = 10**9) give huge figures, not overflow. */
+  const double np_d = 2.0 * (double)B * (double)hp * (double)m;
+  const size_t nparams = np_d > 1e15 ? (size_t)1e15 : (size_t)np_d;
   const int64_t bs = deck->batch_size > 0 && deck->batch_size < n_train ? deck->batch_size : n_train;
   const int64_t rows = (bs + par->size - 1) / par->size;
   const int64_t eval_rows = rows > 256 ? rows : 256;
   p->data_node = (size_t)(n_train + n_test) * ((size_t)d * sizeof(float) + sizeof(int32_t));
-  p->model_fixed = (size_t)(2 * B * m * h + d * C) * D;
-  p->params = 3 * nparams * D;
+  p->model_fixed = (size_t)fmin(1e18, (2.0 * (double)B * (double)m * (double)h + (double)(d * C)) * (double)D);
+  p->params = (size_t)fmin(1e18, 3.0 * (double)nparams * (double)D);
   p->optimizer = deck->method == GN_OPT_ADAM ? 2 * nparams * D
                  : (deck->method == GN_OPT_SGD && deck->momentum > 0) ? nparams * D : 0;
   /* batch in/out, gradients, logits, and the model workspace (features + pre-activations) */
@@ -49,7 +52,7 @@ void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C
   p->diagnostics = gn_diag_bytes(par, deck, d, C);
   p->per_rank = p->data_node / (size_t)(par->node_size > 0 ? par->node_size : 1) + p->model_fixed +
                 p->params + p->optimizer + p->batch + p->gn + p->diagnostics;
-  p->available = mem_available() / (size_t)(par->node_size > 0 ? par->node_size : 1);
+  p->available = gn_memplan_node_available() / (size_t)(par->node_size > 0 ? par->node_size : 1);
 }
 
 void gn_memplan_bytes_str(size_t bytes, char *buf, size_t cap) {

@@ -450,12 +450,13 @@ static void trainer_free(trainer *tr) {
 static void print_summary(trainer *tr, const gn_memplan *plan, bool check_only) {
   if (!RANK0) return;
   const gn_deck *dk = tr->deck;
-  const gn_model *md = &tr->model;
+  const int64_t hp = dk->hidden + (dk->bias ? 1 : 0);
+  const double nparams = 2.0 * (double)dk->blocks * (double)hp * (double)(tr->train.d / 2);
   printf("gnrev_mpi %s on %d rank%s: %s, %lld train / %lld test samples, d = %lld, %d classes\n",
          GN_VERSION, tr->par->size, tr->par->size == 1 ? "" : "s", gn_deck_source_name(dk->source),
          (long long)tr->train.n, (long long)tr->test.n, (long long)tr->train.d, tr->train.classes);
-  printf("model: %lld blocks, hidden %lld, %zu trained parameters; optimizer %s, lr %g, loss %s\n",
-         (long long)dk->blocks, (long long)dk->hidden, md->nparams, gn_deck_method_name(dk->method),
+  printf("model: %lld blocks, hidden %lld, %.0f trained parameters; optimizer %s, lr %g, loss %s\n",
+         (long long)dk->blocks, (long long)dk->hidden, nparams, gn_deck_method_name(dk->method),
          dk->lr, gn_deck_loss_name(dk->loss));
   printf("batch %lld (%s), %lld steps per epoch, %lld steps; output %s\n", (long long)tr->bs,
          tr->bs == tr->train.n ? "full batch" : "mini-batch", (long long)tr->steps_per_epoch,
@@ -473,9 +474,9 @@ static void print_summary(trainer *tr, const gn_memplan *plan, bool check_only) 
     printf("memory: about %s per rank of %s available\n", need, have);
   }
   free(table);
-  if ((dk->method == GN_OPT_GN) && tr->bs > md->hp)
+  if ((dk->method == GN_OPT_GN) && tr->bs > hp)
     printf("notice: batch %lld > features %lld: GN solves least-squares problems (tall case)\n",
-           (long long)tr->bs, (long long)md->hp);
+           (long long)tr->bs, (long long)hp);
   fflush(stdout);
 }
 
@@ -498,14 +499,12 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   if (deck->max_steps > 0 && deck->max_steps < tr->steps_total) tr->steps_total = deck->max_steps;
   gn_memplan plan;
   gn_memplan_compute(par, deck, tr->train.d, tr->train.classes, tr->train.n, tr->test.n, &plan);
-  CHECK_GOTO(gn_par_agree(par, gn_model_create(deck, tr->train.d, tr->train.classes, &tr->model)));
+  /* The plan is judged before anything sized by the deck is allocated. */
   print_summary(tr, &plan, check_only);
-  if (check_only) {
-    if (RANK0) printf("effective deck:\n%s", tr->deck_text);
-    CHECK_GOTO(gn_par_agree(par, gn_memplan_check(&plan)));
-    goto fail;
-  }
+  if (check_only && RANK0) printf("effective deck:\n%s", tr->deck_text);
   CHECK_GOTO(gn_par_agree(par, gn_memplan_check(&plan)));
+  CHECK_GOTO(gn_par_agree(par, gn_model_create(deck, tr->train.d, tr->train.classes, &tr->model)));
+  if (check_only) goto fail;
 
   const size_t np = tr->model.nparams;
   tr->theta = malloc(np * sizeof(double));

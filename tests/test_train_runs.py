@@ -55,7 +55,7 @@ for method, lr, extra in (("sgd", 0.3, {"optim__momentum": 0.9}), ("adam", 0.01,
     worst = 0.0
     ok = True
     for np_ in (1, 2, 3, 4):
-        out = os.path.join(tmp, f"np_{method}_{np_}_{len(extra)}")
+        out = os.path.join(tmp, f"np_{method}_{np_}_{sorted(extra.items())}".replace(" ", ""))
         p = run(synthetic_deck(out, method=method, lr=lr, steps=5, **extra), np_=np_)
         if p.returncode != 0:
             ok = False

@@ -31,6 +31,9 @@ char *gn_memplan_format(const gn_memplan *plan);
 /* Local. GN_ENOMEM with the figures when the plan exceeds the available memory. */
 int gn_memplan_check(const gn_memplan *plan);
 
+/* Local. Memory available on this node now (MemAvailable), in bytes; 0 if unknown. */
+size_t gn_memplan_node_available(void);
+
 /* Local. "1.23 GiB" style. */
 void gn_memplan_bytes_str(size_t bytes, char *buf, size_t cap);
 
