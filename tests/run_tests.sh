@@ -20,6 +20,7 @@ if [ "${SANITIZE:-0}" = 1 ]; then
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
   MPIFLAGS="$MPIFLAGS -x ASAN_OPTIONS -x LSAN_OPTIONS -x UBSAN_OPTIONS"
+  TIMEOUT=${TEST_TIMEOUT:-900}  # sanitized programs run several times slower
 fi
 export OPENBLAS_NUM_THREADS=1 GNREV_ROOT="$PWD" BUILD MPIRUN MPIFLAGS PYTHON
 passed=0

@@ -68,7 +68,9 @@ def judge(name, fut, codes, pattern):
         problems.append("sanitizer report")
     detail = "; ".join(problems)
     if problems:
-        detail += "\n    stderr: " + err[-1500:].replace("\n", "\n    ")
+        m = SANITIZER.search(err)
+        excerpt = err[max(m.start() - 200, 0):m.start() + 2500] if m else err[-1500:]
+        detail += "\n    stderr: " + excerpt.replace("\n", "\n    ")
     check(not problems, f"test_hostile {name}", detail)
 
 
