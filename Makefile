@@ -39,14 +39,14 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard tests/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run check tests bench install clean fuzz fuzz-build report
+.PHONY: all deps run check tests bench install clean fuzz fuzz-build report gnrev_mpi
 all: gnrev_mpi
 
 deps:
 	@tools/install-deps.sh
 
 gnrev_mpi: $(BUILD)/gnrev_mpi
-	@cp $< $@
+	@cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/gnrev_mpi: $(BUILD)/obj/main.o $(BUILD)/libgnrev.a
 	$(MPICC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -88,7 +88,9 @@ static int open_idx(const char *dir, const char *base, bool images, idx_file *f)
     return status;
   }
   f->count = be32(h + 4);
-  f->item_bytes = images ? (int64_t)be32(h + 8) * be32(h + 12) : 1;
+  /* Both factors are 32-bit: multiply unsigned 64-bit, then bound, so no header can overflow. */
+  const uint64_t pixels = images ? (uint64_t)be32(h + 8) * (uint64_t)be32(h + 12) : 1;
+  f->item_bytes = pixels > (1ull << 40) ? 0 : (int64_t)pixels;
   if (images && f->item_bytes == 0) {
     int status =
         GN_RAISE(GN_EINPUT, "%s declares images of %u x %u pixels", f->path, be32(h + 8), be32(h + 12));

@@ -172,7 +172,7 @@ int gn_gn_direction(gn_gn *gn, const double *theta, int64_t n, int64_t n_global,
   st->tall = 0;
 
   double t0 = gn_par_wtime();
-  memcpy(gn->X, X0, (size_t)(n * d) * sizeof(double));
+  if (n > 0) memcpy(gn->X, X0, (size_t)(n * d) * sizeof(double));
   gn_model_forward(md, theta, n, gn->X, logits);
   gn_loss_residual(gn->deck->loss, gn->deck->output_hessian, n, md->C, logits, y, gn->eps);
   int bad = !all_finite(gn->eps, (size_t)(n * md->C));
@@ -186,7 +186,7 @@ int gn_gn_direction(gn_gn *gn, const double *theta, int64_t n, int64_t n_global,
   for (int b = md->B - 1; b >= 0; --b) {
     /* X holds (y1, y2) of block b; Xin gets its input (x1, x2) by the exact inverse. */
     t0 = gn_par_wtime();
-    memcpy(gn->Xin, gn->X, (size_t)(n * d) * sizeof(double));
+    if (n > 0) memcpy(gn->Xin, gn->X, (size_t)(n * d) * sizeof(double));
     inverse_keeping_features(gn, theta, b, n, gn->Xin);
     double *t1 = gn->T, *t2 = gn->T + m;
     copy_cols(n, m, t1, d, gn->t, m);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cblas.h>
 #include <hdf5.h>
@@ -96,13 +97,18 @@ static int read_deck(const gn_par *par, const char *path, char **text) {
   char *buf = NULL;
   int st = GN_OK;
   if (par->rank == 0) {
+    struct stat sb;
     FILE *fp = fopen(path, "rb");
     if (!fp) {
       st = GN_RAISE(GN_EIO, "cannot open deck %s: %s", path, strerror(errno));
+    } else if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+      st = GN_RAISE(GN_EIO, "deck %s is not a regular file", path);
+      fclose(fp);
+    } else if (sb.st_size > (1 << 26)) {
+      st = GN_RAISE(GN_EINPUT, "deck %s is %lld bytes: a deck is a small text file", path, (long long)sb.st_size);
+      fclose(fp);
     } else {
-      fseek(fp, 0, SEEK_END);
-      len = ftell(fp);
-      fseek(fp, 0, SEEK_SET);
+      len = (int64_t)sb.st_size;
       buf = malloc((size_t)len + 1);
       if (!buf || fread(buf, 1, (size_t)len, fp) != (size_t)len)
         st = GN_RAISE(GN_EIO, "cannot read deck %s", path);
