@@ -18,6 +18,7 @@
  * Gram rows, O((N cols)^3) on rank 0, and one backpropagation per mean gradient or step. Memory:
  * the NTK rows, T and the Gram rows on every rank; the whole Gram and 2 (N cols)^2 of DSYEVD
  * workspace on rank 0. */
+#include "gnrev/blas.h"
 #include "gnrev/ggn.h"
 
 #include <assert.h>
@@ -46,34 +47,8 @@ enum { BOOT_REPLICATES = 100, BOOT_GRID = 13, BOOT_GRID_LOW = -6, WORK_SLACK = 2
  * of 100): a conservative lower bound without interpolation. */
 static const double BOOT_QUANTILE = 0.05;
 
-static int bint(int64_t x) {
-  assert(x >= 0 && x <= INT_MAX);
-  return (int)x;
-}
-
-static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, double alpha,
-                 const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C,
-                 int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  if (K == 0) {
-    if (beta == 0.0)
-      for (int64_t i = 0; i < M; ++i) memset(C + i * ldc, 0, (size_t)N * sizeof *C);
-    return;
-  }
-  cblas_dgemm(CblasRowMajor, ta, tb, bint(M), bint(N), bint(K), alpha, A, bint(lda), B, bint(ldb), beta,
-              C, bint(ldc));
-}
-
 static double *dalloc(size_t n) { return malloc((n ? n : 1) * sizeof(double)); }
 
-static int mpi_check(int rc, const char *call, const char *file, int line, const char *func) {
-  if (rc == MPI_SUCCESS) return GN_OK;
-  char msg[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(rc, msg, &len);
-  return gn_error(GN_EMPI, file, line, func, "%s failed: %s", call, msg);
-}
-#define MPI_GOTO(call) CHECK_GOTO(mpi_check((call), #call, __FILE__, __LINE__, __func__))
 
 void gn_ggn_free(gn_ggn *g) {
   if (!g) return;
@@ -251,32 +226,32 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   else
     for (int64_t i = 0; i < n_local; ++i)
       mc_factor(deck, step, row0 + i, C, cols, logits + i * C, S + (row0 + i) * SC);
-  MPI_GOTO(MPI_Type_contiguous(bint(SC), MPI_DOUBLE, &row_s));
-  MPI_GOTO(MPI_Type_commit(&row_s));
+  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(SC), MPI_DOUBLE, &row_s));
+  CHECK_MPI_GOTO(MPI_Type_commit(&row_s));
   for (int q = 0; q < par->size; ++q) {
     int64_t q0, qn;
     gn_par_rows(N, par->size, q, &q0, &qn);
     cnt[q] = (int)qn;
     dsp[q] = (int)q0;
   }
-  MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, S, cnt, dsp, row_s, par->comm));
+  CHECK_MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, S, cnt, dsp, row_s, par->comm));
 
   /* T = K blockdiag(S_m), then this rank's Gram rows S_n^T T_n / N. */
   CHECK_GOTO(gn_ntk_compute(par, model, theta, N, X_local, &K));
   for (int64_t m = 0; m < N; ++m)
-    gemm(CblasNoTrans, CblasNoTrans, n_local * C, cols, C, 1.0, K.K + m * C, NC, S + m * SC, cols, 0.0,
+    gn_gemm(CblasNoTrans, CblasNoTrans, n_local * C, cols, C, 1.0, K.K + m * C, NC, S + m * SC, cols, 0.0,
          T + m * cols, Ncols);
   gn_ntk_free(&K);
   for (int64_t i = 0; i < n_local; ++i)
-    gemm(CblasTrans, CblasNoTrans, cols, Ncols, C, 1.0 / (double)N, S + (row0 + i) * SC, cols,
+    gn_gemm(CblasTrans, CblasNoTrans, cols, Ncols, C, 1.0 / (double)N, S + (row0 + i) * SC, cols,
          T + i * C * Ncols, Ncols, 0.0, Gl + i * cols * Ncols, Ncols);
-  MPI_GOTO(MPI_Type_contiguous(bint(Ncols), MPI_DOUBLE, &row_g));
-  MPI_GOTO(MPI_Type_commit(&row_g));
+  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(Ncols), MPI_DOUBLE, &row_g));
+  CHECK_MPI_GOTO(MPI_Type_commit(&row_g));
   for (int q = 0; q < par->size; ++q) {
     cnt[q] *= (int)cols;
     dsp[q] *= (int)cols;
   }
-  MPI_GOTO(MPI_Gatherv(par->rank == 0 ? MPI_IN_PLACE : Gl, cnt[par->rank], row_g, Gfull, cnt, dsp, row_g, 0,
+  CHECK_MPI_GOTO(MPI_Gatherv(par->rank == 0 ? MPI_IN_PLACE : Gl, cnt[par->rank], row_g, Gfull, cnt, dsp, row_g, 0,
                        par->comm));
 
   /* Rank 0 solves; everyone receives (n_eig, k), the eigenvalues and the top-k eigenvectors. */
@@ -313,19 +288,19 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
 
   /* gamma_nk for the local samples: r_n^T T_n is S^T K_{.n} r_n. */
   for (int64_t i = 0; i < n_local; ++i) {
-    gemm(CblasNoTrans, CblasNoTrans, 1, Ncols, C, 1.0, r + i * C, C, T + i * C * Ncols, Ncols, 0.0, wv, Ncols);
+    gn_gemm(CblasNoTrans, CblasNoTrans, 1, Ncols, C, 1.0, r + i * C, C, T + i * C * Ncols, Ncols, 0.0, wv, Ncols);
     for (int64_t kk = 0; kk < k; ++kk)
       out->gamma[(row0 + i) * k + kk] =
-          cblas_ddot(bint(Ncols), evecs + kk * Ncols, 1, wv, 1) / sqrt((double)N * eig[kk]);
+          cblas_ddot(gn_int(Ncols), evecs + kk * Ncols, 1, wv, 1) / sqrt((double)N * eig[kk]);
   }
   if (k > 0) {
-    MPI_GOTO(MPI_Type_contiguous(bint(k), MPI_DOUBLE, &row_k));
-    MPI_GOTO(MPI_Type_commit(&row_k));
+    CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(k), MPI_DOUBLE, &row_k));
+    CHECK_MPI_GOTO(MPI_Type_commit(&row_k));
     for (int q = 0; q < par->size; ++q) {
       cnt[q] /= (int)cols;
       dsp[q] /= (int)cols;
     }
-    MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out->gamma, cnt, dsp, row_k, par->comm));
+    CHECK_MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out->gamma, cnt, dsp, row_k, par->comm));
   }
   for (int64_t n = 0; n < N; ++n)
     for (int64_t kk = 0; kk < k; ++kk) {
@@ -345,7 +320,7 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
     CHECK_GOTO(gn_par_agree(par, grad ? GN_OK : GN_RAISE(GN_ENOMEM, "ggn: out of memory for the gradient")));
     for (int64_t i = 0; i < n_local * C; ++i) r[i] /= (double)N;
     CHECK_GOTO(gn_ntk_jt_apply(par, model, theta, n_local, X_local, r, grad));
-    const double g2 = cblas_ddot(bint((int64_t)model->nparams), grad, 1, grad, 1);
+    const double g2 = cblas_ddot(gn_int((int64_t)model->nparams), grad, 1, grad, 1);
     double top = 0;
     for (int64_t kk = 0; kk < k; ++kk) top += out->gamma_mean[kk] * out->gamma_mean[kk];
     out->grad_overlap = g2 > 0 ? top / g2 : 0.0;
@@ -472,10 +447,10 @@ int gn_ggn_vivit_direction(const gn_par *par, const gn_model *model, const gn_de
   for (int64_t kk = 0; kk < k; ++kk) {
     const double lam = g.eigenvalues[kk];
     const double a = g.gamma_mean[kk] / ((lam + damp[kk]) * sqrt((double)N * lam));
-    cblas_daxpy(bint(N * cols), a, x.evecs + kk * N * cols, 1, c, 1);
+    cblas_daxpy(gn_int(N * cols), a, x.evecs + kk * N * cols, 1, c, 1);
   }
   for (int64_t i = 0; i < n_local; ++i)
-    gemm(CblasNoTrans, CblasNoTrans, C, 1, cols, 1.0, x.S + (row0 + i) * C * cols, cols, c + (row0 + i) * cols,
+    gn_gemm(CblasNoTrans, CblasNoTrans, C, 1, cols, 1.0, x.S + (row0 + i) * C * cols, cols, c + (row0 + i) * cols,
          1, 0.0, w + i * C, 1);
   CHECK_GOTO(gn_ntk_jt_apply(par, model, theta, n_local, X_local, w, delta));
   if (damping_out)

@@ -22,29 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gnrev/blas.h"
 #include "gnrev/err.h"
 #include "gnrev/rng.h"
-
-/* BLAS takes int dimensions; gn_model_create has checked that every dimension fits. */
-static int bint(int64_t x) {
-  assert(x >= 0 && x <= INT_MAX);
-  return (int)x;
-}
-
-/* C (M x N, ldc) = alpha op(A) op(B) + beta C with beta 0 or 1. Handles the empty cases itself
- * (a rank may own no rows), which reference BLAS and OpenBLAS treat differently. */
-static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, double alpha,
-                 const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C,
-                 int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  if (K == 0) {
-    if (beta == 0.0)
-      for (int64_t i = 0; i < M; ++i) memset(C + i * ldc, 0, (size_t)N * sizeof *C);
-    return;
-  }
-  cblas_dgemm(CblasRowMajor, ta, tb, bint(M), bint(N), bint(K), alpha, A, bint(lda), B, bint(ldb),
-              beta, C, bint(ldc));
-}
 
 size_t gn_model_offset(const gn_model *model, int b, int s) {
   return (size_t)(2 * b + s) * (size_t)model->hp * (size_t)model->m;
@@ -54,7 +34,7 @@ size_t gn_model_offset(const gn_model *model, int b, int s) {
 static void features_into(const gn_model *md, int b, int s, int64_t n, const double *z, int64_t ldz,
                           double *A, int64_t lda) {
   const int64_t h = md->h;
-  gemm(CblasNoTrans, CblasNoTrans, n, h, md->m, 1.0, z, ldz, md->proj[2 * b + s], h, 0.0, A, lda);
+  gn_gemm(CblasNoTrans, CblasNoTrans, n, h, md->m, 1.0, z, ldz, md->proj[2 * b + s], h, 0.0, A, lda);
   switch (md->act[b]) {
     case GN_ACT_IDENTITY:
       break;
@@ -107,7 +87,7 @@ static int linear_route(const gn_model *md, int b, int64_t n) {
 /* wM[0 : m*m] = C W for half-block (b, s); returns it. */
 static const double *form_cw(const gn_model *md, const double *theta, int b, int s) {
   const int64_t m = md->m, h = md->h;
-  gemm(CblasNoTrans, CblasNoTrans, m, m, h, 1.0, md->proj[2 * b + s], h, theta + gn_model_offset(md, b, s),
+  gn_gemm(CblasNoTrans, CblasNoTrans, m, m, h, 1.0, md->proj[2 * b + s], h, theta + gn_model_offset(md, b, s),
        m, 0.0, md->wM, m);
   return md->wM;
 }
@@ -116,7 +96,7 @@ static const double *form_cw(const gn_model *md, const double *theta, int b, int
 static void apply_cw(const gn_model *md, const double *theta, int b, int s, const double *M, int64_t n,
                      const double *z, int64_t ldz, double sign, double *out, int64_t ldo) {
   const int64_t m = md->m;
-  gemm(CblasNoTrans, CblasNoTrans, n, m, m, sign, z, ldz, M, m, 1.0, out, ldo);
+  gn_gemm(CblasNoTrans, CblasNoTrans, n, m, m, sign, z, ldz, M, m, 1.0, out, ldo);
   if (md->hp > md->h) {
     const double *bias = theta + gn_model_offset(md, b, s) + md->h * m;
     for (int64_t i = 0; i < n; ++i) {
@@ -130,11 +110,11 @@ static void apply_cw(const gn_model *md, const double *theta, int b, int s, cons
 static void vjp_cw(const gn_model *md, int b, int s, const double *M, int64_t n, const double *z,
                    int64_t ldz, const double *g, int64_t ldg, double *gz, int64_t ldgz, double *dtheta) {
   const int64_t m = md->m, h = md->h;
-  gemm(CblasNoTrans, CblasTrans, n, m, m, 1.0, g, ldg, M, m, 1.0, gz, ldgz);
+  gn_gemm(CblasNoTrans, CblasTrans, n, m, m, 1.0, g, ldg, M, m, 1.0, gz, ldgz);
   if (!dtheta) return;
   double *Z = md->wM + m * m;
-  gemm(CblasTrans, CblasNoTrans, m, m, n, 1.0, z, ldz, g, ldg, 0.0, Z, m);
-  gemm(CblasTrans, CblasNoTrans, h, m, m, 1.0, md->proj[2 * b + s], h, Z, m, 1.0, dtheta, m);
+  gn_gemm(CblasTrans, CblasNoTrans, m, m, n, 1.0, z, ldz, g, ldg, 0.0, Z, m);
+  gn_gemm(CblasTrans, CblasNoTrans, h, m, m, 1.0, md->proj[2 * b + s], h, Z, m, 1.0, dtheta, m);
   if (md->hp > h) {
     double *db = dtheta + h * m;
     for (int64_t i = 0; i < n; ++i) {
@@ -150,10 +130,10 @@ static void vjp_from_features(const gn_model *md, const double *theta, int b, in
                               const double *g, int64_t ldg, double *gz, int64_t ldgz, double *dtheta) {
   const int64_t m = md->m, h = md->h, hp = md->hp;
   const double *W = theta + gn_model_offset(md, b, s);
-  gemm(CblasNoTrans, CblasTrans, n, h, m, 1.0, g, ldg, W, m, 0.0, md->wV, h);
+  gn_gemm(CblasNoTrans, CblasTrans, n, h, m, 1.0, g, ldg, W, m, 0.0, md->wV, h);
   times_dphi(md->act[b], n, h, md->wA, hp, md->wV, h);
-  gemm(CblasNoTrans, CblasTrans, n, m, h, 1.0, md->wV, h, md->proj[2 * b + s], h, 1.0, gz, ldgz);
-  if (dtheta) gemm(CblasTrans, CblasNoTrans, hp, m, n, 1.0, md->wA, hp, g, ldg, 1.0, dtheta, m);
+  gn_gemm(CblasNoTrans, CblasTrans, n, m, h, 1.0, md->wV, h, md->proj[2 * b + s], h, 1.0, gz, ldgz);
+  if (dtheta) gn_gemm(CblasTrans, CblasNoTrans, hp, m, n, 1.0, md->wA, hp, g, ldg, 1.0, dtheta, m);
 }
 
 void gn_model_features(const gn_model *model, int b, int s, int64_t n, const double *z, int64_t ldz,
@@ -170,7 +150,7 @@ void gn_model_half_forward(const gn_model *model, const double *theta, int b, in
   }
   const int64_t hp = model->hp;
   features_into(model, b, s, n, z, ldz, model->wA, hp);
-  gemm(CblasNoTrans, CblasNoTrans, n, model->m, hp, sign, model->wA, hp,
+  gn_gemm(CblasNoTrans, CblasNoTrans, n, model->m, hp, sign, model->wA, hp,
        theta + gn_model_offset(model, b, s), model->m, 1.0, out, ldo);
 }
 
@@ -179,12 +159,12 @@ static void jvp_from_features(const gn_model *model, const double *theta, int b,
                               const double *A, const double *v, int64_t ldv, double *out, int64_t ldo) {
   const int64_t m = model->m, h = model->h;
   if (linear_route(model, b, n)) {
-    gemm(CblasNoTrans, CblasNoTrans, n, m, m, 1.0, v, ldv, form_cw(model, theta, b, s), m, 0.0, out, ldo);
+    gn_gemm(CblasNoTrans, CblasNoTrans, n, m, m, 1.0, v, ldv, form_cw(model, theta, b, s), m, 0.0, out, ldo);
     return;
   }
-  gemm(CblasNoTrans, CblasNoTrans, n, h, m, 1.0, v, ldv, model->proj[2 * b + s], h, 0.0, model->wV, h);
+  gn_gemm(CblasNoTrans, CblasNoTrans, n, h, m, 1.0, v, ldv, model->proj[2 * b + s], h, 0.0, model->wV, h);
   if (model->act[b] != GN_ACT_IDENTITY) times_dphi(model->act[b], n, h, A, model->hp, model->wV, h);
-  gemm(CblasNoTrans, CblasNoTrans, n, m, h, 1.0, model->wV, h, theta + gn_model_offset(model, b, s), m,
+  gn_gemm(CblasNoTrans, CblasNoTrans, n, m, h, 1.0, model->wV, h, theta + gn_model_offset(model, b, s), m,
        0.0, out, ldo);
 }
 
@@ -231,7 +211,7 @@ void gn_model_block_inverse(const gn_model *model, const double *theta, int b, i
 void gn_model_forward(const gn_model *model, const double *theta, int64_t n, double *X, double *logits) {
   for (int b = 0; b < model->B; ++b) gn_model_block_forward(model, theta, b, n, X);
   if (logits)
-    gemm(CblasNoTrans, CblasNoTrans, n, model->C, model->d, 1.0, X, model->d, model->U, model->C, 0.0,
+    gn_gemm(CblasNoTrans, CblasNoTrans, n, model->C, model->d, 1.0, X, model->d, model->U, model->C, 0.0,
          logits, model->C);
 }
 
@@ -248,7 +228,7 @@ static void half_backward(const gn_model *md, const double *theta, int b, int s,
     return;
   }
   features_into(md, b, s, n, z, d, md->wA, hp);
-  gemm(CblasNoTrans, CblasNoTrans, n, m, hp, -1.0, md->wA, hp, theta + gn_model_offset(md, b, s), m, 1.0,
+  gn_gemm(CblasNoTrans, CblasNoTrans, n, m, hp, -1.0, md->wA, hp, theta + gn_model_offset(md, b, s), m, 1.0,
        target, d);
   vjp_from_features(md, theta, b, s, n, g, d, gz, d, dtheta);
 }

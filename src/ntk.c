@@ -17,6 +17,7 @@
  *
  * The spectrum goes through ScaLAPACK (PDGEMR2D to a 2-D grid, PDSYEVD); the MP step solves on
  * the gathered K on rank 0 (bounded by max_rows), so it is replicated and deterministic. */
+#include "gnrev/blas.h"
 #include "gnrev/ntk.h"
 
 #include <assert.h>
@@ -32,35 +33,8 @@
 
 enum { NB_MAX = 64, WORK_SLACK = 256 };
 
-static int bint(int64_t x) {
-  assert(x >= 0 && x <= INT_MAX);
-  return (int)x;
-}
-
-/* C = alpha op(A) op(B) + beta C (row-major), tolerating empty shapes (a rank may own no rows). */
-static void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, double alpha,
-                 const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C,
-                 int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  if (K == 0) {
-    if (beta == 0.0)
-      for (int64_t i = 0; i < M; ++i) memset(C + i * ldc, 0, (size_t)N * sizeof *C);
-    return;
-  }
-  cblas_dgemm(CblasRowMajor, ta, tb, bint(M), bint(N), bint(K), alpha, A, bint(lda), B, bint(ldb), beta,
-              C, bint(ldc));
-}
-
 static double *dalloc(size_t n) { return malloc((n ? n : 1) * sizeof(double)); }
 
-static int mpi_check(int rc, const char *call, const char *file, int line, const char *func) {
-  if (rc == MPI_SUCCESS) return GN_OK;
-  char msg[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(rc, msg, &len);
-  return gn_error(GN_EMPI, file, line, func, "%s failed: %s", call, msg);
-}
-#define MPI_GOTO(call) CHECK_GOTO(mpi_check((call), #call, __FILE__, __LINE__, __func__))
 
 static int all_finite(const double *v, size_t n) {
   for (size_t i = 0; i < n; ++i)
@@ -130,13 +104,13 @@ static int add_half_block(walk *w, int b, int s, const double *z, int64_t off, d
   for (int64_t r = 0; r < n * C; ++r) memcpy(Gloc + r * m, w->dX + r * d + off, (size_t)m * sizeof(double));
   const int P = w->par->size;
   split_counts(p, P, 1, w->cnt, w->dsp);
-  MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, w->Aall, w->cnt, w->dsp, w->row_hp,
+  CHECK_MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, w->Aall, w->cnt, w->dsp, w->row_hp,
                           w->par->comm));
   split_counts(p, P, C, w->cnt, w->dsp);
-  MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, w->Gall, w->cnt, w->dsp, w->row_m,
+  CHECK_MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, w->Gall, w->cnt, w->dsp, w->row_m,
                           w->par->comm));
-  gemm(CblasNoTrans, CblasTrans, n, p, hp, 1.0, w->Aall + w->row0 * hp, hp, w->Aall, hp, 0.0, w->Ga, p);
-  gemm(CblasNoTrans, CblasTrans, n * C, pC, m, 1.0, Gloc, m, w->Gall, m, 0.0, w->Gg, pC);
+  gn_gemm(CblasNoTrans, CblasTrans, n, p, hp, 1.0, w->Aall + w->row0 * hp, hp, w->Aall, hp, 0.0, w->Ga, p);
+  gn_gemm(CblasNoTrans, CblasTrans, n * C, pC, m, 1.0, Gloc, m, w->Gall, m, 0.0, w->Gg, pC);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t a = 0; a < C; ++a) {
       const double *ga = w->Gg + (i * C + a) * pC, *aa = w->Ga + i * p;
@@ -196,10 +170,10 @@ int gn_ntk_compute(const gn_par *par, const gn_model *model, const double *theta
                       "and its work arrays (p = %lld samples)", (long long)(n * C), (long long)pC,
                       (long long)p);
   CHECK_GOTO(gn_par_agree(par, status));
-  MPI_GOTO(MPI_Type_contiguous(bint(hp), MPI_DOUBLE, &w.row_hp));
-  MPI_GOTO(MPI_Type_commit(&w.row_hp));
-  MPI_GOTO(MPI_Type_contiguous(bint(m), MPI_DOUBLE, &w.row_m));
-  MPI_GOTO(MPI_Type_commit(&w.row_m));
+  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(hp), MPI_DOUBLE, &w.row_hp));
+  CHECK_MPI_GOTO(MPI_Type_commit(&w.row_hp));
+  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(m), MPI_DOUBLE, &w.row_m));
+  CHECK_MPI_GOTO(MPI_Type_commit(&w.row_m));
 
   if (n > 0) memcpy(w.X, X_local, (size_t)(n * d) * sizeof(double));
   forward_rows(model, theta, n, w.X, NULL);
@@ -383,7 +357,7 @@ int gn_ntk_jt_apply(const gn_par *par, const gn_model *model, const double *thet
   if (status == GN_OK && n_local > 0) {
     memcpy(X, X_local, (size_t)(n_local * d) * sizeof(double));
     forward_rows(model, theta, n_local, X, NULL);
-    gemm(CblasNoTrans, CblasTrans, n_local, d, model->C, 1.0, w_local, model->C, model->U, model->C, 0.0,
+    gn_gemm(CblasNoTrans, CblasTrans, n_local, d, model->C, 1.0, w_local, model->C, model->U, model->C, 0.0,
          dX, d);
     for (int64_t r = 0; r < n_local; r += ch) {
       const int64_t nc = n_local - r < ch ? n_local - r : ch;
@@ -468,14 +442,14 @@ int gn_ntk_mp_direction(const gn_par *par, const gn_model *model, const gn_deck 
     forward_rows(model, theta, n_local, X, logits);
     gn_loss_residual(deck->loss, deck->output_hessian, n_local, (int)C, logits, y_local, eps + row0 * C);
   }
-  MPI_GOTO(MPI_Type_contiguous(bint(N), MPI_DOUBLE, &row_t));
-  MPI_GOTO(MPI_Type_commit(&row_t));
-  MPI_GOTO(MPI_Type_contiguous(bint(C), MPI_DOUBLE, &row_c));
-  MPI_GOTO(MPI_Type_commit(&row_c));
+  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(N), MPI_DOUBLE, &row_t));
+  CHECK_MPI_GOTO(MPI_Type_commit(&row_t));
+  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(C), MPI_DOUBLE, &row_c));
+  CHECK_MPI_GOTO(MPI_Type_commit(&row_c));
   split_counts(n_global, par->size, C, cnt, dsp);
-  MPI_GOTO(MPI_Gatherv(K.K, cnt[par->rank], row_t, Kf, cnt, dsp, row_t, 0, par->comm));
+  CHECK_MPI_GOTO(MPI_Gatherv(K.K, cnt[par->rank], row_t, Kf, cnt, dsp, row_t, 0, par->comm));
   split_counts(n_global, par->size, 1, cnt, dsp);
-  MPI_GOTO(MPI_Gatherv(par->rank == 0 ? MPI_IN_PLACE : eps + row0 * C, cnt[par->rank], row_c, eps, cnt,
+  CHECK_MPI_GOTO(MPI_Gatherv(par->rank == 0 ? MPI_IN_PLACE : eps + row0 * C, cnt[par->rank], row_c, eps, cnt,
                        dsp, row_c, 0, par->comm));
   status = par->rank == 0 ? mp_solve_rank0(N, Kf, eps, deck->rtol, deck->atol, w) : GN_OK;
   CHECK_GOTO(gn_par_agree(par, status));

@@ -8,6 +8,14 @@
 
 enum { CHUNK = 1 << 28 };
 
+int gn_par_mpi_status(int rc, const char *call, const char *file, int line, const char *func) {
+  if (rc == MPI_SUCCESS) return GN_OK;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  return gn_error(GN_EMPI, file, line, func, "%s failed: %s", call, msg);
+}
+
 int gn_par_open(MPI_Comm comm, gn_par *par) {
   memset(par, 0, sizeof *par);
   CHECK_MPI(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));

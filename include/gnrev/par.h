@@ -29,6 +29,12 @@ typedef struct {
     }                                                                              \
   } while (0)
 
+/* Local. GN_OK, or GN_EMPI with MPI's description of rc, recorded at file:line (func). */
+int gn_par_mpi_status(int rc, const char *call, const char *file, int line, const char *func);
+
+/* CHECK_MPI for functions that free resources at a label `fail` (see CHECK_GOTO). */
+#define CHECK_MPI_GOTO(call) CHECK_GOTO(gn_par_mpi_status((call), #call, __FILE__, __LINE__, __func__))
+
 /* Collective on comm. Fills par for comm (duplicated, so library traffic cannot mix with ours)
  * and splits off the shared-memory node communicator. Errors return MPI codes as MPI_ERRORS_RETURN. */
 int gn_par_open(MPI_Comm comm, gn_par *par);

@@ -1,0 +1,24 @@
+/* blas.h — the BLAS entry points the numerical modules share: int64 dimensions checked into
+ * BLAS's int, and empty shapes handled here (a rank may own no rows, which reference BLAS and
+ * OpenBLAS treat differently). */
+#ifndef GNREV_BLAS_H
+#define GNREV_BLAS_H
+
+#include <assert.h>
+#include <limits.h>
+#include <stdint.h>
+
+#include <cblas.h>
+
+/* Local. x as a BLAS/MPI int; callers have checked at set-up that every dimension fits. */
+static inline int gn_int(int64_t x) {
+  assert(x >= 0 && x <= INT_MAX);
+  return (int)x;
+}
+
+/* Local. C (M x N, ldc) = alpha op(A) op(B) + beta C, row-major; K = 0 with beta 0 clears C. */
+void gn_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64_t K, double alpha,
+             const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C,
+             int64_t ldc);
+
+#endif
