@@ -13,7 +13,7 @@ VERSION    := $(shell git describe --always --dirty --tags 2>/dev/null || echo u
 
 OPT      ?= -O3
 CFLAGS   ?= $(OPT) -g
-WARN     := -Wall -Wextra -Wno-unused-parameter
+WARN     := -Wall -Wextra
 ALLCFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) -Iinclude $(PKG_CFLAGS) \
             -DGN_VERSION='"$(VERSION)"' -DGN_CFLAGS='"$(CFLAGS)"'
 LIBS     ?= $(PKG_LIBS) -lgfortran -lm
