@@ -212,7 +212,7 @@ EOF2
   # Preemption end to end: USR1 to the batch shell -> the ranks checkpoint and exit 75 -> requeue;
   # the requeued job (same command) continues from that checkpoint and finishes.
   cat >"$tmp/long.nml" <<EOF2
-&run name = 'jobs-sig', out_dir = '$tmp/sig', max_steps = 300, epochs = 100000, log_every = 100 /
+&run name = 'jobs-sig', out_dir = '$tmp/sig', max_steps = 100000000, epochs = 100000000, log_every = 100 /
 &data source = 'synthetic', dim = 8, classes = 3, synthetic_train = 64, synthetic_test = 16, batch_size = 16 /
 &model blocks = 1, hidden = 12 /
 &optim method = 'sgd', lr = 0.05 /
@@ -229,21 +229,25 @@ EOF2
   kill -0 "$shell" 2>/dev/null && kill -9 "$shell"
   wait "$shell"
   rc=$?
-  stopped=$(ls "$tmp/sig/checkpoints" 2>/dev/null | grep -v 'step_00000000' | grep -v 'step_00000300' | tail -n 1)
-  if [ "$rc" = 0 ] && [ "$(cat "$FAKE_LOG/scontrol.args" 2>/dev/null)" = "requeue 33" ] && [ -n "$stopped" ] &&
-     [ ! -e "$tmp/sig/checkpoints/step_00000300.h5" ]; then
+  # The run never ends by itself (max_steps 1e8): only the signal can have stopped it.
+  stopped=$(ls "$tmp/sig/checkpoints" 2>/dev/null | grep -v 'step_00000000' | tail -n 1)
+  if [ "$rc" = 0 ] && [ "$(cat "$FAKE_LOG/scontrol.args" 2>/dev/null)" = "requeue 33" ] && [ -n "$stopped" ]; then
     ok "USR1 to the batch shell of a real run: checkpoint ($stopped), exit 75, scontrol requeue 33"
   else
     notok "USR1 to the batch shell of a real run: checkpoint, exit 75, scontrol requeue 33 (rc $rc, checkpoints: $(ls "$tmp/sig/checkpoints" 2>/dev/null | tr '\n' ' '))"
     tail -n 20 "$tmp/out1"
   fi
   reset_log
-  SLURM_JOB_ID=33 SLURM_RESTART_COUNT=1 GNREV=$REAL FAKE_SRUN_MODE=mpirun bash jobs/gnrev.slurm "$tmp/long.nml" >"$tmp/out2" 2>&1
+  s=$(echo "$stopped" | sed 's/step_0*\([0-9][0-9]*\)\.h5/\1/')
+  end=$((${s:-0} + 50))
+  SLURM_JOB_ID=33 SLURM_RESTART_COUNT=1 GNREV=$REAL FAKE_SRUN_MODE=mpirun bash jobs/gnrev.slurm "$tmp/long.nml" \
+    -P run:max_steps=$end >"$tmp/out2" 2>&1
   rc=$?
   rows=$("${PYTHON:-/usr/bin/python3}" -c "import h5py,sys; print(len(h5py.File(sys.argv[1],'r')['metrics/step']))" \
     "$tmp/sig/run.h5" 2>/dev/null)
-  if [ "$rc" = 0 ] && [ -e "$tmp/sig/checkpoints/step_00000300.h5" ] && [ "$rows" = 301 ] && [ ! -e "$FAKE_LOG/scontrol.args" ]; then
-    ok "the requeued job continues from the checkpoint and finishes (300 steps, 301 metric rows)"
+  if [ "$rc" = 0 ] && [ -e "$tmp/sig/checkpoints/$(printf 'step_%08d.h5' "$end")" ] && [ "$rows" = $((end + 1)) ] &&
+     [ ! -e "$FAKE_LOG/scontrol.args" ]; then
+    ok "the requeued job continues from the checkpoint and finishes (step $end, $((end + 1)) metric rows)"
   else
     notok "the requeued job continues from the checkpoint and finishes (rc $rc, rows $rows)"
     tail -n 20 "$tmp/out2"
