@@ -229,6 +229,7 @@ static int open_outputs(trainer *tr, const char *deck_path) {
     CHECK(gn_h5_open(tr->par, path, true, &tr->run));
     CHECK(gn_h5_truncate_series(tr->run, "/metrics", tr->start_step));
     CHECK(gn_h5_truncate_series(tr->run, "/gn", tr->start_step));
+    CHECK(gn_h5_truncate_series(tr->run, "/vivit", tr->start_step));
     char *prev = NULL, note[GN_PATH_MAX + 256];
     if (gn_h5_read_attr_str(tr->run, "/", "restarts", &prev) != GN_OK) {
       gn_error_clear();
@@ -280,6 +281,19 @@ static int write_gn_stats(trainer *tr) {
   return gn_h5_append(tr->run, "/gn", k, np, vals);
 }
 
+/* gn_vivit: the damping used for each of the top-k directions (NaN past those found). */
+static int write_vivit_damping(trainer *tr) {
+  enum { MAXK = 256 };
+  const int k = (int)(tr->deck->ggn_top_k < MAXK ? tr->deck->ggn_top_k : MAXK);
+  char names[MAXK][24];
+  const char *np[MAXK];
+  for (int i = 0; i < k; ++i) {
+    snprintf(names[i], sizeof names[i], "damping_%03d", i);
+    np[i] = names[i];
+  }
+  return gn_h5_append(tr->run, "/vivit", k, np, tr->damping);
+}
+
 static void fmt_eta(double s, char *buf, size_t cap) {
   if (!isfinite(s) || s < 0) s = 0;
   long t = (long)(s + 0.5);
@@ -314,6 +328,7 @@ static int append_row(trainer *tr, const double *row, bool flush) {
   CHECK(gn_h5_append(tr->run, "/metrics", N_METRICS, METRIC_NAMES, row));
   if (first) CHECK(describe_metrics(tr));
   if (tr->gn) CHECK(write_gn_stats(tr));
+  if (tr->damping) CHECK(write_vivit_damping(tr));
   return flush ? gn_h5_flush(tr->run) : GN_OK;
 }
 

@@ -65,6 +65,25 @@ for pinv, extra in (("gram", {}), ("svd", {}), ("damped", {"optim__damping": 1e-
     check(ok and loss[-1] < 0.8 * loss[0] and tall == (hidden + 1 < 96),
           f"test_gn_trains_with_pinv_{pinv} ({'tall' if hidden + 1 < 96 else 'wide'})", p.stderr[-300:])
 
+# gn_vivit (ViViT damped Newton step): trains in full batch with constant damping; with bootstrap
+# damping on mini-batches it records the damping chosen per direction (finite, positive).
+import h5py  # noqa: E402
+out = os.path.join(tmp, "vivit_const")
+p = run(synthetic_deck(out, method="gn_vivit", lr=0.5, steps=5, optim__damping=1e-3,
+                       diagnostics__ggn_top_k=8, data__synthetic_train=32), np_=2)
+loss = metrics(out)["train_loss"] if p.returncode == 0 else [1, 1]
+check(p.returncode == 0 and loss[-1] < 0.9 * loss[0], "test_gn_vivit_constant_damping_trains_full_batch",
+      f"{loss} {p.stderr[-300:]}")
+out = os.path.join(tmp, "vivit_boot")
+p = run(synthetic_deck(out, method="gn_vivit", lr=0.5, steps=5, optim__damping_mode="bootstrap",
+                       diagnostics__ggn_top_k=3, data__batch_size=24), np_=2)
+ok = p.returncode == 0
+if ok:
+    with h5py.File(os.path.join(out, "run.h5"), "r") as f:
+        damp = np.array([f["vivit"][f"damping_{i:03d}"][...] for i in range(3)])
+    ok = damp.shape == (3, 5) and np.all(np.isfinite(damp)) and np.all(damp > 0)
+check(ok, "test_gn_vivit_bootstrap_records_damping_per_direction", p.stderr[-300:])
+
 # A non-finite update stops the run, names the step, and keeps the last good state.
 out = os.path.join(tmp, "blowup")
 p = run(synthetic_deck(out, method="sgd", lr=1e300, steps=5), np_=2)
