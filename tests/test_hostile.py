@@ -21,7 +21,9 @@ from gnrun import check, deck_text, finish, synthetic_deck  # noqa: E402
 
 tmp = tempfile.mkdtemp(prefix="gnrev_hostile_")
 SANITIZER = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
-TIMEOUT = int(os.environ.get("HOSTILE_TIMEOUT", "60"))
+# Sanitized binaries start and exit several times slower: the quick-refusal limits scale with them.
+SLOW = 4 if os.environ.get("SANITIZE") == "1" else 1
+TIMEOUT = int(os.environ.get("HOSTILE_TIMEOUT", "60")) * SLOW
 counter = [0]
 
 
@@ -113,11 +115,11 @@ hostile_deck("name longer than its field", deck_with(run__name="n" * 5000), patt
 hostile_deck("out_dir longer than a path", deck_with(run__out_dir="/tmp/" + "d" * 5000), pattern="out_dir")
 hostile_deck("n_train = -1", deck_with(data__n_train=-1), pattern="n_train")
 hostile_deck("hidden = 10**9: refused by the memory plan with the figure", deck_with(model__hidden=10**9), codes=(4,),
-             pattern=r"[0-9.]+ ?(GB|GiB|TB|TiB|PB|PiB|bytes)", timeout=15)
-hostile_deck("hidden = 2**62", deck_with(model__hidden=2**62), codes=(2, 4), pattern="hidden", timeout=15)
-hostile_deck("blocks = 10**9: refused by the memory plan", deck_with(model__blocks=10**9), codes=(4,), timeout=15)
+             pattern=r"[0-9.]+ ?(GB|GiB|TB|TiB|PB|PiB|bytes)", timeout=15 * SLOW)
+hostile_deck("hidden = 2**62", deck_with(model__hidden=2**62), codes=(2, 4), pattern="hidden", timeout=15 * SLOW)
+hostile_deck("blocks = 10**9: refused by the memory plan", deck_with(model__blocks=10**9), codes=(4,), timeout=15 * SLOW)
 hostile_deck("synthetic_train = 10**12: refused before the data is made", deck_with(data__synthetic_train=10**12),
-             codes=(4,), timeout=15)
+             codes=(4,), timeout=15 * SLOW)
 hostile_deck("fashion-mnist path to a missing folder",
              deck_text({"data": {"source": "fashion-mnist", "path": os.path.join(tmp, "nowhere")}}),
              codes=(3,), pattern="nowhere")
@@ -149,7 +151,7 @@ hostile_deck("real run: restart from a missing checkpoint",
 hostile_deck("real run: restart from a file that is not HDF5",
              deck_with(run__out_dir=os.path.join(tmp, "r2"), checkpoint__restart=plain_file),
              codes=(2, 3), pattern="plain.txt", args=())
-hostile_deck("real run: hidden = 10**9", deck_with(model__hidden=10**9), codes=(4,), args=(), timeout=15)
+hostile_deck("real run: hidden = 10**9", deck_with(model__hidden=10**9), codes=(4,), args=(), timeout=15 * SLOW)
 
 
 # ---- data files ----------------------------------------------------------------------------------
