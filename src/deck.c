@@ -451,6 +451,15 @@ static void check_ranges(pctx *pc) {
   range_int(pc, "synthetic_test", 1);
   range_int(pc, "blocks", 1);
   range_int(pc, "hidden", 1);
+  {
+    /* BLAS and ScaLAPACK take int dimensions: the feature width h + 1 must fit one. */
+    int k = kx("hidden");
+    if (!pc->org[k].bad && pc->d.hidden > 2147483646) {
+      char buf[64];
+      key_error(pc, k, "hidden = %s is out of range in &model: expected hidden <= 2147483646 (BLAS int dimensions)",
+                shown(pc, k, buf, sizeof buf));
+    }
+  }
   range_real(pc, "init_std", 0, false, INFINITY, false);
   range_real(pc, "proj_gain", 0, true, INFINITY, false);
   range_real(pc, "lr", 0, true, INFINITY, false);
