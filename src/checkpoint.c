@@ -172,30 +172,35 @@ static const char *const MAY_CHANGE[] = {
     "diagnostics:ntk_save_matrix", "diagnostics:cka_every", "diagnostics:weights_every",
     "diagnostics:ggn_every"};
 
-/* Calls fn(group:key, value) for each "  key = value" line of an effective deck. */
-static int deck_lookup(const char *text, const char *want, char *value, size_t cap) {
-  char group[64] = "";
-  const char *p = text;
-  while (*p) {
+enum { GK_MAX = 160, VAL_MAX = GN_PATH_MAX + 64 };
+
+/* Steps through the lines of an effective deck (gn_deck_format): at each "  key = value" line
+ * fills gk ("group:key") and val and returns the rest of the text; NULL at the end. */
+static const char *next_item(const char *p, char *group, size_t gcap, char *gk, char *val) {
+  while (p && *p) {
     const char *e = strchr(p, '\n');
     size_t len = e ? (size_t)(e - p) : strlen(p);
-    char line[GN_PATH_MAX + 128];
+    char line[GN_PATH_MAX + 128], key[64];
     if (len >= sizeof line) len = sizeof line - 1;
     memcpy(line, p, len);
     line[len] = '\0';
-    char key[64], val[GN_PATH_MAX + 64];
-    if (line[0] == '&') {
-      snprintf(group, sizeof group, "%.60s", line + 1);
-    } else if (sscanf(line, " %63[a-z0-9_] = %[^\n]", key, val) == 2) {
-      char gk[160];
-      snprintf(gk, sizeof gk, "%s:%s", group, key);
-      if (strcmp(gk, want) == 0) {
-        snprintf(value, cap, "%s", val);
-        return 1;
-      }
-    }
     p = e ? e + 1 : p + len;
+    if (line[0] == '&') {
+      snprintf(group, gcap, "%.60s", line + 1);
+    } else if (sscanf(line, " %63[a-z0-9_] = %[^\n]", key, val) == 2) {
+      snprintf(gk, GK_MAX, "%s:%s", group, key);
+      return p;
+    }
   }
+  return NULL;
+}
+
+/* The value of group:key in an effective deck; 0 when absent. */
+static int deck_lookup(const char *text, const char *want, char *value) {
+  char group[64] = "", gk[GK_MAX];
+  for (const char *p = next_item(text, group, sizeof group, gk, value); p;
+       p = next_item(p, group, sizeof group, gk, value))
+    if (strcmp(gk, want) == 0) return 1;
   return 0;
 }
 
@@ -208,29 +213,16 @@ static bool may_change(const char *gk) {
 /* Compares two effective decks key by key; refuses differences outside MAY_CHANGE. */
 static int compare_decks(const gn_par *par, const char *path, const char *old_text, const char *new_text) {
   char refused[4096] = "", allowed[4096] = "";
-  char group[64] = "";
-  const char *p = new_text;
-  while (*p) {
-    const char *e = strchr(p, '\n');
-    size_t len = e ? (size_t)(e - p) : strlen(p);
-    char line[GN_PATH_MAX + 128], key[64], val[GN_PATH_MAX + 64], old[GN_PATH_MAX + 64];
-    if (len >= sizeof line) len = sizeof line - 1;
-    memcpy(line, p, len);
-    line[len] = '\0';
-    if (line[0] == '&') {
-      snprintf(group, sizeof group, "%.60s", line + 1);
-    } else if (sscanf(line, " %63[a-z0-9_] = %[^\n]", key, val) == 2) {
-      char gk[160];
-      snprintf(gk, sizeof gk, "%s:%s", group, key);
-      if (!deck_lookup(old_text, gk, old, sizeof old)) snprintf(old, sizeof old, "(absent)");
-      if (strcmp(old, val) != 0) {
-        char item[512];
-        snprintf(item, sizeof item, "\n    %.100s: %.180s -> %.180s", gk, old, val);
-        char *dst = may_change(gk) ? allowed : refused;
-        strncat(dst, item, 4096 - strlen(dst) - 1);
-      }
+  char group[64] = "", gk[GK_MAX], val[VAL_MAX], old[VAL_MAX];
+  for (const char *p = next_item(new_text, group, sizeof group, gk, val); p;
+       p = next_item(p, group, sizeof group, gk, val)) {
+    if (!deck_lookup(old_text, gk, old)) snprintf(old, sizeof old, "(absent)");
+    if (strcmp(old, val) != 0) {
+      char item[512];
+      snprintf(item, sizeof item, "\n    %.100s: %.180s -> %.180s", gk, old, val);
+      char *dst = may_change(gk) ? allowed : refused;
+      strncat(dst, item, 4096 - strlen(dst) - 1);
     }
-    p = e ? e + 1 : p + len;
   }
   if (refused[0])
     GN_FAIL(GN_EINPUT,
