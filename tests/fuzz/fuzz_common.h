@@ -118,4 +118,20 @@ __attribute__((unused)) static const uint8_t *fuzz_take(fuzz_cursor *c, size_t l
   return p;
 }
 
+/* After a reader call: a refusal must carry a documented status and a message; an acceptance must
+ * give labels of the 10 classes the format allows. */
+__attribute__((unused)) static void fuzz_check_read(const char *target, int st, const int32_t *y, int64_t n) {
+  char what[64];
+  snprintf(what, sizeof what, "%s read", target);
+  if (st != GN_OK) {
+    fuzz_check_refusal(what, st);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i)
+    if (y[i] < 0 || y[i] > 9) {
+      fuzz_violation("%s: accepted label %d of record %lld", target, y[i], (long long)i);
+      return;
+    }
+}
+
 #endif
