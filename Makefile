@@ -14,8 +14,7 @@ VERSION    := $(shell git describe --always --dirty --tags 2>/dev/null || echo u
 OPT      ?= -O3
 CFLAGS   ?= $(OPT) -g
 WARN     := -Wall -Wextra
-ALLCFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) -Iinclude $(PKG_CFLAGS) \
-            -DGN_VERSION='"$(VERSION)"' -DGN_CFLAGS='"$(CFLAGS)"'
+ALLCFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) -Iinclude $(PKG_CFLAGS)
 LIBS     ?= $(PKG_LIBS) -lgfortran -lm
 
 # SANITIZE=1: AddressSanitizer + UBSan (any UB report is fatal) in build-san/. The variable is
@@ -33,13 +32,13 @@ BUILD ?= build
 MPIFLAGS ?= --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
 
 LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
-LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/version.o
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard tests/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run check tests bench install clean fuzz fuzz-build report gnrev_mpi
+.PHONY: all deps run check tests bench install clean fuzz fuzz-build report gnrev_mpi FORCE
 all: gnrev_mpi
 
 deps:
@@ -54,13 +53,26 @@ $(BUILD)/gnrev_mpi: $(BUILD)/obj/main.o $(BUILD)/libgnrev.a
 $(BUILD)/libgnrev.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard include/gnrev/*.h) | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c $(wildcard include/gnrev/*.h) $(BUILD)/gen/flags | $(BUILD)/obj
+	$(MPICC) $(ALLCFLAGS) -c -o $@ $<
+
+# Generated files are rewritten only when their text changes: a new commit re-stamps the version
+# (one small object), new flags rebuild every object, and an unchanged tree rebuilds nothing.
+define write-if-changed
+@printf '%s\n' $(1) > $@.tmp; if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+endef
+$(BUILD)/gen/version.c: FORCE | $(BUILD)/gen
+	$(call write-if-changed,'#include "gnrev/version.h"' \
+	  'const char gn_version[] = "$(VERSION)";' 'const char gn_build_cflags[] = "$(CFLAGS)";')
+$(BUILD)/gen/flags: FORCE | $(BUILD)/gen
+	$(call write-if-changed,'$(MPICC) $(ALLCFLAGS)')
+$(BUILD)/obj/version.o: $(BUILD)/gen/version.c include/gnrev/version.h | $(BUILD)/obj
 	$(MPICC) $(ALLCFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c tests/testlib.h $(BUILD)/libgnrev.a | $(BUILD)/tests
 	$(MPICC) $(ALLCFLAGS) -Itests $(LDFLAGS) -o $@ $< $(BUILD)/libgnrev.a $(LIBS)
 
-$(BUILD)/obj $(BUILD)/tests:
+$(BUILD)/obj $(BUILD)/tests $(BUILD)/gen:
 	@mkdir -p $@
 
 tests: gnrev_mpi $(TEST_BIN)
@@ -90,7 +102,7 @@ FUZZ_PKGS    ?= clang libclang-rt-14-dev
 FUZZ_BUILD   := build-fuzz
 FUZZ_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -g -fno-omit-frame-pointer -Iinclude -Itests \
                 $(PKG_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_OBJ     := $(LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_OBJ     := $(LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/version.o
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_ENV     := OPENBLAS_NUM_THREADS=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
                 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:fast_unwind_on_malloc=0 \
@@ -126,6 +138,8 @@ $(BUILD)/tests/test_fuzz_corpus: $(wildcard tests/fuzz/*.c tests/fuzz/*.h)
 
 $(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard include/gnrev/*.h) | $(FUZZ_BUILD)/obj
 	OMPI_CC=$(FUZZ_CC) $(MPICC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+$(FUZZ_BUILD)/obj/version.o: $(BUILD)/gen/version.c | $(FUZZ_BUILD)/obj
+	OMPI_CC=$(FUZZ_CC) $(MPICC) $(FUZZ_CFLAGS) -c -o $@ $<
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(FUZZ_OBJ)
 	OMPI_CC=$(FUZZ_CC) $(MPICC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(LIBS)

@@ -16,10 +16,8 @@
 #include "gnrev/err.h"
 #include "gnrev/h5io.h"
 #include "gnrev/deck.h"
+#include "gnrev/version.h"
 
-#ifndef GN_VERSION
-#define GN_VERSION "unknown"
-#endif
 
 void gn_ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap) {
   snprintf(buf, cap, "%s/checkpoints/step_%08lld.h5", deck->out_dir, (long long)step);
@@ -130,7 +128,7 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   CHECK_GOTO(gn_h5_attr_str(f, "/", "deck", meta->deck));
   CHECK_GOTO(gn_h5_attr_str(f, "/", "deck_source", meta->deck_source ? meta->deck_source : ""));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "nranks", par->size));
-  CHECK_GOTO(gn_h5_attr_str(f, "/", "version", GN_VERSION));
+  CHECK_GOTO(gn_h5_attr_str(f, "/", "version", gn_version));
   CHECK_GOTO(write_model(f, model, theta));
   fault_injection(par, meta->step);
   CHECK_GOTO(gn_h5_attr_str(f, "/", "optimizer", gn_deck_method_name(deck->method)));

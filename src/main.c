@@ -16,13 +16,8 @@
 #include "gnrev/par.h"
 #include "gnrev/signals.h"
 #include "gnrev/train.h"
+#include "gnrev/version.h"
 
-#ifndef GN_VERSION
-#define GN_VERSION "unknown"
-#endif
-#ifndef GN_CFLAGS
-#define GN_CFLAGS ""
-#endif
 
 enum { MAX_OVERRIDES = 256 };
 
@@ -52,8 +47,8 @@ static void print_version(void) {
   MPI_Get_library_version(mpi, &len);
   char *nl = strchr(mpi, '\n');
   if (nl) *nl = '\0';
-  printf("gnrev_mpi %s\ncompiler: %s\nflags: %s\nHDF5 %u.%u.%u\nMPI: %s\nBLAS: %s\n", GN_VERSION,
-         __VERSION__, GN_CFLAGS, maj, min, rel, mpi, openblas_get_config());
+  printf("gnrev_mpi %s\ncompiler: %s\nflags: %s\nHDF5 %u.%u.%u\nMPI: %s\nBLAS: %s\n", gn_version,
+         __VERSION__, gn_build_cflags, maj, min, rel, mpi, openblas_get_config());
 }
 
 typedef struct {

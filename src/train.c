@@ -27,13 +27,8 @@
 #include "gnrev/optim.h"
 #include "gnrev/rng.h"
 #include "gnrev/signals.h"
+#include "gnrev/version.h"
 
-#ifndef GN_VERSION
-#define GN_VERSION "unknown"
-#endif
-#ifndef GN_CFLAGS
-#define GN_CFLAGS ""
-#endif
 
 enum { EVAL_CHUNK = 512 };
 
@@ -250,9 +245,9 @@ static int open_outputs(trainer *tr, const char *deck_path) {
   CHECK(gn_h5_attr_str(f, "/", "deck_source", tr->deck_source ? tr->deck_source : ""));
   CHECK(gn_h5_attr_str(f, "/", "deck_path", deck_path ? deck_path : ""));
   CHECK(gn_h5_attr_i64(f, "/", "nranks", tr->par->size));
-  CHECK(gn_h5_attr_str(f, "/", "version", GN_VERSION));
+  CHECK(gn_h5_attr_str(f, "/", "version", gn_version));
   CHECK(gn_h5_attr_str(f, "/", "compiler", __VERSION__));
-  CHECK(gn_h5_attr_str(f, "/", "cflags", GN_CFLAGS));
+  CHECK(gn_h5_attr_str(f, "/", "cflags", gn_build_cflags));
   CHECK(gn_h5_attr_i64(f, "/", "nparams", (int64_t)tr->model.nparams));
   if (tr->restart_path[0]) CHECK(gn_h5_attr_str(f, "/", "restarts", tr->restart_path));
   return GN_OK;
@@ -468,7 +463,7 @@ static void print_summary(trainer *tr, const gn_memplan *plan, bool check_only) 
   const int64_t hp = dk->hidden + (dk->bias ? 1 : 0);
   const double nparams = 2.0 * (double)dk->blocks * (double)hp * (double)(tr->train.d / 2);
   printf("gnrev_mpi %s on %d rank%s: %s, %lld train / %lld test samples, d = %lld, %d classes\n",
-         GN_VERSION, tr->par->size, tr->par->size == 1 ? "" : "s", gn_deck_source_name(dk->source),
+         gn_version, tr->par->size, tr->par->size == 1 ? "" : "s", gn_deck_source_name(dk->source),
          (long long)tr->train.n, (long long)tr->test.n, (long long)tr->train.d, tr->train.classes);
   printf("model: %lld blocks, hidden %lld, %.0f trained parameters; optimizer %s, lr %g, loss %s\n",
          (long long)dk->blocks, (long long)dk->hidden, nparams, gn_deck_method_name(dk->method),
