@@ -265,8 +265,10 @@ static int ntk_snapshot(gn_diag *dg, int64_t step, const double *theta) {
     K = &Kt;
   }
   int status = GN_OK;
-  double vals[3] = {(double)step, NAN, NAN}, top[NTK_TOP];
-  CHECK_GOTO(gn_par_agree(dg->par, gn_ntk_compare(dg->par, &dg->K0, K, (uint64_t)dg->deck->seed, &vals[1], &vals[2])));
+  double top[NTK_TOP];
+  gn_ntk_change ch;
+  CHECK_GOTO(gn_par_agree(dg->par, gn_ntk_compare(dg->par, &dg->K0, K, (uint64_t)dg->deck->seed, &ch)));
+  const double vals[] = {(double)step, ch.rel_change, ch.similarity, ch.alignment, ch.scale};
   CHECK_GOTO(gn_par_agree(dg->par, gn_ntk_eigenvalues(dg->par, K, dg->ntk_k, top)));
   const bool save = dg->deck->ntk_save_matrix;
   if (save) {
@@ -286,12 +288,14 @@ static int ntk_snapshot(gn_diag *dg, int64_t step, const double *theta) {
     }
     dg->saved[dg->nsaved++] = step;
   }
-  static const char *const names[] = {"step", "rel_change", "similarity"};
+  static const char *const names[] = {"step", "rel_change", "similarity", "alignment", "scale"};
   static const char *const meta[][2] = {
       {"step (updates taken) of the snapshot", "1"},
       {"||K_t - K_0||_F / ||K_0||_F on the NTK probe set", "1"},
-      {"cosine between K_0 v and K_t v for a fixed Gaussian v (stream GN_RNG_PROBE, sub 0)", "1"}};
-  CHECK_GOTO(series_append(dg->run, "/ntk", 3, names, vals, meta));
+      {"cosine between K_0 v and K_t v for a fixed Gaussian v (stream GN_RNG_PROBE, sub 0)", "1"},
+      {"kernel alignment <K_0, K_t>_F / (||K_0||_F ||K_t||_F): 1 when K_t only changes scale", "1"},
+      {"||K_t||_F / ||K_0||_F: the kernel's growth", "1"}};
+  CHECK_GOTO(series_append(dg->run, "/ntk", 5, names, vals, meta));
   CHECK_GOTO(table_append(dg->par, dg->run, &dg->ntk_eig, dg->ntk_k, top));
   dg->ntk_last = step;
   if (save) CHECK_GOTO(write_index(dg));

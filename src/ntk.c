@@ -311,7 +311,7 @@ fail:
 }
 
 int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_t seed,
-                   double *rel_change, double *similarity) {
+                   gn_ntk_change *out) {
   if (K0->p != K->p || K0->C != K->C || K0->row0 != K->row0 || K0->nrows != K->nrows)
     GN_FAIL(GN_EINTERNAL, "ntk: comparing an NTK of %lld samples x %d classes with a baseline of %lld "
             "x %d (or split differently); expected the same probe set", (long long)K->p, K->C,
@@ -320,8 +320,9 @@ int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_
   double *v = dalloc((size_t)N);
   CHECK(gn_par_agree(par, v ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for a probe vector")));
   gn_rng_fill_normal(seed, GN_RNG_PROBE, 0, 0, (size_t)N, 1.0, v);
-  /* s = [|K - K0|^2, |K0|^2, (K0 v).(K v), |K0 v|^2, |K v|^2] summed over the rows of all ranks. */
-  double s[5] = {0, 0, 0, 0, 0};
+  /* s = [|K - K0|^2, |K0|^2, (K0 v).(K v), |K0 v|^2, |K v|^2, <K0, K>, |K|^2] summed over the
+   * rows of all ranks. */
+  double s[7] = {0, 0, 0, 0, 0, 0, 0};
   for (int64_t r = 0; r < rows; ++r) {
     const double *a = K0->K + r * N, *b = K->K + r * N;
     double u0 = 0, u = 0;
@@ -329,6 +330,8 @@ int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_
       const double dj = b[j] - a[j];
       s[0] += dj * dj;
       s[1] += a[j] * a[j];
+      s[5] += a[j] * b[j];
+      s[6] += b[j] * b[j];
       u0 += a[j] * v[j];
       u += b[j] * v[j];
     }
@@ -337,12 +340,14 @@ int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_
     s[4] += u * u;
   }
   free(v);
-  CHECK(gn_par_sum(par, s, 5));
-  if (!(s[1] > 0) || !(s[3] > 0) || !(s[4] > 0) || !isfinite(s[0] + s[2]))
-    GN_FAIL(GN_ENUMERIC, "ntk: cannot compare kernels: |K0|_F^2 = %g, |K0 v|^2 = %g, |K v|^2 = %g; "
-            "expected finite, nonzero kernels", s[1], s[3], s[4]);
-  *rel_change = sqrt(s[0] / s[1]);
-  *similarity = s[2] / (sqrt(s[3]) * sqrt(s[4]));
+  CHECK(gn_par_sum(par, s, 7));
+  if (!(s[1] > 0) || !(s[6] > 0) || !(s[3] > 0) || !(s[4] > 0) || !isfinite(s[0] + s[2] + s[5]))
+    GN_FAIL(GN_ENUMERIC, "ntk: cannot compare kernels: |K0|_F^2 = %g, |K|_F^2 = %g, |K0 v|^2 = %g, "
+            "|K v|^2 = %g; expected finite, nonzero kernels", s[1], s[6], s[3], s[4]);
+  out->rel_change = sqrt(s[0] / s[1]);
+  out->similarity = s[2] / (sqrt(s[3]) * sqrt(s[4]));
+  out->alignment = s[5] / (sqrt(s[1]) * sqrt(s[6]));
+  out->scale = sqrt(s[6] / s[1]);
   return GN_OK;
 }
 

@@ -54,10 +54,18 @@ run_one() {  # label, command...
   fi
 }
 
+# ONLY="a b": run just the tests whose names contain one of the words.
+selected() {
+  [ -z "$ONLY" ] && return 0
+  local w
+  for w in $ONLY; do [[ "$1" == *"$w"* ]] && return 0; done
+  return 1
+}
+
 for src in tests/test_*.c; do
   [ -e "$src" ] || continue
   name=$(basename "$src" .c)
-  [ -n "$ONLY" ] && [[ "$name" != *$ONLY* ]] && continue
+  selected "$name" || continue
   nps=$(sed -n 's|^// NP:||p' "$src" | head -n 1)
   [ -n "$nps" ] || nps=1
   for np in $nps; do
@@ -67,13 +75,13 @@ done
 for src in tests/test_*.sh; do
   [ -e "$src" ] || continue
   name=$(basename "$src" .sh)
-  [ -n "$ONLY" ] && [[ "$name" != *$ONLY* ]] && continue
+  selected "$name" || continue
   run_one "$name" bash "$src"
 done
 for src in tests/test_*.py; do
   [ -e "$src" ] || continue
   name=$(basename "$src" .py)
-  [ -n "$ONLY" ] && [[ "$name" != *$ONLY* ]] && continue
+  selected "$name" || continue
   run_one "$name" "$PYTHON" "$src"
 done
 echo "$passed passed, $failed failed"

@@ -173,7 +173,8 @@ int main(int argc, char **argv) {
   const int64_t pc = P_NTK * NC, nh = 4, nt = 8;
   /* NTK: snapshots at 0, 2 (period 2) and 3 (final). */
   GT_CHECK(shape_is(run, "/ntk/step", 1, 3, 0) && shape_is(run, "/ntk/rel_change", 1, 3, 0) &&
-               shape_is(run, "/ntk/similarity", 1, 3, 0),
+               shape_is(run, "/ntk/similarity", 1, 3, 0) && shape_is(run, "/ntk/alignment", 1, 3, 0) &&
+               shape_is(run, "/ntk/scale", 1, 3, 0),
            "ntk_series_have_one_entry_per_snapshot");
   GT_CHECK(shape_is(run, "/ntk/K_00000000", 2, pc, pc) && shape_is(run, "/ntk/K_00000002", 2, pc, pc) &&
                shape_is(run, "/ntk/K_00000003", 2, pc, pc) && !gn_h5_exists(run, "/ntk/K_00000001"),
@@ -186,7 +187,14 @@ int main(int argc, char **argv) {
   GT_CHECK(rel && sim && rel[1] > 1e-3 && rel[2] > rel[1] && sim[1] < 1, "ntk_moves_when_theta_moves (%.3g, %.3g)",
            rel ? rel[1] : NAN, rel ? rel[2] : NAN);
   const double rel_step2 = rel ? rel[1] : NAN;
-  free(steps); free(rel); free(sim);
+  /* rel_change^2 = 1 + scale^2 - 2 scale alignment ties the three Frobenius measures together. */
+  double *al = read_all(run, "/ntk/alignment", 1, 3, 0), *sc = read_all(run, "/ntk/scale", 1, 3, 0);
+  double worst = al && sc && rel ? 0 : NAN;
+  for (int i = 0; al && sc && rel && i < 3; ++i)
+    worst = fmax(worst, fabs(rel[i] * rel[i] - (1 + sc[i] * sc[i] - 2 * sc[i] * al[i])));
+  GT_CHECK(al && sc && fabs(al[0] - 1) < 1e-14 && sc[0] == 1 && al[2] < 1 && worst < 1e-12,
+           "ntk_alignment_and_scale_1_at_step_0_and_consistent_with_rel_change (%.2e)", worst);
+  free(steps); free(rel); free(sim); free(al); free(sc);
   double *Kf = read_all(run, "/ntk/K_00000002", 2, pc, pc), *Kd = malloc((size_t)(pc * pc) * sizeof(double));
   direct_ntk(&model, theta2, &train, P_NTK, Kd);
   if (Kf)

@@ -4,14 +4,14 @@ right-inverse step and the Moore-Penrose step (gn_reference) give losses that ag
 named and the last good state saved."""
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "py"))
 import numpy as np  # noqa: E402
 
 from gnrun import check, finish, metrics, run, synthetic_deck  # noqa: E402
 
-tmp = tempfile.mkdtemp(prefix="gnrev_gn_")
+import gnrun  # noqa: E402
+tmp = gnrun.scratch("gnrev_gn_")
 FMNIST = "/usr/share/datasets/fashion-mnist"
 
 # GN vs SGD vs Adam, full batch, 256 Fashion-MNIST samples, 20 steps.

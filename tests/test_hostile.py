@@ -5,11 +5,9 @@ one message on stderr (printed once, not once per rank), the documented exit sta
 import gzip
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "py"))
@@ -19,7 +17,7 @@ import numpy as np  # noqa: E402
 import gnrun  # noqa: E402
 from gnrun import check, deck_text, finish, synthetic_deck  # noqa: E402
 
-tmp = tempfile.mkdtemp(prefix="gnrev_hostile_")
+tmp = gnrun.scratch("gnrev_hostile_")
 SANITIZER = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
 # Sanitized binaries start and exit several times slower: the quick-refusal limits scale with them.
 SLOW = 4 if os.environ.get("SANITIZE") == "1" else 1
@@ -290,5 +288,4 @@ hostile_data("a truncated HDF5 file", h5deck(trunc_h5), codes=(2, 3), pattern="t
 for item in pending:
     judge(*item)
 pool.shutdown()
-shutil.rmtree(tmp, ignore_errors=True)
 finish()

@@ -240,15 +240,19 @@ static void check_compare_and_bad_k(const gn_par *par) {
   gn_ntk_compute(par, &s.md, s.theta, p, s.X + row0 * s.md.d, &K);
   gn_ntk_compute(par, &s.md, s.theta, p, s.X + row0 * s.md.d, &K2);
   const int64_t N = p * s.md.C, rows = K.nrows * K.C;
-  double rel = -1, sim = -1;
-  int st = gn_ntk_compare(par, &K, &K, 5, &rel, &sim);
-  GT_CHECK(st == GN_OK && rel == 0.0 && fabs(sim - 1) < 1e-14,
-           "test_ntk_compare_with_itself_gives_0_and_1: rel %.2e, 1 - sim %.2e", rel, 1 - sim);
+  gn_ntk_change ch = {-1, -1, -1, -1};
+  int st = gn_ntk_compare(par, &K, &K, 5, &ch);
+  GT_CHECK(st == GN_OK && ch.rel_change == 0.0 && fabs(ch.similarity - 1) < 1e-14 &&
+               fabs(ch.alignment - 1) < 1e-14 && fabs(ch.scale - 1) < 1e-14,
+           "test_ntk_compare_with_itself_gives_0_and_1: rel %.2e, 1 - sim %.2e, 1 - align %.2e, "
+           "scale %.16f", ch.rel_change, 1 - ch.similarity, 1 - ch.alignment, ch.scale);
 
   for (int64_t i = 0; i < rows * N; ++i) K2.K[i] = 2 * K.K[i];
-  st = gn_ntk_compare(par, &K, &K2, 5, &rel, &sim);
-  GT_CHECK(st == GN_OK && fabs(rel - 1) < 1e-14 && fabs(sim - 1) < 1e-14,
-           "test_ntk_compare_doubled_kernel: rel %.16f (1), sim %.16f (1)", rel, sim);
+  st = gn_ntk_compare(par, &K, &K2, 5, &ch);
+  GT_CHECK(st == GN_OK && fabs(ch.rel_change - 1) < 1e-14 && fabs(ch.similarity - 1) < 1e-14 &&
+               fabs(ch.alignment - 1) < 1e-14 && fabs(ch.scale - 2) < 1e-14,
+           "test_ntk_compare_doubled_kernel: rel %.16f (1), sim %.16f (1), align %.16f (1), scale "
+           "%.16f (2)", ch.rel_change, ch.similarity, ch.alignment, ch.scale);
 
   /* K + t I: |t I|_F / |K|_F and the cosine of K v and K v + t v, by hand on the gathered K. */
   double *Kf = gather_K(par, &K), *v = malloc((size_t)N * sizeof(double));
@@ -267,11 +271,19 @@ static void check_compare_and_bad_k(const gn_par *par) {
     u0u0 += u0 * u0;
     u0u += u0 * u;
   }
+  /* <K, K + tI> = |K|^2 + t tr K and |K + tI|^2 = |K|^2 + 2 t tr K + N t^2. */
+  double tr = 0;
+  for (int64_t i = 0; i < N; ++i) tr += Kf[i * N + i];
+  const double k2n = kn + 2 * t * tr + (double)N * t * t;
   const double rel_want = t * sqrt((double)N / kn), sim_want = u0u / sqrt(u0u0 * uu);
-  st = gn_ntk_compare(par, &K, &K2, 5, &rel, &sim);
-  GT_CHECK(st == GN_OK && fabs(rel - rel_want) < 1e-13 * rel_want && fabs(sim - sim_want) < 1e-13,
-           "test_ntk_compare_shifted_kernel_by_hand: rel %.15f vs %.15f, sim %.15f vs %.15f", rel,
-           rel_want, sim, sim_want);
+  const double align_want = (kn + t * tr) / sqrt(kn * k2n), scale_want = sqrt(k2n / kn);
+  st = gn_ntk_compare(par, &K, &K2, 5, &ch);
+  GT_CHECK(st == GN_OK && fabs(ch.rel_change - rel_want) < 1e-13 * rel_want &&
+               fabs(ch.similarity - sim_want) < 1e-13 && fabs(ch.alignment - align_want) < 1e-13 &&
+               fabs(ch.scale - scale_want) < 1e-13,
+           "test_ntk_compare_shifted_kernel_by_hand: rel %.15f vs %.15f, sim %.15f vs %.15f, align "
+           "%.15f vs %.15f, scale %.15f vs %.15f", ch.rel_change, rel_want, ch.similarity, sim_want,
+           ch.alignment, align_want, ch.scale, scale_want);
 
   double top[1];
   st = gn_ntk_eigenvalues(par, &K, N + 1, top);

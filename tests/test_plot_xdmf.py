@@ -12,7 +12,6 @@
   reads arrays equal to the HDF5 data.
 """
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -125,7 +124,6 @@ def test_xmf(run_dir):
         return
     check(root.tag == "Xdmf" and root.get("Version") == "2.0", "run_xmf_is_well_formed_xdmf_2")
     problems, items, times = [], 0, []
-    h5_steps = None
     with h5py.File(os.path.join(run_dir, "run.h5"), "r") as f:
         # /ntk/step is the index of snapshots: after a restart, a K_ of the interrupted run past the
         # restart step can remain in the file until recomputed, unlisted.

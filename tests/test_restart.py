@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "py"))
@@ -16,7 +15,8 @@ import numpy as np  # noqa: E402
 
 from gnrun import BINARY, MPIFLAGS, MPIRUN, check, final_theta, finish, rel, run, synthetic_deck  # noqa: E402
 
-tmp = tempfile.mkdtemp(prefix="gnrev_restart_")
+import gnrun  # noqa: E402
+tmp = gnrun.scratch("gnrev_restart_")
 TIMING = {"wall_s", "step_s"}  # wall-clock columns cannot repeat
 
 

@@ -2,7 +2,6 @@
 weights after 5 steps agree across 1, 2, 3 and 4 ranks (SGD, Adam, GN)."""
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "py"))
 import h5py  # noqa: E402
@@ -10,7 +9,8 @@ import numpy as np  # noqa: E402
 
 from gnrun import check, finish, metrics, final_theta, rel, run, synthetic_deck  # noqa: E402
 
-tmp = tempfile.mkdtemp(prefix="gnrev_train_")
+import gnrun  # noqa: E402
+tmp = gnrun.scratch("gnrev_train_")
 
 # Training loss falls on synthetic data, for each optimizer.
 for method, lr in (("sgd", 0.5), ("adam", 0.01), ("gn", 0.5)):

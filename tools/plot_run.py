@@ -6,7 +6,7 @@
 Each argument is a run folder (or its run.h5). Writes PNGs into the output folder:
   loss.png          train/test loss and accuracy against step (/metrics)
   batch_change.png  100 (after - before) / before of each batch's own update (/metrics)
-  ntk.png           NTK similarity and relative change against step (/ntk)
+  ntk.png           NTK similarity, relative change, alignment and growth against step (/ntk)
   cka.png           CKA of each half-block's state against step 0 (/cka), one panel per half-block
   weights.png       cosine of each trained W to its initial value (/weights)
   ggn_spectrum.png  GGN eigenvalues of the first and last snapshot (/ggn)
@@ -156,13 +156,21 @@ def plot_ntk(runs, out, written):
     have = with_group(runs, "ntk", "ntk.png", ("step", "similarity", "rel_change"))
     if not have:
         return
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    # Runs written before /ntk/alignment and /ntk/scale existed get the two panels they can fill.
+    full = all("alignment" in r["ntk"] and "scale" in r["ntk"] for r in have)
+    fig, ax = plt.subplots(1, 4 if full else 2, figsize=(20 if full else 11, 4))
     for r, c in zip(have, colours(len(have))):
         g = r["ntk"]
         ax[0].plot(*finite(g["step"], g["similarity"]), "o-", color=c, label=r["name"], ms=3)
         ax[1].plot(*finite(g["step"], g["rel_change"]), "o-", color=c, label=r["name"], ms=3)
+        if full:
+            ax[2].plot(*finite(g["step"], g["alignment"]), "o-", color=c, label=r["name"], ms=3)
+            ax[3].plot(*finite(g["step"], g["scale"]), "o-", color=c, label=r["name"], ms=3)
     ax[0].set(xlabel="step", ylabel="cos(K_0 v, K_t v)", title="NTK similarity to step 0")
     ax[1].set(xlabel="step", ylabel="||K_t - K_0||_F / ||K_0||_F", title="NTK relative change")
+    if full:
+        ax[2].set(xlabel="step", ylabel="<K_0, K_t>_F / (||K_0|| ||K_t||)", title="NTK alignment to step 0")
+        ax[3].set(xlabel="step", ylabel="||K_t||_F / ||K_0||_F", title="NTK growth")
     for a in ax:
         a.legend(fontsize=7)
         a.grid(alpha=0.3)

@@ -35,11 +35,21 @@ void gn_ntk_free(gn_ntk *K);
  * which PDSYEVD requires). Memory per rank ~ 2 (pC)^2 / P + PDSYEVD workspace (about the same). */
 int gn_ntk_eigenvalues(const gn_par *par, const gn_ntk *K, int64_t k, double *top);
 
-/* Collective on par->comm. Comparisons with a baseline K0 (same p and split): ||K - K0||_F /
- * ||K0||_F, and the cosine between K0 v and K v for the fixed Gaussian v (GN_RNG_PROBE, sub 0,
- * seed, entry (i, a) at index i*C + a). A zero K0, K0 v or K v is GN_ENUMERIC. */
+/* How far K is from a baseline K0. rel_change mixes growth and rotation (rel_change^2 = 1 +
+ * scale^2 - 2 scale alignment); alignment and similarity ignore scale, so together they tell a
+ * kernel that only grows from one that turns. */
+typedef struct {
+  double rel_change; /* ||K - K0||_F / ||K0||_F */
+  double similarity; /* cosine between K0 v and K v, v the fixed Gaussian probe vector */
+  double alignment;  /* <K0, K>_F / (||K0||_F ||K||_F), the kernel alignment */
+  double scale;      /* ||K||_F / ||K0||_F */
+} gn_ntk_change;
+
+/* Collective on par->comm. K against a baseline K0 (same p and split); v is drawn from
+ * GN_RNG_PROBE, sub 0, seed, entry (i, a) at index i*C + a. A zero K0, K, K0 v or K v is
+ * GN_ENUMERIC. */
 int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_t seed,
-                   double *rel_change, double *similarity);
+                   gn_ntk_change *out);
 
 /* Collective on par->comm. delta (nparams, replicated) = J^T w: the parameter gradient of
  * sum_i w_i . logit_i over all ranks' rows, by one backpropagation of the output cotangent w

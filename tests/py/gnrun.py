@@ -1,7 +1,9 @@
 """Helpers for the Python tests: run gnrev_mpi under mpirun on a deck written on the fly, read its
 outputs with h5py, and report checks in the protocol of tests/run_tests.sh."""
+import atexit
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,6 +17,25 @@ MPIRUN = os.environ.get("MPIRUN", "mpirun")
 MPIFLAGS = shlex.split(os.environ.get("MPIFLAGS", "--oversubscribe" + (" --allow-run-as-root" if os.geteuid() == 0 else "")))
 
 _failed = 0
+_scratch = []
+
+
+def scratch(prefix):
+    """A fresh temporary directory, removed when the test ends; kept (and named on stderr) when a
+    check failed or GNREV_KEEP_TMP is set, so a failure can be inspected."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    _scratch.append(d)
+    return d
+
+
+@atexit.register
+def _remove_scratch():
+    keep = _failed or os.environ.get("GNREV_KEEP_TMP")
+    for d in _scratch:
+        if keep:
+            print(f"# kept {d}", file=sys.stderr)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def check(ok, name, detail=""):
@@ -68,7 +89,9 @@ def synthetic_deck(out_dir, method="sgd", lr=0.1, steps=5, **extra):
 def run(deck_groups, np_=1, args=(), timeout=120, deck_path=None):
     """Writes the deck, runs gnrev_mpi on np_ ranks; returns CompletedProcess with .deck."""
     if deck_path is None:
-        fd, deck_path = tempfile.mkstemp(suffix=".nml", prefix="deck_")
+        if not _scratch:
+            scratch("gnrev_decks_")
+        fd, deck_path = tempfile.mkstemp(suffix=".nml", prefix="deck_", dir=_scratch[0])
         os.close(fd)
     with open(deck_path, "w") as f:
         f.write(deck_groups if isinstance(deck_groups, str) else deck_text(deck_groups))
