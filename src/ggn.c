@@ -11,13 +11,13 @@
  * and the parameter-space eigenvectors e_k = J^T S e~_k / sqrt(N lambda_k) are only ever formed
  * as one weighted sum, by one backpropagation of the output cotangent S c.
  *
- * The Gram matrix (N cols square, at most a few thousand) is gathered on rank 0 and solved by
- * serial DSYEVD; eigenvalues and the top-k eigenvectors are broadcast, so every rank holds the
- * same bits and the bootstrap, drawn from the counter-based generator, is replicated without
- * communication. Cost per call: the NTK (ntk.c) plus O(n_loc C N cols (C + cols)) for T and the
- * Gram rows, O((N cols)^3) on rank 0, and one backpropagation per mean gradient or step. Memory:
- * the NTK rows, T and the Gram rows on every rank; the whole Gram and 2 (N cols)^2 of DSYEVD
- * workspace on rank 0. */
+ * The Gram matrix (N cols square) stays row-split and goes through the distributed eigensolver
+ * (symeig_scalapack.c, PDSYEVD); every rank receives the same eigenvalues and top-k eigenvectors,
+ * so the bootstrap, drawn from the counter-based generator, is replicated without communication.
+ * Cost per call: the NTK (ntk.c) plus O(n_loc C N cols (C + cols)) for T and the Gram rows,
+ * O((N cols)^3 / P) for the eigensolver, and one backpropagation per mean gradient or step.
+ * Memory per rank: the NTK rows, T and the Gram rows, and about 3 (N cols)^2 / P for the 2-D
+ * copies and PDSYEVD workspace. */
 #include "gnrev/blas.h"
 #include "gnrev/ggn.h"
 
@@ -31,7 +31,7 @@
 #include "gnrev/loss.h"
 #include "gnrev/ntk.h"
 #include "gnrev/rng.h"
-#include "gnrev/scalapack.h"
+#include "gnrev/symeig.h"
 
 /* Gram eigenvalues at or below EIG_RTOL * lambda_max count as zero. A backward-stable solver
  * returns the eigenvalues of Gram + E with |E| ~ n eps |Gram| (Weyl), so anything under a few
@@ -42,7 +42,7 @@ static const double EIG_RTOL = 1e-12;
 /* Bootstrap damping: replicates, and the candidate grid delta_j = lambda_ref 10^(j - 6),
  * j = 0 .. 12 (1e-6 .. 1e6 times the mean of the top-k eigenvalues lambda_ref): relative to the
  * curvature scale so that the grid spans both "pure Newton" and "SGD with step 1/delta". */
-enum { BOOT_REPLICATES = 100, BOOT_GRID = 13, BOOT_GRID_LOW = -6, WORK_SLACK = 256 };
+enum { BOOT_REPLICATES = 100, BOOT_GRID = 13, BOOT_GRID_LOW = -6 };
 /* The 5% quantile of R over replicates is the order statistic R_(ceil(0.05 B)) (the 5th smallest
  * of 100): a conservative lower bound without interpolation. */
 static const double BOOT_QUANTILE = 0.05;
@@ -110,60 +110,6 @@ static void mc_factor(const gn_deck *deck, int64_t step, int64_t n, int C, int64
   }
 }
 
-/* Rank 0: eigen-decomposition of the whole Gram (n x n, overwritten by its eigenvectors, row k =
- * eigenvector k, ascending). Fills eig (descending nonzero eigenvalues), *n_eig, and evecs (the
- * top kmax eigenvectors, sign fixed so that the largest-magnitude entry is positive, which keeps
- * gamma's sign stable across rank counts). */
-static int gram_eigen_rank0(int64_t n64, double *G, int64_t kmax, double *eig, int64_t *n_eig,
-                            int64_t *k_out, double *evecs) {
-  int n = (int)n64, info = 0, lwork = -1, liwork = -1, iq = 0, status = GN_OK;
-  double q = 0;
-  double *w = dalloc((size_t)n), *work = NULL;
-  int *iwork = NULL;
-  CHECK_ALLOC(w);
-  dsyevd_("V", "L", &n, G, &n, w, &q, &lwork, &iq, &liwork, &info, 1, 1);
-  if (info != 0) FAIL_GOTO(GN_ELIB, "ggn: DSYEVD workspace query returned info = %d", info);
-  const double lw = fmax(q, 1 + 6.0 * n + 2.0 * n * n) + WORK_SLACK;
-  if (lw > INT_MAX)
-    FAIL_GOTO(GN_EINPUT, "ggn: the %d x %d Gram matrix needs more DSYEVD workspace than a 32-bit "
-              "LAPACK can index; use fewer ggn_samples or ggn_mode = 'mc'", n, n);
-  lwork = (int)lw;
-  liwork = (iq > 3 + 5 * n ? iq : 3 + 5 * n) + WORK_SLACK;
-  work = dalloc((size_t)lwork);
-  iwork = malloc((size_t)liwork * sizeof(int));
-  if (!work || !iwork)
-    FAIL_GOTO(GN_ENOMEM, "ggn: out of memory for the DSYEVD workspace of the %d x %d Gram matrix", n, n);
-  dsyevd_("V", "L", &n, G, &n, w, work, &lwork, iwork, &liwork, &info, 1, 1);
-  if (info != 0)
-    FAIL_GOTO(GN_ELIB, "ggn: DSYEVD returned info = %d on the %d x %d Gram matrix (%s)", info, n, n,
-              info < 0 ? "invalid argument: a bug in gnrev's call" : "no convergence");
-  for (int i = 0; i < n; ++i)
-    if (!isfinite(w[i]))
-      FAIL_GOTO(GN_ENUMERIC, "ggn: the Gram matrix has non-finite eigenvalues: the NTK or the loss "
-                "factor holds inf or NaN");
-  const double wmax = w[n - 1];
-  int64_t ne = 0;
-  while (ne < n && wmax > 0 && w[n - 1 - ne] > EIG_RTOL * wmax) {
-    eig[ne] = w[n - 1 - ne];
-    ++ne;
-  }
-  *n_eig = ne;
-  *k_out = kmax < ne ? kmax : ne;
-  for (int64_t k = 0; k < *k_out; ++k) {
-    const double *v = G + (size_t)(n - 1 - k) * (size_t)n;
-    int64_t imax = 0;
-    for (int64_t i = 1; i < n; ++i)
-      if (fabs(v[i]) > fabs(v[imax])) imax = i;
-    const double sg = v[imax] < 0 ? -1.0 : 1.0;
-    for (int64_t i = 0; i < n; ++i) evecs[k * n + i] = sg * v[i];
-  }
-fail:
-  free(w);
-  free(work);
-  free(iwork);
-  return status;
-}
-
 /* mean^2 / population variance (divided by N, the spread of these N samples, not an estimate
  * for unseen ones); a zero variance gives +inf for a nonzero mean and 0 for a zero mean. */
 static void mean_snr(int64_t N, int64_t k, int64_t kk, const double *x, double *mean, double *snr) {
@@ -201,12 +147,11 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   const int64_t Ncols = N * cols, NC = N * C, SC = C * cols;
   int status = GN_OK;
   gn_ntk K = {0};
-  MPI_Datatype row_s = MPI_DATATYPE_NULL, row_g = MPI_DATATYPE_NULL, row_k = MPI_DATATYPE_NULL;
+  MPI_Datatype row_s = MPI_DATATYPE_NULL, row_k = MPI_DATATYPE_NULL;
   double *X = dalloc((size_t)(n_local * d)), *logits = dalloc((size_t)(n_local * C));
   double *r = dalloc((size_t)(n_local * C)), *S = dalloc((size_t)(N * SC));
   double *T = dalloc((size_t)(n_local * C * Ncols));
-  double *Gfull = par->rank == 0 ? dalloc((size_t)Ncols * (size_t)Ncols) : NULL;
-  double *Gl = par->rank == 0 ? Gfull : dalloc((size_t)(n_local * cols * Ncols));
+  double *Gl = dalloc((size_t)(n_local * cols * Ncols));
   double *eig = dalloc((size_t)Ncols), *evecs = NULL, *wv = dalloc((size_t)Ncols), *grad = NULL;
   int *cnt = malloc(2 * (size_t)par->size * sizeof(int)), *dsp = cnt ? cnt + par->size : NULL;
   if (!X || !logits || !r || !S || !T || !Gl || !eig || !wv || !cnt)
@@ -245,28 +190,19 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   for (int64_t i = 0; i < n_local; ++i)
     gn_gemm(CblasTrans, CblasNoTrans, cols, Ncols, C, 1.0 / (double)N, S + (row0 + i) * SC, cols,
          T + i * C * Ncols, Ncols, 0.0, Gl + i * cols * Ncols, Ncols);
-  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(Ncols), MPI_DOUBLE, &row_g));
-  CHECK_MPI_GOTO(MPI_Type_commit(&row_g));
-  for (int q = 0; q < par->size; ++q) {
-    cnt[q] *= (int)cols;
-    dsp[q] *= (int)cols;
-  }
-  CHECK_MPI_GOTO(MPI_Gatherv(par->rank == 0 ? MPI_IN_PLACE : Gl, cnt[par->rank], row_g, Gfull, cnt, dsp, row_g, 0,
-                       par->comm));
 
-  /* Rank 0 solves; everyone receives (n_eig, k), the eigenvalues and the top-k eigenvectors. */
+  /* The Gram stays row-split: the distributed eigensolver gives every rank the eigenvalues and
+   * the top-k eigenvectors (sign fixed there, which keeps gamma's sign across rank counts). */
   const int64_t kmax = deck->ggn_top_k < Ncols ? deck->ggn_top_k : Ncols;
   evecs = dalloc((size_t)(kmax * Ncols));
-  status = evecs ? GN_OK : GN_RAISE(GN_ENOMEM, "ggn: out of memory for %lld Gram eigenvectors",
-                                    (long long)kmax);
-  int64_t meta[2] = {0, 0};
-  if (status == GN_OK && par->rank == 0)
-    status = gram_eigen_rank0(Ncols, Gfull, kmax, eig, &meta[0], &meta[1], evecs);
-  CHECK_GOTO(gn_par_agree(par, status));
-  CHECK_GOTO(gn_par_bcast(par, meta, sizeof meta, 0));
-  const int64_t n_eig = meta[0], k = meta[1];
-  CHECK_GOTO(gn_par_bcast(par, eig, (size_t)n_eig * sizeof(double), 0));
-  CHECK_GOTO(gn_par_bcast(par, evecs, (size_t)(k * Ncols) * sizeof(double), 0));
+  CHECK_GOTO(gn_par_agree(par, evecs ? GN_OK : GN_RAISE(GN_ENOMEM, "ggn: out of memory for %lld Gram "
+                                                        "eigenvectors", (long long)kmax)));
+  const int64_t block = gn_par_rows(N, par->size, par->rank, NULL, NULL) * cols;
+  CHECK_GOTO(gn_symeig_rows(par, Ncols, block, Gl, eig, kmax, evecs, "the GGN Gram matrix"));
+  /* Nonzero eigenvalues: those above EIG_RTOL times the largest. */
+  int64_t n_eig = 0;
+  while (n_eig < Ncols && eig[0] > 0 && eig[n_eig] > EIG_RTOL * eig[0]) ++n_eig;
+  const int64_t k = kmax < n_eig ? kmax : n_eig;
 
   out->N = N;
   out->n_eig = n_eig;
@@ -296,10 +232,6 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   if (k > 0) {
     CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(k), MPI_DOUBLE, &row_k));
     CHECK_MPI_GOTO(MPI_Type_commit(&row_k));
-    for (int q = 0; q < par->size; ++q) {
-      cnt[q] /= (int)cols;
-      dsp[q] /= (int)cols;
-    }
     CHECK_MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, out->gamma, cnt, dsp, row_k, par->comm));
   }
   for (int64_t n = 0; n < N; ++n)
@@ -334,7 +266,6 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   }
 fail:
   if (row_s != MPI_DATATYPE_NULL) MPI_Type_free(&row_s);
-  if (row_g != MPI_DATATYPE_NULL) MPI_Type_free(&row_g);
   if (row_k != MPI_DATATYPE_NULL) MPI_Type_free(&row_k);
   gn_ntk_free(&K);
   free(X);
@@ -342,8 +273,7 @@ fail:
   free(r);
   free(S);
   free(T);
-  if (Gl != Gfull) free(Gl);
-  free(Gfull);
+  free(Gl);
   free(eig);
   free(evecs);
   free(wv);

@@ -15,7 +15,7 @@
  * allgather p (hp + C m) doubles, GEMMs O(n p hp + n C p C m). Memory per rank: K n C x p C,
  * the g Gram of the same size, the cotangents n C d, gathered A p hp and g p C m.
  *
- * The spectrum goes through ScaLAPACK (PDGEMR2D to a 2-D grid, PDSYEVD); the MP step solves on
+ * The spectrum goes through the distributed eigensolver (symeig_scalapack.c); the MP step solves on
  * the gathered K on rank 0 (bounded by max_rows), so it is replicated and deterministic. */
 #include "gnrev/blas.h"
 #include "gnrev/ntk.h"
@@ -30,8 +30,10 @@
 #include "gnrev/loss.h"
 #include "gnrev/rng.h"
 #include "gnrev/scalapack.h"
+#include "gnrev/sl_grid.h"
+#include "gnrev/symeig.h"
 
-enum { NB_MAX = 64, WORK_SLACK = 256 };
+enum { WORK_SLACK = 256 };
 
 static double *dalloc(size_t n) { return malloc((n ? n : 1) * sizeof(double)); }
 
@@ -208,106 +210,21 @@ fail:
   return status;
 }
 
-/* Largest p <= sqrt(P) dividing P: a p x q grid using every rank (as pinv does). */
-static void choose_grid(int nranks, int *p, int *q) {
-  int best = 1;
-  for (int d = 1; (int64_t)d * d <= nranks; ++d)
-    if (nranks % d == 0) best = d;
-  *p = best;
-  *q = nranks / best;
-}
-
-static int blacs_grid(MPI_Comm comm, int nprow, int npcol) {
-  int handle = Csys2blacs_handle(comm), ctxt = handle;
-  Cblacs_gridinit(&ctxt, "Row", nprow, npcol);
-  Cfree_blacs_system_handle(handle);
-  /* Fixed combine trees: the same run gives the same bits (see pinv_scalapack.c). */
-  const int yes = 1;
-  Cblacs_set(ctxt, GN_BLACS_TOPSREPEAT, &yes);
-  Cblacs_set(ctxt, GN_BLACS_TOPSCOHRNT, &yes);
-  return ctxt;
-}
-
-static int lib_info(const char *routine, int info) {
-  if (info == 0) return GN_OK;
-  if (info < 0)
-    return GN_RAISE(GN_ELIB, "%s returned info = %d: argument %d is invalid (a bug in gnrev's call)",
-                    routine, info, info < -100 ? -info / 100 : -info);
-  return GN_RAISE(GN_ELIB, "%s returned info = %d: the eigensolver did not converge", routine, info);
-}
-
-/* PDSYEVD with jobz = 'V' rather than PDSYEV with 'N': PDSYEVD refuses 'N', and for the pC <= a
- * few thousand of a probe set the eigenvectors (O(n^3), the same order as the tridiagonal
- * reduction that both need) cost at most a small factor, while PDSYEV's QR iteration would be
- * one more workspace rule to get right. */
+/* The spectrum through the distributed eigensolver: K's rows are split in blocks of C ceil(p/P). */
 int gn_ntk_eigenvalues(const gn_par *par, const gn_ntk *K, int64_t k, double *top) {
   const int64_t N = K->p * K->C;
   if (k < 1 || k > N)
     GN_FAIL(GN_EINPUT, "ntk: asked for the %lld largest eigenvalues of the %lld x %lld NTK; expected "
             "1 <= k <= %lld", (long long)k, (long long)N, (long long)N, (long long)N);
-  CHECK(gn_par_agree(par, all_finite(K->K, (size_t)(K->nrows * K->C * N)) ? GN_OK : GN_RAISE(
-        GN_ENUMERIC, "ntk: the NTK has a non-finite entry on rank %d", par->rank)));
-  const int P = par->size;
-  int pr = 1, pc = 1;
-  choose_grid(P, &pr, &pc);
-  int ctx1 = blacs_grid(par->comm, 1, P), ctx2 = blacs_grid(par->comm, pr, pc);
-  int status = GN_OK, n = (int)N, one = 1, zero = 0, info = 0;
-  double *A = NULL, *Z = NULL, *wv = NULL, *work = NULL;
-  int *iwork = NULL;
-  int r1, c1, r2, c2, np, nq;
-  Cblacs_gridinfo(ctx1, &np, &nq, &r1, &c1);
-  Cblacs_gridinfo(ctx2, &np, &nq, &r2, &c2);
-  if (c1 != par->rank || r2 * pc + c2 != par->rank)
-    status = GN_RAISE(GN_EINTERNAL, "ntk: BLACS placed rank %d at column %d of the 1 x %d grid and at (%d, "
-              "%d) of the %d x %d grid; expected column %d and (%d, %d)", par->rank, c1, P, r2, c2,
-              pr, pc, par->rank, par->rank / pc, par->rank % pc);
-  CHECK_GOTO(gn_par_agree(par, status));
-  /* This rank's row-major rows of K, read column-major, are columns of K^T = K: the row split
-   * is a 1 x P column-block layout with blocks of C ceil(p/P). */
-  int nb1 = (int)(gn_par_rows(K->p, P, par->rank, NULL, NULL) * K->C), desc1[GN_DLEN], desc2[GN_DLEN];
-  int lld1 = n;
-  descinit_(desc1, &n, &n, &n, &nb1, &zero, &zero, &ctx1, &lld1, &info);
-  CHECK_GOTO(gn_par_agree(par, lib_info("DESCINIT", info)));
-  int nb = (int)((N + 2 * (int64_t)pc - 1) / (2 * (int64_t)pc));
-  nb = nb > NB_MAX ? NB_MAX : (nb < 1 ? 1 : nb);
-  int lr = numroc_(&n, &nb, &r2, &zero, &pr), lc = numroc_(&n, &nb, &c2, &zero, &pc);
-  int lld2 = lr > 1 ? lr : 1;
-  descinit_(desc2, &n, &n, &nb, &nb, &zero, &zero, &ctx2, &lld2, &info);
-  CHECK_GOTO(gn_par_agree(par, lib_info("DESCINIT", info)));
-  A = dalloc((size_t)lr * (size_t)lc);
-  Z = dalloc((size_t)lr * (size_t)lc);
-  wv = dalloc((size_t)n);
-  status = A && Z && wv ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for the 2-D copy of the "
-                                            "%d x %d NTK", n, n);
-  CHECK_GOTO(gn_par_agree(par, status));
-  pdgemr2d_(&n, &n, K->K, &one, &one, desc1, A, &one, &one, desc2, &ctx1);
-  int qlwork = -1, qliwork = -1, iq = 0;
-  double q = 0;
-  pdsyevd_("V", "L", &n, A, &one, &one, desc2, wv, Z, &one, &one, desc2, &q, &qlwork, &iq, &qliwork,
-           &info, 1, 1);
-  CHECK_GOTO(gn_par_agree(par, lib_info("PDSYEVD (workspace query)", info)));
-  /* The query, or the documented minimum if larger, plus slack (see pinv_scalapack.c). */
-  double trilwmin = 3.0 * n + fmax(nb * (lr + 1.0), 3.0 * nb);
-  double lw = fmax(q, fmax(1 + 6.0 * n + 2.0 * lr * lc, trilwmin) + 2.0 * n) * 1.05 + WORK_SLACK;
-  int lwork = lw > INT_MAX ? INT_MAX : (int)lw, liwork = (iq > 7 * n + 8 * pc + 2 ? iq : 7 * n + 8 * pc + 2) + WORK_SLACK;
-  work = dalloc((size_t)lwork);
-  iwork = malloc((size_t)liwork * sizeof(int));
-  status = lw <= INT_MAX && work && iwork ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: no PDSYEVD workspace "
-                                                             "(%.0f doubles) for the %d x %d NTK", lw, n, n);
-  CHECK_GOTO(gn_par_agree(par, status));
-  pdsyevd_("V", "L", &n, A, &one, &one, desc2, wv, Z, &one, &one, desc2, work, &lwork, iwork, &liwork,
-           &info, 1, 1);
-  CHECK_GOTO(gn_par_agree(par, lib_info("PDSYEVD", info)));
-  for (int64_t i = 0; i < k; ++i) top[i] = wv[n - 1 - i];
-fail:
-  free(A);
-  free(Z);
-  free(wv);
-  free(work);
-  free(iwork);
-  Cblacs_gridexit(ctx2);
-  Cblacs_gridexit(ctx1);
-  return status;
+  double *w = dalloc((size_t)N);
+  CHECK(gn_par_agree(par, w ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for %lld eigenvalues",
+                                               (long long)N)));
+  const int64_t block = gn_par_rows(K->p, par->size, par->rank, NULL, NULL) * K->C;
+  const int status = gn_symeig_rows(par, N, block, K->K, w, 0, NULL, "the NTK");
+  if (status == GN_OK) memcpy(top, w, (size_t)k * sizeof(double));
+  free(w);
+  CHECK(status);
+  return GN_OK;
 }
 
 int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_t seed,
@@ -383,7 +300,7 @@ static int mp_solve_rank0(int64_t N, double *Kf, const double *eps, double rtol,
   int n = (int)N, info = 0, lwork = -1, liwork = -1, iq = 0, status = GN_OK;
   double q = 0;
   dsyevd_("V", "L", &n, Kf, &n, w, &q, &lwork, &iq, &liwork, &info, 1, 1);
-  CHECK(lib_info("DSYEVD (workspace query)", info));
+  CHECK(gn_sl_error("DSYEVD (workspace query)", info, "no convergence"));
   const double lw = fmax(q, 1 + 6.0 * n + 2.0 * n * n) + WORK_SLACK;
   if (lw > INT_MAX)
     GN_FAIL(GN_EINPUT, "ntk: the %d x %d NTK of the MP step needs more DSYEVD workspace than a "
@@ -396,7 +313,7 @@ static int mp_solve_rank0(int64_t N, double *Kf, const double *eps, double rtol,
     FAIL_GOTO(GN_ENOMEM, "ntk: out of memory for the eigen-decomposition of the %d x %d NTK", n, n);
   /* Row-major K is column-major K^T = K; eigenvector k comes back as row k of Kf. */
   dsyevd_("V", "L", &n, Kf, &n, mu, work, &lwork, iwork, &liwork, &info, 1, 1);
-  CHECK_GOTO(lib_info("DSYEVD", info));
+  CHECK_GOTO(gn_sl_error("DSYEVD", info, "the eigensolver did not converge"));
   double mu_max = 0;
   for (int i = 0; i < n; ++i) mu_max = fmax(mu_max, mu[i]);
   const double cut = fmax(rtol * rtol * mu_max, atol * atol);

@@ -1,5 +1,6 @@
-/* pinv_scalapack.c — dTheta = A^+ T for a row-distributed A (DESIGN.md sections 3-4), the only
- * code that talks to BLACS and ScaLAPACK.
+/* pinv_scalapack.c — dTheta = A^+ T for a row-distributed A (DESIGN.md sections 3-4).
+ *
+ * Grids, block sizes and INFO messages come from sl_grid.c.
  *
  * Wide route (n <= hp). A rank's row-major nrows x hp block of A is, read column-major, the
  * hp x nrows block of A^T. One MPI_Alltoallv moves those columns into A^T (hp x n) on a
@@ -22,11 +23,9 @@
 #include <string.h>
 
 #include "gnrev/scalapack.h"
+#include "gnrev/sl_grid.h"
 
-enum {
-  NB_MAX = 64,     /* square block of the 2-D layout for large n */
-  WORK_SLACK = 256 /* extra workspace entries on top of the documented minimum */
-};
+enum { WORK_SLACK = 256 }; /* extra workspace entries on top of the documented minimum */
 
 struct gn_pinv_ctx {
   gn_par par;            /* copy of the caller's (the communicator stays the caller's) */
@@ -71,22 +70,6 @@ struct gn_pinv_ctx {
 
 static int imax(int a, int b) { return a > b ? a : b; }
 
-/* Largest p <= sqrt(P) dividing P: a p x q grid with q >= p that uses every rank. */
-static void choose_grid(int nranks, int *p, int *q) {
-  int best = 1;
-  for (int d = 1; (int64_t)d * d <= nranks; ++d)
-    if (nranks % d == 0) best = d;
-  *p = best;
-  *q = nranks / best;
-}
-
-/* Small problems get small blocks so that every rank still holds part of K. */
-static int choose_nb(int64_t n, int q) {
-  int64_t nb = (n + 2 * (int64_t)q - 1) / (2 * (int64_t)q);
-  if (nb > NB_MAX) nb = NB_MAX;
-  return nb < 1 ? 1 : (int)nb;
-}
-
 /* Upper bound of numroc over all process coordinates. */
 static int64_t loc_max(int64_t len, int64_t nb, int64_t nprocs) {
   int64_t blocks = (len + nb - 1) / nb;
@@ -103,21 +86,10 @@ static int local_count(int64_t len, int nb, int coord, int nprocs) {
   return numroc_(&ilen, &nb, &coord, &zero, &nprocs);
 }
 
-static int lib_error(const char *routine, int info, const char *positive_meaning) {
-  if (info == 0) return GN_OK;
-  if (info < -100)
-    return GN_RAISE(GN_ELIB, "%s returned info = %d: entry %d of the descriptor in argument %d is "
-                    "invalid (a bug in gnrev's call)", routine, info, -info % 100, -info / 100);
-  if (info < 0)
-    return GN_RAISE(GN_ELIB, "%s returned info = %d: argument %d is invalid (a bug in gnrev's call)",
-                    routine, info, -info);
-  return GN_RAISE(GN_ELIB, "%s returned info = %d: %s", routine, info, positive_meaning);
-}
-
 static int make_desc(int *desc, int64_t rows, int64_t cols, int mb, int nb, int ctxt, int lld) {
   int irows = (int)rows, icols = (int)cols, zero = 0, info = 0;
   descinit_(desc, &irows, &icols, &mb, &nb, &zero, &zero, &ctxt, &lld, &info);
-  return lib_error("DESCINIT", info, "invalid descriptor");
+  return gn_sl_error("DESCINIT", info, "invalid descriptor");
 }
 
 static double *alloc_doubles(size_t n) { return malloc((n ? n : 1) * sizeof(double)); }
@@ -140,7 +112,7 @@ static int create_tall_rank0(gn_pinv_ctx *c) {
   int hp = (int)c->hp, lwork = -1, liwork = -1, info = 0, iq = 0;
   double q = 0;
   dsyevd_("V", "U", &hp, NULL, &hp, NULL, &q, &lwork, &iq, &liwork, &info, 1, 1);
-  if (info != 0) return lib_error("DSYEVD (workspace query)", info, "query failed");
+  if (info != 0) return gn_sl_error("DSYEVD (workspace query)", info, "query failed");
   /* The documented minima, in case the query is low. */
   double lmin = 1.0 + 6.0 * hp + 2.0 * (double)hp * hp;
   double lw = (q > lmin ? q : lmin) + WORK_SLACK;
@@ -218,19 +190,11 @@ static int create_wide_local(gn_pinv_ctx *c) {
 }
 
 static int create_wide(gn_pinv_ctx *c) {
-  choose_grid(c->par.size, &c->p, &c->q);
-  c->nb = choose_nb(c->n, c->q);
-  /* gridinit overwrites its first argument with the grid's context; the system handle is only
-   * needed until then. */
-  int handle = Csys2blacs_handle(c->par.comm);
-  c->ctxt = handle;
-  Cblacs_gridinit(&c->ctxt, "Row", c->p, c->q);
-  Cfree_blacs_system_handle(handle);
-  /* DESIGN.md 6: the same run twice gives the same bits. BLACS's default combine is an
-   * MPI_Allreduce, whose summation order MPI does not promise (seen to vary on 3 ranks). */
-  const int yes = 1;
-  Cblacs_set(c->ctxt, GN_BLACS_TOPSREPEAT, &yes);
-  Cblacs_set(c->ctxt, GN_BLACS_TOPSCOHRNT, &yes);
+  gn_sl_grid_shape(c->par.size, &c->p, &c->q);
+  c->nb = gn_sl_block(c->n, c->q);
+  /* DESIGN.md 6: the same run twice gives the same bits (fixed combine trees, seen to vary on 3
+   * ranks with BLACS's default MPI_Allreduce). */
+  c->ctxt = gn_sl_grid(c->par.comm, c->p, c->q);
 
   CHECK(gn_par_agree(&c->par, create_wide_local(c)));
 
@@ -239,7 +203,7 @@ static int create_wide(gn_pinv_ctx *c) {
   double q = 0;
   pdsyevd_("V", "L", &n, c->k, &one, &one, c->desc_k, c->mu, c->v, &one, &one, c->desc_k, &q,
            &qlwork, &iq, &qliwork, &info, 1, 1);
-  CHECK(gn_par_agree(&c->par, lib_error("PDSYEVD (workspace query)", info, "query failed")));
+  CHECK(gn_par_agree(&c->par, gn_sl_error("PDSYEVD (workspace query)", info, "query failed")));
   double np = (double)local_count(c->n, c->nb, c->myrow, c->p);
   double nq = (double)local_count(c->n, c->nb, c->mycol, c->q);
   double trilwmin = 3.0 * n + fmax(c->nb * (np + 1), 3.0 * c->nb);
@@ -304,8 +268,8 @@ size_t gn_pinv_bytes(int nranks, int64_t n, int64_t hp, int64_t m) {
   }
   if (nranks < 1) nranks = 1;
   int p = 1, q = 1;
-  choose_grid(nranks, &p, &q);
-  int64_t nb = choose_nb(n, q), rows = (n + nranks - 1) / nranks;
+  gn_sl_grid_shape(nranks, &p, &q);
+  int64_t nb = gn_sl_block(n, q), rows = (n + nranks - 1) / nranks;
   double lr_hp = (double)loc_max(hp, nb, p), lr_n = (double)loc_max(n, nb, p);
   double lc_n = (double)loc_max(n, nb, q), lr_m = (double)loc_max(m, nb, p);
   double at = lr_hp * lc_n, kv = 2 * lr_n * lc_n, t3 = 3 * lr_m * lc_n;
@@ -398,7 +362,7 @@ static int gram_eigen(gn_pinv_ctx *c, gn_pinv_info *info) {
   pdsyevd_("V", "L", &n, c->k, &one, &one, c->desc_k, c->mu, c->v, &one, &one, c->desc_k, c->work,
            &c->lwork, c->iwork, &c->liwork, &err, 1, 1);
   info->t_eig += gn_par_wtime() - t0;
-  CHECK(gn_par_agree(&c->par, lib_error("PDSYEVD", err, "the divide-and-conquer eigensolver of the "
+  CHECK(gn_par_agree(&c->par, gn_sl_error("PDSYEVD", err, "the divide-and-conquer eigensolver of the "
                                         "Gram matrix did not converge")));
   return gn_par_agree(&c->par, all_finite(c->mu, (size_t)n) ? GN_OK : GN_RAISE(GN_ENUMERIC,
                       "pinv: PDSYEVD returned non-finite eigenvalues of the %d x %d Gram matrix", n, n));
@@ -419,8 +383,8 @@ static int svd_vectors(gn_pinv_ctx *c, gn_pinv_info *info) {
     pdgeqrf_(&hp, &n, c->at, &one, &one, c->desc_at, c->mu, &q1, &query, &err);
     pdgesvd_("N", "V", &n, &n, c->at, &one, &one, c->desc_at, c->mu, c->k, &one, &one, c->desc_k,
              c->v, &one, &one, c->desc_k, &q2, &query, &err2, 1, 1);
-    int status = lib_error("PDGEQRF (workspace query)", err, "query failed");
-    if (status == GN_OK) status = lib_error("PDGESVD (workspace query)", err2, "query failed");
+    int status = gn_sl_error("PDGEQRF (workspace query)", err, "query failed");
+    if (status == GN_OK) status = gn_sl_error("PDGESVD (workspace query)", err2, "query failed");
     double lw = fmax(q1, q2) * 1.05 + WORK_SLACK;
     if (status == GN_OK && lw > INT_MAX)
       status = GN_RAISE(GN_EINPUT, "pinv: the SVD of the %d x %d matrix A^T needs more workspace "
@@ -437,7 +401,7 @@ static int svd_vectors(gn_pinv_ctx *c, gn_pinv_info *info) {
   }
   double t0 = gn_par_wtime();
   pdgeqrf_(&hp, &n, c->at, &one, &one, c->desc_at, c->svd_tau, c->svd_work, &c->svd_lwork, &err);
-  CHECK(gn_par_agree(&c->par, lib_error("PDGEQRF", err, "unexpected positive info")));
+  CHECK(gn_par_agree(&c->par, gn_sl_error("PDGEQRF", err, "unexpected positive info")));
   /* R is the upper triangle of A^T(1:n, 1:n); below it PDGEQRF left the Householder vectors. */
   if (n > 1) {
     int nm1 = n - 1;
@@ -447,7 +411,7 @@ static int svd_vectors(gn_pinv_ctx *c, gn_pinv_info *info) {
   pdgesvd_("N", "V", &n, &n, c->at, &one, &one, c->desc_at, c->mu, c->k, &one, &one, c->desc_k,
            c->v, &one, &one, c->desc_k, c->svd_work, &c->svd_lwork, &err, 1, 1);
   info->t_eig += gn_par_wtime() - t0;
-  CHECK(gn_par_agree(&c->par, lib_error("PDGESVD", err, err == n + 1
+  CHECK(gn_par_agree(&c->par, gn_sl_error("PDGESVD", err, err == n + 1
       ? "the singular values differ across ranks (heterogeneous arithmetic)"
       : "the bidiagonal QR iteration (DBDSQR) did not converge")));
   return gn_par_agree(&c->par, all_finite(c->mu, (size_t)n) ? GN_OK : GN_RAISE(GN_ENUMERIC,
@@ -591,7 +555,7 @@ static int tall_solve(gn_pinv_ctx *c, const gn_pinv_opts *o, double *dtheta, dou
   dsyevd_("V", "U", &hp, M, &hp, c->tall_mu, c->tall_work, &c->tall_lwork, c->tall_iwork,
           &c->tall_liwork, &err, 1, 1);
   info->t_eig += gn_par_wtime() - t0;
-  CHECK(lib_error("DSYEVD", err, "the eigensolver of the normal matrix A^T A did not converge"));
+  CHECK(gn_sl_error("DSYEVD", err, "the eigensolver of the normal matrix A^T A did not converge"));
   if (!all_finite(c->tall_mu, (size_t)hp))
     GN_FAIL(GN_ENUMERIC, "pinv: DSYEVD returned non-finite eigenvalues of the %d x %d normal "
             "matrix A^T A", hp, hp);

@@ -4,7 +4,7 @@
  * the damped Newton step: with damping 0 and every direction it is G^+ grad L, which for MSE is
  * the Moore-Penrose GN step J^+ eps; with per-direction damping it is sum_k gamma_k/(lambda_k +
  * delta_k) e_k; bootstrap dampings are deterministic and on the grid. */
-// NP: 1 2
+// NP: 1 2 3 4
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,0 +1,164 @@
+/* test_symeig.c — the distributed symmetric eigensolver (symeig_scalapack.c) against serial
+ * LAPACK DSYEVD on the same matrix: eigenvalues to rounding, eigenvectors as unit vectors with
+ * small residuals and the documented sign, the same bits on every rank, and its refusals.
+ * Matrices have well-separated eigenvalues (prescribed spectrum, random orthogonal basis) so
+ * that eigenvectors are determined up to sign and comparable across solvers. */
+// NP: 1 2 3 4
+#include <math.h>
+#include <mpi.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gnrev/err.h"
+#include "gnrev/par.h"
+#include "gnrev/rng.h"
+#include "gnrev/scalapack.h"
+#include "gnrev/symeig.h"
+#include "testlib.h"
+
+/* A = Q diag(lam) Q^T (row-major n x n), Q from Gram-Schmidt on Gaussian columns, lam_i =
+ * 1 + 2 i / n (distinct, gap 2/n) with a few negative ones, the same on every rank. */
+static void make_matrix(int64_t n, uint64_t seed, double *A, double *lam) {
+  double *Q = malloc((size_t)(n * n) * sizeof(double));
+  gn_rng_fill_normal(seed, GN_RNG_PROBE, 7, 0, (size_t)(n * n), 1.0, Q);
+  for (int64_t j = 0; j < n; ++j) { /* column j of Q is Q[i*n + j] */
+    for (int pass = 0; pass < 2; ++pass)
+      for (int64_t k = 0; k < j; ++k) {
+        double dot = 0;
+        for (int64_t i = 0; i < n; ++i) dot += Q[i * n + k] * Q[i * n + j];
+        for (int64_t i = 0; i < n; ++i) Q[i * n + j] -= dot * Q[i * n + k];
+      }
+    double nrm = 0;
+    for (int64_t i = 0; i < n; ++i) nrm += Q[i * n + j] * Q[i * n + j];
+    nrm = sqrt(nrm);
+    for (int64_t i = 0; i < n; ++i) Q[i * n + j] /= nrm;
+  }
+  for (int64_t i = 0; i < n; ++i) lam[i] = (i % 5 == 4 ? -1.0 : 1.0) * (1 + 2.0 * (double)i / (double)n);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j <= i; ++j) {
+      double s = 0;
+      for (int64_t k = 0; k < n; ++k) s += Q[i * n + k] * lam[k] * Q[j * n + k];
+      A[i * n + j] = A[j * n + i] = s;
+    }
+  free(Q);
+}
+
+/* Serial reference: eigenvalues descending and eigenvectors (row k for value k). */
+static void serial_eig(int64_t n64, const double *A, double *w, double *V) {
+  int n = (int)n64, info = 0, lwork = -1, liwork = -1, iq = 0;
+  double q = 0, *Z = malloc((size_t)(n * n) * sizeof(double)), *wa = malloc((size_t)n * sizeof(double));
+  memcpy(Z, A, (size_t)(n * n) * sizeof(double));
+  dsyevd_("V", "L", &n, Z, &n, wa, &q, &lwork, &iq, &liwork, &info, 1, 1);
+  lwork = (int)q + 1;
+  liwork = iq + 1;
+  double *work = malloc((size_t)lwork * sizeof(double));
+  int *iwork = malloc((size_t)liwork * sizeof(int));
+  dsyevd_("V", "L", &n, Z, &n, wa, work, &lwork, iwork, &liwork, &info, 1, 1);
+  for (int k = 0; k < n; ++k) {
+    w[k] = wa[n - 1 - k];
+    memcpy(V + (size_t)k * n, Z + (size_t)(n - 1 - k) * n, (size_t)n * sizeof(double));
+  }
+  free(Z);
+  free(wa);
+  free(work);
+  free(iwork);
+}
+
+static void check_size(const gn_par *par, int64_t n, int64_t per_row_block, int64_t kvec) {
+  double *A = malloc((size_t)(n * n) * sizeof(double)), *lam = malloc((size_t)n * sizeof(double));
+  double *wref = malloc((size_t)n * sizeof(double)), *Vref = malloc((size_t)(n * n) * sizeof(double));
+  double *w = malloc((size_t)n * sizeof(double)), *V = malloc((size_t)(kvec > 0 ? kvec * n : 1) * sizeof(double));
+  make_matrix(n, 11 + (uint64_t)n, A, lam);
+  serial_eig(n, A, wref, Vref);
+  /* Rows split as the callers do: per_row_block rows per "sample", samples split by gn_par_rows. */
+  const int64_t block = gn_par_rows(n / per_row_block, par->size, par->rank, NULL, NULL) * per_row_block;
+  const int64_t r0 = block * par->rank, nrows = r0 >= n ? 0 : (n - r0 < block ? n - r0 : block);
+  int st = gn_symeig_rows(par, n, block, A + (r0 < n ? r0 : 0) * n, w, kvec, kvec ? V : NULL, "a test matrix");
+  GT_CHECK(st == GN_OK, "test_symeig_runs (n = %lld, block %lld, %lld vectors, %lld local rows): %s",
+           (long long)n, (long long)block, (long long)kvec, (long long)nrows, st ? gn_error_message() : "");
+  double anorm = 0, werr = 0;
+  for (int64_t i = 0; i < n; ++i) anorm = fmax(anorm, fabs(wref[i]));
+  for (int64_t i = 0; i < n; ++i) werr = fmax(werr, fabs(w[i] - wref[i]));
+  int desc = 1;
+  for (int64_t i = 1; i < n; ++i) desc &= w[i] <= w[i - 1];
+  GT_CHECK(werr < 1e-13 * n * anorm && desc,
+           "test_symeig_eigenvalues_match_serial_dsyevd_descending (n = %lld): max err %.2e of |A| %.2f",
+           (long long)n, werr, anorm);
+  double res = 0, dir = 0, unit = 0;
+  int sign_ok = 1;
+  for (int64_t k = 0; k < kvec; ++k) {
+    const double *v = V + k * n, *vr = Vref + k * n;
+    double dot = 0, nn = 0;
+    int64_t imax = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      dot += v[i] * vr[i];
+      nn += v[i] * v[i];
+      if (fabs(v[i]) > fabs(v[imax])) imax = i;
+    }
+    sign_ok &= v[imax] > 0;
+    unit = fmax(unit, fabs(sqrt(nn) - 1));
+    dir = fmax(dir, 1 - fabs(dot));
+    for (int64_t i = 0; i < n; ++i) {
+      double r = -w[k] * v[i];
+      for (int64_t j = 0; j < n; ++j) r += A[i * n + j] * v[j];
+      res = fmax(res, fabs(r));
+    }
+  }
+  /* gap 2/n between neighbours: the eigenvector angle error is ~ eps |A| / gap. */
+  GT_CHECK(kvec == 0 || (unit < 1e-13 && dir < 1e-20 + 1e-12 * n * n && res < 1e-12 * n * anorm && sign_ok),
+           "test_symeig_vectors_are_unit_eigenvectors_like_serial_with_positive_largest_entry (n = %lld, "
+           "%lld vectors): | |v| - 1 | %.1e, 1 - |v.v_ref| %.1e, |A v - w v| %.1e", (long long)n,
+           (long long)kvec, unit, dir, res);
+  /* Every rank returns the same bits. */
+  double *r0w = malloc((size_t)(n + (kvec > 0 ? kvec * n : 0)) * sizeof(double));
+  memcpy(r0w, w, (size_t)n * sizeof(double));
+  if (kvec > 0) memcpy(r0w + n, V, (size_t)(kvec * n) * sizeof(double));
+  MPI_Bcast(r0w, (int)(n + kvec * n), MPI_DOUBLE, 0, par->comm);
+  int same = memcmp(r0w, w, (size_t)n * sizeof(double)) == 0 &&
+             (kvec == 0 || memcmp(r0w + n, V, (size_t)(kvec * n) * sizeof(double)) == 0);
+  GT_CHECK(same, "test_symeig_same_bits_on_every_rank (n = %lld)", (long long)n);
+  free(r0w);
+  free(A);
+  free(lam);
+  free(wref);
+  free(Vref);
+  free(w);
+  free(V);
+}
+
+static void check_refusals(const gn_par *par) {
+  const int64_t n = 12;
+  double *A = malloc((size_t)(n * n) * sizeof(double)), *lam = malloc((size_t)n * sizeof(double));
+  double w[12], V[12 * 13];
+  make_matrix(n, 3, A, lam);
+  const int64_t block = gn_par_rows(n, par->size, par->rank, NULL, NULL);
+  const int64_t r0 = block * par->rank < n ? block * par->rank : 0;
+  int st = gn_symeig_rows(par, n, block, A + r0 * n, w, n + 1, V, "a test matrix");
+  GT_CHECK(st == GN_EINPUT && strstr(gn_error_message(), "a test matrix of order 12"),
+           "test_symeig_refuses_more_vectors_than_the_order: \"%s\"", gn_error_message());
+  gn_error_clear();
+  if (par->rank == par->size - 1 && block * par->rank < n) A[r0 * n] = NAN;
+  st = gn_symeig_rows(par, n, block, A + r0 * n, w, 2, V, "a test matrix");
+  GT_CHECK(st == GN_ENUMERIC && strstr(gn_error_message(), "a test matrix has a non-finite entry"),
+           "test_symeig_refuses_non_finite_entries_on_every_rank: \"%s\"", gn_error_message());
+  gn_error_clear();
+  free(A);
+  free(lam);
+}
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  gn_par par;
+  gn_par_open(MPI_COMM_WORLD, &par);
+  check_size(&par, 1, 1, 1);
+  check_size(&par, 7, 1, 0);
+  check_size(&par, 30, 10, 30);   /* 3 "samples" of 10 rows: trailing ranks own none at np = 4 */
+  check_size(&par, 150, 10, 12);  /* several 2-D blocks per rank */
+  check_size(&par, 257, 1, 5);
+  check_refusals(&par);
+  gn_par_close(&par);
+  int rc = gt_finish();
+  MPI_Finalize();
+  return rc;
+}
