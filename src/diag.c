@@ -48,6 +48,7 @@ struct gn_diag {
   gn_ntk K0;
   bool have_K0;
   table ntk_eig;
+  table ntk_half;
   int64_t *saved;      /* steps whose K is in run.h5 */
   int64_t nsaved, saved_cap;
   /* CKA on the first cka_samples training samples */
@@ -297,6 +298,7 @@ static int ntk_snapshot(gn_diag *dg, int64_t step, const double *theta) {
       {"||K_t||_F / ||K_0||_F: the kernel's growth", "1"}};
   CHECK_GOTO(series_append(dg->run, "/ntk", 5, names, vals, meta));
   CHECK_GOTO(table_append(dg->par, dg->run, &dg->ntk_eig, dg->ntk_k, top));
+  CHECK_GOTO(table_append(dg->par, dg->run, &dg->ntk_half, K->nhalf, K->half_trace));
   dg->ntk_last = step;
   if (save) CHECK_GOTO(write_index(dg));
 fail:
@@ -496,6 +498,9 @@ static void init_tables(gn_diag *dg) {
   const int nh = 2 * dg->model->B;
   table_init(&dg->ntk_eig, "/ntk/eigenvalues", dg->ntk_k, "largest eigenvalues of the NTK on the probe set, descending",
              "1", "snapshot,eigenvalue");
+  table_init(&dg->ntk_half, "/ntk/half_trace", nh,
+             "trace of each half-block's term of the NTK (= ||J_bs||_F^2 over its parameters, on the probe set); "
+             "column 2b: F of block b, column 2b+1: G; the columns sum to trace K", "1", "snapshot,half_block");
   table_init(&dg->cka_val, "/cka/value", nh,
              "linear CKA between the d-wide state after each half-block at step 0 and at this snapshot, on the CKA probe set; "
              "column 2b: after F of block b (y1, x2), column 2b+1: after G (y1, y2)", "1", "snapshot,half_block");
@@ -577,7 +582,7 @@ void gn_diag_free(gn_diag *dg) {
   if (dg->have_K0) gn_ntk_free(&dg->K0);
   if (dg->cka_ref)
     for (int k = 0; k < 2 * dg->model->B; ++k) gn_cka_ref_free(&dg->cka_ref[k]);
-  table *tabs[] = {&dg->ntk_eig, &dg->cka_val, &dg->w_cos, &dg->w_ratio, &dg->w_norm, &dg->ggn_eig,
+  table *tabs[] = {&dg->ntk_eig, &dg->ntk_half, &dg->cka_val, &dg->w_cos, &dg->w_ratio, &dg->w_norm, &dg->ggn_eig,
                    &dg->ggn_gmean, &dg->ggn_lmean, &dg->ggn_gsnr, &dg->ggn_lsnr};
   for (size_t i = 0; i < sizeof tabs / sizeof *tabs; ++i) table_free(tabs[i]);
   free(dg->cka_ref);
@@ -683,6 +688,7 @@ int gn_diag_load(gn_diag *dg, gn_h5 *ckpt) {
   CHECK(cut_group(dg, "/ntk", step, &keep, &last));
   dg->ntk_last = last;
   CHECK(table_reload(dg->par, dg->run, &dg->ntk_eig, keep));
+  CHECK(table_reload(dg->par, dg->run, &dg->ntk_half, keep));
   CHECK(cut_group(dg, "/cka", step, &keep, &last));
   dg->cka_last = last;
   CHECK(table_reload(dg->par, dg->run, &dg->cka_val, keep));

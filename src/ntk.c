@@ -76,6 +76,7 @@ static void split_counts(int64_t p, int size, int64_t per, int *cnt, int *dsp) {
 void gn_ntk_free(gn_ntk *K) {
   if (!K) return;
   free(K->K);
+  free(K->half_trace);
   memset(K, 0, sizeof *K);
 }
 
@@ -92,6 +93,7 @@ typedef struct {
   double *Ga;     /* nrows x p: A_loc A_all^T */
   double *Gg;     /* (nrows C) x (p C): G_loc G_all^T */
   int *cnt, *dsp; /* 2 x size: allgather counts and displacements (rows) */
+  double *half_trace; /* 2B: this rank's share of each half-block term's trace */
   MPI_Datatype row_hp, row_m;
 } walk;
 
@@ -113,13 +115,16 @@ static int add_half_block(walk *w, int b, int s, const double *z, int64_t off, d
                           w->par->comm));
   gn_gemm(CblasNoTrans, CblasTrans, n, p, hp, 1.0, w->Aall + w->row0 * hp, hp, w->Aall, hp, 0.0, w->Ga, p);
   gn_gemm(CblasNoTrans, CblasTrans, n * C, pC, m, 1.0, Gloc, m, w->Gall, m, 0.0, w->Gg, pC);
+  double tr = 0;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t a = 0; a < C; ++a) {
       const double *ga = w->Gg + (i * C + a) * pC, *aa = w->Ga + i * p;
       double *k = K + (i * C + a) * pC;
       for (int64_t j = 0; j < p; ++j)
         for (int64_t c = 0; c < C; ++c) k[j * C + c] += aa[j] * ga[j * C + c];
+      tr += aa[w->row0 + i] * ga[(w->row0 + i) * C + a];
     }
+  w->half_trace[2 * b + s] = tr;
 fail:
   return status;
 }
@@ -159,6 +164,8 @@ int gn_ntk_compute(const gn_par *par, const gn_model *model, const double *theta
   K->row0 = w.row0;
   K->nrows = n;
   K->K = calloc((size_t)(n * C * pC > 0 ? n * C * pC : 1), sizeof(double));
+  K->nhalf = 2 * model->B;
+  K->half_trace = w.half_trace = calloc((size_t)K->nhalf, sizeof(double));
   w.X = dalloc((size_t)(n * d));
   w.dX = dalloc((size_t)(n * C * d));
   w.Aall = dalloc((size_t)(p * hp));
@@ -167,7 +174,7 @@ int gn_ntk_compute(const gn_par *par, const gn_model *model, const double *theta
   w.Gg = dalloc((size_t)(n * C * pC));
   w.cnt = malloc(2 * (size_t)par->size * sizeof(int));
   if (w.cnt) w.dsp = w.cnt + par->size;
-  if (!K->K || !w.X || !w.dX || !w.Aall || !w.Gall || !w.Ga || !w.Gg || !w.cnt)
+  if (!K->K || !K->half_trace || !w.X || !w.dX || !w.Aall || !w.Gall || !w.Ga || !w.Gg || !w.cnt)
     status = GN_RAISE(GN_ENOMEM, "ntk: out of memory for the %lld x %lld rows of the NTK on this rank "
                       "and its work arrays (p = %lld samples)", (long long)(n * C), (long long)pC,
                       (long long)p);
@@ -191,6 +198,7 @@ int gn_ntk_compute(const gn_par *par, const gn_model *model, const double *theta
     CHECK_GOTO(add_half_block(&w, b, 0, w.X + m, 0, K->K));
     if (b > 0) invert_and_pull(&w, theta, b, 0, m, 0);
   }
+  CHECK_GOTO(gn_par_sum(par, K->half_trace, (size_t)K->nhalf));
   status = all_finite(K->K, (size_t)(n * C * pC))
                ? GN_OK
                : GN_RAISE(GN_ENUMERIC, "ntk: the NTK has a non-finite entry on rank %d: the "

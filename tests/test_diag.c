@@ -197,6 +197,12 @@ int main(int argc, char **argv) {
   free(steps); free(rel); free(sim); free(al); free(sc);
   double *Kf = read_all(run, "/ntk/K_00000002", 2, pc, pc), *Kd = malloc((size_t)(pc * pc) * sizeof(double));
   direct_ntk(&model, theta2, &train, P_NTK, Kd);
+  double *ht = read_all(run, "/ntk/half_trace", 2, 3, nh), trK = 0, hsum = 0;
+  for (int64_t k = 0; Kf && k < pc; ++k) trK += Kf[k * pc + k];
+  for (int64_t k = 0; ht && k < nh; ++k) hsum += ht[nh + k];
+  GT_CHECK(ht && Kf && fabs(hsum - trK) <= 1e-13 * trK, "ntk_half_traces_of_step_2_sum_to_trace_of_saved_K (%.2e)",
+           ht && Kf ? fabs(hsum - trK) / trK : NAN);
+  free(ht);
   if (Kf)
     for (int64_t k = 0; k < pc * pc; ++k) Kf[k] -= Kd[k];
   /* Both are sums of ~nparams products of O(1) gradients: agreement to ~1e-14 of max |K|. */

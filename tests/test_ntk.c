@@ -172,6 +172,21 @@ static void check_kernel(const gn_par *par, const gn_par *self, int64_t p, int64
   double r = gt_rel_diff(Kf, JJ, (size_t)(N * N));
   GT_CHECK(r < FD_TOL, "test_ntk_equals_fd_jacobian_product (%s): |K - J J^T|_F / |J J^T|_F = %.2e", label, r);
 
+  /* Each half-block's trace is ||J||_F^2 over its own parameter columns (W and b). */
+  double herr = 0, hsum = 0, trK = 0;
+  for (int64_t i = 0; i < N; ++i) trK += Kf[i * N + i];
+  for (int k = 0; k < K.nhalf; ++k) {
+    const size_t off = gn_model_offset(&s.md, k / 2, k % 2), len = (size_t)(s.md.hp * s.md.m);
+    double fd = 0;
+    for (int64_t i = 0; i < N; ++i)
+      for (size_t q = off; q < off + len; ++q) fd += J[i * P + q] * J[i * P + q];
+    herr = fmax(herr, fabs(K.half_trace[k] - fd) / fmax(fd, 1e-300));
+    hsum += K.half_trace[k];
+  }
+  GT_CHECK(K.nhalf == 2 * s.md.B && herr < FD_TOL && fabs(hsum - trK) <= 1e-13 * trK,
+           "test_ntk_half_traces_equal_fd_jacobian_blocks_and_sum_to_trace (%s): max rel err %.2e, "
+           "|sum - tr K| / tr K %.2e", label, herr, fabs(hsum - trK) / trK);
+
   /* Entries are sums of ~hp + m products each, whose order may differ between (i,j) and (j,i). */
   double asym = 0, kmax = max_abs(Kf, (size_t)(N * N));
   for (int64_t i = 0; i < N; ++i)

@@ -6,7 +6,8 @@
 Each argument is a run folder (or its run.h5). Writes PNGs into the output folder:
   loss.png          train/test loss and accuracy against step (/metrics)
   batch_change.png  100 (after - before) / before of each batch's own update (/metrics)
-  ntk.png           NTK similarity, relative change, alignment and growth against step (/ntk)
+  ntk.png           NTK similarity, relative change, alignment, growth and trace per half-block
+                    against step (/ntk)
   cka.png           CKA of each half-block's state against step 0 (/cka), one panel per half-block
   weights.png       cosine of each trained W to its initial value (/weights)
   ggn_spectrum.png  GGN eigenvalues of the first and last snapshot (/ggn)
@@ -156,24 +157,40 @@ def plot_ntk(runs, out, written):
     have = with_group(runs, "ntk", "ntk.png", ("step", "similarity", "rel_change"))
     if not have:
         return
-    # Runs written before /ntk/alignment and /ntk/scale existed get the two panels they can fill.
-    full = all("alignment" in r["ntk"] and "scale" in r["ntk"] for r in have)
-    fig, ax = plt.subplots(1, 4 if full else 2, figsize=(20 if full else 11, 4))
+    # One panel per /ntk series that every run has (older runs lack alignment, scale, half_trace).
+    series = [("similarity", "cos(K_0 v, K_t v)", "NTK similarity to step 0"),
+              ("rel_change", "||K_t - K_0||_F / ||K_0||_F", "NTK relative change"),
+              ("alignment", "<K_0, K_t>_F / (||K_0|| ||K_t||)", "NTK alignment to step 0"),
+              ("scale", "||K_t||_F / ||K_0||_F", "NTK growth")]
+    series = [s for s in series if all(s[0] in r["ntk"] for r in have)]
+    halves = any("half_trace" in r["ntk"] for r in have)
+    n = len(series) + (1 if halves else 0)
+    rows = 1 if n <= 3 else 2
+    cols = (n + rows - 1) // rows
+    fig, ax = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
+    ax = ax.ravel()
     for r, c in zip(have, colours(len(have))):
         g = r["ntk"]
-        ax[0].plot(*finite(g["step"], g["similarity"]), "o-", color=c, label=r["name"], ms=3)
-        ax[1].plot(*finite(g["step"], g["rel_change"]), "o-", color=c, label=r["name"], ms=3)
-        if full:
-            ax[2].plot(*finite(g["step"], g["alignment"]), "o-", color=c, label=r["name"], ms=3)
-            ax[3].plot(*finite(g["step"], g["scale"]), "o-", color=c, label=r["name"], ms=3)
-    ax[0].set(xlabel="step", ylabel="cos(K_0 v, K_t v)", title="NTK similarity to step 0")
-    ax[1].set(xlabel="step", ylabel="||K_t - K_0||_F / ||K_0||_F", title="NTK relative change")
-    if full:
-        ax[2].set(xlabel="step", ylabel="<K_0, K_t>_F / (||K_0|| ||K_t||)", title="NTK alignment to step 0")
-        ax[3].set(xlabel="step", ylabel="||K_t||_F / ||K_0||_F", title="NTK growth")
-    for a in ax:
-        a.legend(fontsize=7)
+        for a, (key, _, _) in zip(ax, series):
+            a.plot(*finite(g["step"], g[key]), "o-", color=c, label=r["name"], ms=3)
+        if "half_trace" in g:
+            # Each half-block's trace against its own step-0 value: which part of the net moves K.
+            ht = np.asarray(g["half_trace"], dtype=float)
+            labels = str(r["cka"]["_attrs"].get("half_blocks", "")).split(",") if r["cka"] is not None else []
+            for k, ls in zip(range(ht.shape[1]), ("-", "--", ":", "-.") * ht.shape[1]):
+                name = labels[k] if k < len(labels) and labels[k] else f"half-block {k}"
+                ax[len(series)].plot(*finite(g["step"], ht[:, k] / ht[0, k]), ls, marker="o", color=c, ms=3,
+                                     label=f"{r['name']} {name}")
+    for a, (_, ylabel, title) in zip(ax, series):
+        a.set(xlabel="step", ylabel=ylabel, title=title)
+    if halves:
+        ax[len(series)].set(xlabel="step", ylabel="tr K_bs(t) / tr K_bs(0)", title="NTK trace per half-block",
+                            yscale="log")
+    for a in ax[:n]:
+        a.legend(fontsize=6)
         a.grid(alpha=0.3)
+    for a in ax[n:]:
+        a.axis("off")
     save(fig, out, "ntk.png", written)
 
 

@@ -18,6 +18,9 @@ typedef struct {
   int C;            /* classes */
   int64_t row0, nrows;
   double *K;        /* (nrows*C) x (p*C) row-major */
+  int nhalf;        /* half-blocks, 2B */
+  double *half_trace; /* nhalf, on every rank: trace of half-block (b, s)'s term at index 2b + s,
+                       * = ||J_bs||_F^2 over that half-block's parameters; they sum to trace K */
 } gn_ntk;
 
 /* Collective on par->comm. K at theta for the p samples whose local rows are X_local
