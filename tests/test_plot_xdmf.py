@@ -95,6 +95,29 @@ def is_png(path):
         return f.read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(path) > 2000
 
 
+def check_summary(path, runs):
+    """summary.md has one row per run whose end-of-run numbers are those of run.h5."""
+    if not check(os.path.exists(path), "plot_run_writes_summary_md"):
+        return
+    rows = [ln.split("|")[1:-1] for ln in open(path).read().splitlines()[2:]]
+    check(len(rows) == len(runs), "summary_has_one_row_per_run", f"{len(rows)} rows for {len(runs)} runs")
+    bad = []
+    for run, row in zip(runs, rows):
+        with h5py.File(os.path.join(run, "run.h5"), "r") as f:
+            loss = f["metrics/train_loss"][()]
+            loss = loss[np.isfinite(loss)]
+            want_loss = float(row[2].split("/")[-1])
+            if abs(want_loss - loss[-1]) > 5e-3 * abs(loss[-1]):
+                bad.append(f"{run}: end loss {row[2]} vs {loss[-1]}")
+            if "ntk" in f:
+                sim = f["ntk/similarity"][-1]
+                if abs(float(row[6]) - sim) > 5e-3 * abs(sim):
+                    bad.append(f"{run}: similarity {row[6]} vs {sim}")
+            elif row[6].strip() != "–":
+                bad.append(f"{run}: similarity {row[6]} without /ntk")
+    check(not bad, "summary_numbers_are_those_of_run_h5", "; ".join(bad))
+
+
 def test_plots(tmp, runs):
     rep = os.path.join(tmp, "report")
     p = subprocess.run([PYTHON, PLOT, *runs, "-o", rep], capture_output=True, text=True, timeout=120)
@@ -108,6 +131,7 @@ def test_plots(tmp, runs):
     if len(runs) > 1:
         check("has no /ntk" in p.stderr,
               "plot_run_notes_runs_lacking_a_group", p.stderr[-800:])
+    check_summary(os.path.join(rep, "summary.md"), runs)
     p2 = subprocess.run([PYTHON, PLOT, os.path.join(tmp, "nowhere"), "-o", rep], capture_output=True, text=True)
     check(p2.returncode != 0 and "no run could be read" in p2.stderr, "plot_run_fails_clearly_without_a_readable_run",
           p2.stderr[-400:])

@@ -11,6 +11,7 @@ Each argument is a run folder (or its run.h5). Writes PNGs into the output folde
   cka.png           CKA of each half-block's state against step 0 (/cka), one panel per half-block
   weights.png       cosine of each trained W to its initial value (/weights)
   ggn_spectrum.png  GGN eigenvalues of the first and last snapshot (/ggn)
+  summary.md        one table row per run: losses, accuracies, batch change, NTK and CKA at the end
 A figure that no run has data for is skipped, and every run lacking a group is named in a note;
 the exit status is 0 unless no run could be read at all.
 """
@@ -263,6 +264,54 @@ def plot_ggn(runs, out, written):
     save(fig, out, "ggn_spectrum.png", written)
 
 
+def last_finite(x, y):
+    """(x, y) of the last point where y is finite, or (nan, nan)."""
+    x, y = finite(x, y)
+    return (x[-1], y[-1]) if len(y) else (np.nan, np.nan)
+
+
+def at_step(g, key, step):
+    """g[key] where g["step"] == step and the value is finite, else nan."""
+    if g is None or key not in g:
+        return np.nan
+    x, y = finite(g["step"], g[key])
+    hit = np.nonzero(x == step)[0]
+    return y[hit[0]] if len(hit) else np.nan
+
+
+def write_summary(runs, out, written):
+    """summary.md: the numbers a results page quotes, one row per run, read from run.h5 as is."""
+    head = ("| run | steps | train loss 0 / 10 / end | train acc end | test acc end | batch change median % "
+            "| NTK similarity | NTK alignment | NTK growth | min CKA |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+
+    def fmt(v, f="{:.3g}"):
+        return "–" if v is None or not np.isfinite(v) else f.format(v)
+
+    for r in runs:
+        m, n, c = r["metrics"], r["ntk"], r["cka"]
+        end, loss_end = last_finite(m["step"], m["train_loss"]) if m is not None and "train_loss" in m else (np.nan, np.nan)
+        acc = last_finite(m["step"], m["train_acc"])[1] if m is not None and "train_acc" in m else np.nan
+        test = last_finite(m["step"], m["test_acc"])[1] if m is not None and "test_acc" in m else np.nan
+        change = np.nan
+        if m is not None and "batch_loss_before" in m and "batch_loss_after" in m:
+            b, a = np.asarray(m["batch_loss_before"], float), np.asarray(m["batch_loss_after"], float)
+            ok = np.isfinite(b) & np.isfinite(a) & (b > 0)
+            change = np.median(100 * (a[ok] - b[ok]) / b[ok]) if ok.any() else np.nan
+        ntk = [last_finite(n["step"], n[k])[1] if n is not None and k in n else np.nan
+               for k in ("similarity", "alignment", "scale")]
+        cka = np.nan
+        if c is not None and "value" in c and len(c["value"]):
+            cka = np.nanmin(np.asarray(c["value"], float)[-1])
+        losses = " / ".join(fmt(v) for v in (at_step(m, "train_loss", 0), at_step(m, "train_loss", 10), loss_end))
+        lines.append(f"| {r['name']} | {fmt(end, '{:.0f}')} | {losses} | {fmt(acc)} | {fmt(test)} | "
+                     f"{fmt(change, '{:.1f}')} | {fmt(ntk[0])} | {fmt(ntk[1])} | {fmt(ntk[2])} | {fmt(cka, '{:.4f}')} |")
+    path = os.path.join(out, "summary.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    written.append(path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="run folders (or their run.h5)")
@@ -280,7 +329,7 @@ def main(argv=None):
     unique_names(runs)
     os.makedirs(a.out, exist_ok=True)
     written = []
-    for plot in (plot_loss, plot_batch_change, plot_ntk, plot_cka, plot_weights, plot_ggn):
+    for plot in (plot_loss, plot_batch_change, plot_ntk, plot_cka, plot_weights, plot_ggn, write_summary):
         plot(runs, a.out, written)
     for w in written:
         print(w)
