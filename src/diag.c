@@ -651,6 +651,12 @@ static int cut_group(gn_diag *dg, const char *group, int64_t step, int64_t *keep
     status = gn_h5_truncate_series(dg->run, group, *keep);
   }
   if (status == GN_OK && strcmp(group, "/ntk") == 0) {
+    /* Matrices of the interrupted run past the restart step go: the run recomputes them. */
+    for (int64_t i = *keep; i < len && status == GN_OK; ++i) {
+      char kp[PATH_CAP];
+      snprintf(kp, sizeof kp, "/ntk/K_%08lld", (long long)steps[i]);
+      status = gn_par_agree(dg->par, gn_h5_unlink(dg->run, kp));
+    }
     dg->nsaved = 0;
     for (int64_t i = 0; i < *keep && status == GN_OK; ++i) {
       char kp[PATH_CAP];

@@ -359,6 +359,12 @@ int gn_h5_flush(gn_h5 *f) {
 
 bool gn_h5_exists(gn_h5 *f, const char *path) { return link_exists(f->file, path); }
 
+int gn_h5_unlink(gn_h5 *f, const char *path) {
+  if (!link_exists(f->file, path)) return GN_OK;
+  if (H5Ldelete(f->file, path, H5P_DEFAULT) < 0) return H5_RAISE(GN_EIO, "%s: cannot remove '%s'", f->name, path);
+  return GN_OK;
+}
+
 /* ---- datasets -------------------------------------------------------------------------------- */
 
 static int open_dataset(gn_h5 *f, const char *path, hid_t *dset) {

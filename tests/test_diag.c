@@ -330,8 +330,10 @@ int main(int argc, char **argv) {
                shape_is(run, "/cka/value", 2, 1, nh) && shape_is(run, "/weights/cosine", 2, 2, nt) &&
                shape_is(run, "/ggn/step", 1, 1, 0) && shape_is(run, "/ggn/eigenvalues", 2, 1, width),
            "load_cuts_diagnostics_back_to_snapshots_before_the_checkpoint_step");
-  /* The interrupted run's matrix of step 3 may stay in the file, but the index no longer lists it. */
   GT_CHECK(!file_has(xmf_path, "K_00000003") && file_has(xmf_path, "K_00000000"), "load_rewrites_run_xmf_without_cut_snapshots");
+  GT_CHECK(!gn_h5_exists(run, "/ntk/K_00000003") && !gn_h5_exists(run, "/ntk/K_00000002") &&
+               gn_h5_exists(run, "/ntk/K_00000000") && shape_is(run, "/ntk/half_trace", 2, 1, nh),
+           "load_removes_the_interrupted_runs_ntk_matrices_past_the_checkpoint_step");
   st = dg ? gn_diag_step(dg, 2, theta2, bn, BATCH, Xb, yb) : GN_EINTERNAL;
   double *rel2 = read_all(run, "/ntk/rel_change", 1, 2, 0), *cka2 = read_all(run, "/cka/value", 2, 2, nh);
   /* Baselines rebuilt from the saved theta0, not from the (junk) theta0 given to create. */

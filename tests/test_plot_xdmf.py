@@ -149,10 +149,11 @@ def test_xmf(run_dir):
     check(root.tag == "Xdmf" and root.get("Version") == "2.0", "run_xmf_is_well_formed_xdmf_2")
     problems, items, times = [], 0, []
     with h5py.File(os.path.join(run_dir, "run.h5"), "r") as f:
-        # /ntk/step is the index of snapshots: after a restart, a K_ of the interrupted run past the
-        # restart step can remain in the file until recomputed, unlisted.
+        # /ntk/step is the index of snapshots, and every K_ matrix in the file is one of them.
         saved = sorted(int(s) for s in f["ntk/step"][()] if f"K_{int(s):08d}" in f["ntk"]) if "ntk" in f else []
         check(len(saved) == len(f["ntk/step"]), "every_step_in_ntk_step_has_its_matrix", f"{saved}")
+        stray = [k for k in (f["ntk"] if "ntk" in f else []) if k.startswith("K_") and int(k[2:]) not in saved]
+        check(not stray, "no_ntk_matrix_outside_ntk_step", f"{stray}")
         for grid in root.iter("Grid"):
             if grid.get("GridType") != "Uniform":
                 continue

@@ -33,6 +33,9 @@ int gn_h5_abandon(gn_h5 *f);
 /* Groups are created on demand by every write (intermediate groups included).
  * Local. Whether path names an object (a path running through a dataset does not). */
 bool gn_h5_exists(gn_h5 *f, const char *path);
+/* Collective (same path on every rank). Removes the link path names (a missing one is not an
+ * error). The file does not shrink: HDF5 reuses the space only for objects written later. */
+int gn_h5_unlink(gn_h5 *f, const char *path);
 
 /* Attributes on an object (group or dataset, "/" for the root; a missing object is created as a
  * group). Scalars; an existing attribute of that name is replaced, whatever its type. Strings
