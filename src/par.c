@@ -6,7 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CHUNK = 1 << 28 };
+/* Collectives move large buffers in pieces of CHUNK elements. Besides keeping counts in int,
+ * pieces of 8 MB are ~10x faster than one 100 MB MPI_Allreduce with Debian's Open MPI 4.1 on one
+ * node (measured: 0.35 s vs 0.03 s for 12.5 M doubles on 2 ranks; the slow path starts between 16
+ * and 32 MB). The element-wise result is the same whatever the piece size. */
+enum { CHUNK = 1 << 20 };
 
 int gn_par_mpi_status(int rc, const char *call, const char *file, int line, const char *func) {
   if (rc == MPI_SUCCESS) return GN_OK;
