@@ -75,7 +75,8 @@ $(BUILD)/tests/%: tests/%.c tests/testlib.h $(BUILD)/libgnrev.a | $(BUILD)/tests
 $(BUILD)/obj $(BUILD)/tests $(BUILD)/gen:
 	@mkdir -p $@
 
-tests: gnrev_mpi $(TEST_BIN)
+# Tests run $(BUILD)/gnrev_mpi: a sanitized check (build-san/) leaves ./gnrev_mpi as it was.
+tests: $(BUILD)/gnrev_mpi $(TEST_BIN)
 
 # `make run` and `make check` install missing packages first, then build in a fresh make so
 # pkg-config sees them.
