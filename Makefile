@@ -75,8 +75,9 @@ $(BUILD)/tests/%: tests/%.c tests/testlib.h $(BUILD)/libgnrev.a | $(BUILD)/tests
 $(BUILD)/obj $(BUILD)/tests $(BUILD)/gen:
 	@mkdir -p $@
 
-# Tests run $(BUILD)/gnrev_mpi: a sanitized check (build-san/) leaves ./gnrev_mpi as it was.
-tests: $(BUILD)/gnrev_mpi $(TEST_BIN)
+# Tests run $(BUILD)/gnrev_mpi; the job-script tests also want ./gnrev_mpi, which a sanitized
+# check (build-san/) leaves as it was rather than replace it with the slow sanitized binary.
+tests: $(BUILD)/gnrev_mpi $(TEST_BIN) $(if $(filter 1,$(SANITIZE)),,gnrev_mpi)
 
 # `make run` and `make check` install missing packages first, then build in a fresh make so
 # pkg-config sees them.

@@ -95,12 +95,16 @@ done
 
 # ---- gnrev.slurm: what reaches the launcher ----------------------------------------------------
 DECK=input/deck.nml
+# The script's default binary: ./gnrev_mpi of the submit folder if built there, else the PATH's
+# (a sanitized check builds only build-san/gnrev_mpi).
+DEFBIN=$ROOT/gnrev_mpi
+[ -x "$DEFBIN" ] || DEFBIN=gnrev_mpi
 reset_log
 SLURM_JOB_ID=77 SLURM_RESTART_COUNT=2 FAKE_SRUN_MODE=record bash jobs/gnrev.slurm "$DECK" -P run:seed=9 \
   -P "optim:lr=0.25" >"$tmp/out" 2>&1
 rc=$?
 args=$(cat "$FAKE_LOG/srun.args.0" 2>/dev/null)
-expected=$(printf '%s\n' --cpu-bind=cores --kill-on-bad-exit=1 "$ROOT/gnrev_mpi" -P run:seed=9 -P optim:lr=0.25 "$DECK")
+expected=$(printf '%s\n' --cpu-bind=cores --kill-on-bad-exit=1 "$DEFBIN" -P run:seed=9 -P optim:lr=0.25 "$DECK")
 if [ "$args" = "$expected" ]; then ok "gnrev.slurm passes the binary, the -P options and the deck to srun in order"; else notok "gnrev.slurm passes the binary, the -P options and the deck to srun in order"; fi
 if grep -qx 'OPENBLAS_NUM_THREADS=1' "$FAKE_LOG/srun.env.0"; then ok "gnrev.slurm runs the ranks with OPENBLAS_NUM_THREADS=1"; else notok "gnrev.slurm runs the ranks with OPENBLAS_NUM_THREADS=1"; fi
 if [ "$rc" = 0 ] && [ ! -e "$FAKE_LOG/scontrol.args" ]; then ok "gnrev.slurm exits 0 after a run that exits 0, without requeue"; else notok "gnrev.slurm exits 0 after a run that exits 0, without requeue"; fi
@@ -163,7 +167,7 @@ sbatch --array=0-2 jobs/seeds.slurm "$DECK" -P model:hidden=64
 good=1
 for t in 0 1 2; do
   seed=$((1 + t))
-  want=$(printf '%s\n' --cpu-bind=cores --kill-on-bad-exit=1 "$ROOT/gnrev_mpi" -P model:hidden=64 -P "run:seed=$seed" \
+  want=$(printf '%s\n' --cpu-bind=cores --kill-on-bad-exit=1 "$DEFBIN" -P model:hidden=64 -P "run:seed=$seed" \
     -P "run:out_dir='runs/deck_seed$seed'" "$DECK")
   [ "$(cat "$FAKE_LOG/srun.args.$t" 2>/dev/null)" = "$want" ] || good=0
 done
