@@ -31,7 +31,10 @@ BUILD ?= build
 # mpirun as root needs consent; more ranks than cores need --oversubscribe.
 MPIFLAGS ?= --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
 
-LIB_SRC  := $(filter-out src/main.c,$(wildcard src/*.c))
+# Layers, lowest first: a module may call only its own folder and the folders before it.
+LAYERS   := core input model linalg curvature optim diag run
+LIB_SRC  := $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
+HEADERS  := $(wildcard include/gnrev/*/*.h)
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/version.o
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -53,7 +56,8 @@ $(BUILD)/gnrev_mpi: $(BUILD)/obj/main.o $(BUILD)/libgnrev.a
 $(BUILD)/libgnrev.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard include/gnrev/*.h) $(BUILD)/gen/flags | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c $(HEADERS) $(BUILD)/gen/flags
+	@mkdir -p $(@D)
 	$(MPICC) $(ALLCFLAGS) -c -o $@ $<
 
 # Generated files are rewritten only when their text changes: a new commit re-stamps the version
@@ -62,11 +66,11 @@ define write-if-changed
 @printf '%s\n' $(1) > $@.tmp; if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
 endef
 $(BUILD)/gen/version.c: FORCE | $(BUILD)/gen
-	$(call write-if-changed,'#include "gnrev/version.h"' \
+	$(call write-if-changed,'#include "gnrev/core/version.h"' \
 	  'const char gn_version[] = "$(VERSION)";' 'const char gn_build_cflags[] = "$(CFLAGS)";')
 $(BUILD)/gen/flags: FORCE | $(BUILD)/gen
 	$(call write-if-changed,'$(MPICC) $(ALLCFLAGS)')
-$(BUILD)/obj/version.o: $(BUILD)/gen/version.c include/gnrev/version.h | $(BUILD)/obj
+$(BUILD)/obj/version.o: $(BUILD)/gen/version.c include/gnrev/core/version.h | $(BUILD)/obj
 	$(MPICC) $(ALLCFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/%.c tests/testlib.h $(BUILD)/libgnrev.a | $(BUILD)/tests
@@ -138,7 +142,8 @@ fuzz-build: $(FUZZ_BIN)
 # The corpus replay test of make check compiles the fuzz targets in.
 $(BUILD)/tests/test_fuzz_corpus: $(wildcard tests/fuzz/*.c tests/fuzz/*.h)
 
-$(FUZZ_BUILD)/obj/%.o: src/%.c $(wildcard include/gnrev/*.h) | $(FUZZ_BUILD)/obj
+$(FUZZ_BUILD)/obj/%.o: src/%.c $(HEADERS)
+	@mkdir -p $(@D)
 	OMPI_CC=$(FUZZ_CC) $(MPICC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 $(FUZZ_BUILD)/obj/version.o: $(BUILD)/gen/version.c | $(FUZZ_BUILD)/obj
 	OMPI_CC=$(FUZZ_CC) $(MPICC) $(FUZZ_CFLAGS) -c -o $@ $<

@@ -11,12 +11,12 @@
 #include <hdf5.h>
 #include <mpi.h>
 
-#include "gnrev/deck.h"
-#include "gnrev/err.h"
-#include "gnrev/par.h"
-#include "gnrev/signals.h"
-#include "gnrev/train.h"
-#include "gnrev/version.h"
+#include "gnrev/input/deck.h"
+#include "gnrev/core/err.h"
+#include "gnrev/core/par.h"
+#include "gnrev/run/signals.h"
+#include "gnrev/run/train.h"
+#include "gnrev/core/version.h"
 
 
 enum { MAX_OVERRIDES = 256 };

@@ -10,12 +10,12 @@
 
 #include <cblas.h>
 
-#include "gnrev/gn_update.h"
-#include "gnrev/loss.h"
-#include "gnrev/model.h"
-#include "gnrev/optim.h"
-#include "gnrev/par.h"
-#include "gnrev/rng.h"
+#include "gnrev/optim/gn_sweep.h"
+#include "gnrev/model/loss.h"
+#include "gnrev/model/model.h"
+#include "gnrev/optim/optim.h"
+#include "gnrev/core/par.h"
+#include "gnrev/core/rng.h"
 
 static double dgemm_rate(int64_t M, int64_t N, int64_t K, int reps) {
   double *A = malloc((size_t)(M * K) * sizeof(double)), *B = malloc((size_t)(K * N) * sizeof(double)),
@@ -148,23 +148,23 @@ int main(int argc, char **argv) {
     }
   }
   /* GN step */
-  gn_gn *gn = NULL;
-  if (gn_gn_create(&par, &md, &dk, &gn)) gn_par_die(&par, GN_ENOMEM);
+  gn_sweep *gn = NULL;
+  if (gn_sweep_create(&par, &md, &dk, &gn)) gn_par_die(&par, GN_ENOMEM);
   double t_gn = 1e300;
-  gn_gn_stats best;
+  gn_sweep_stats best;
   memset(&best, 0, sizeof best);
   int64_t kept0 = 0;
   for (int r = 0; r < reps; ++r) {
     MPI_Barrier(par.comm);
     double t0 = gn_par_wtime();
-    int st = gn_gn_direction(gn, theta, nl, n, X0, y, lg, work);
+    int st = gn_sweep_direction(gn, theta, nl, n, X0, y, lg, work);
     if (st) gn_par_die(&par, st);
     for (size_t i = 0; i < md.nparams; ++i) theta[i] -= 0.0 * work[i];
     MPI_Barrier(par.comm);
     double dt = gn_par_wtime() - t0;
     if (dt < t_gn) {
       t_gn = dt;
-      best = *gn_gn_last(gn);
+      best = *gn_sweep_last(gn);
       kept0 = best.kept[0];
     }
   }
@@ -201,7 +201,7 @@ int main(int argc, char **argv) {
     printf("  peak memory per rank: %.2f GiB (max over ranks)\n", rss_max);
     fflush(stdout);
   }
-  gn_gn_free(gn);
+  gn_sweep_free(gn);
   gn_optim_free(&opt);
   gn_model_free(&md);
   free(theta); free(work); free(X0); free(X); free(dX); free(lg); free(dl); free(y);

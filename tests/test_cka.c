@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "gnrev/cka.h"
-#include "gnrev/rng.h"
+#include "gnrev/diag/cka.h"
+#include "gnrev/core/rng.h"
 #include "testlib.h"
 
 static gn_par par, self;

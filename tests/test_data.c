@@ -13,8 +13,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "gnrev/data.h"
-#include "gnrev/rng.h"
+#include "gnrev/input/data.h"
+#include "gnrev/core/rng.h"
 #include "testlib.h"
 
 static gn_par par;

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gnrev/deck.h"
-#include "gnrev/err.h"
-#include "gnrev/nml.h"
+#include "gnrev/input/deck.h"
+#include "gnrev/core/err.h"
+#include "gnrev/input/nml.h"
 #include "testlib.h"
 
 /* ---------------------------------------------------------------- helpers */

@@ -15,10 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gnrev/cka.h"
-#include "gnrev/diag.h"
-#include "gnrev/ggn.h"
-#include "gnrev/rng.h"
+#include "gnrev/diag/cka.h"
+#include "gnrev/diag/diag.h"
+#include "gnrev/curvature/ggn.h"
+#include "gnrev/core/rng.h"
 #include "testlib.h"
 
 static gn_par par, self;

@@ -8,13 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gnrev/ggn.h"
-#include "gnrev/loss.h"
-#include "gnrev/model.h"
-#include "gnrev/ntk.h"
-#include "gnrev/par.h"
-#include "gnrev/rng.h"
-#include "gnrev/scalapack.h"
+#include "gnrev/curvature/ggn.h"
+#include "gnrev/model/loss.h"
+#include "gnrev/model/model.h"
+#include "gnrev/curvature/ntk.h"
+#include "gnrev/core/par.h"
+#include "gnrev/core/rng.h"
+#include "gnrev/linalg/scalapack.h"
 #include "testlib.h"
 
 /* Central differences with step 1e-5 on parameters of size ~0.3 give J to ~1e-10 relative

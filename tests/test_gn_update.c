@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gnrev/gn_update.h"
-#include "gnrev/loss.h"
-#include "gnrev/model.h"
-#include "gnrev/par.h"
-#include "gnrev/rng.h"
+#include "gnrev/optim/gn_sweep.h"
+#include "gnrev/model/loss.h"
+#include "gnrev/model/model.h"
+#include "gnrev/core/par.h"
+#include "gnrev/core/rng.h"
 #include "testlib.h"
 
 static gn_deck tiny_deck(int64_t hidden, gn_loss_kind loss, gn_output_hessian hess, gn_activation act,
@@ -44,12 +44,12 @@ static int direction(const gn_par *par, const gn_model *md, const gn_deck *dk, c
                      int64_t n, const double *X, const int32_t *y, double *delta) {
   int64_t row0, nrows;
   gn_par_rows(n, par->size, par->rank, &row0, &nrows);
-  gn_gn *gn = NULL;
-  CHECK(gn_gn_create(par, md, dk, &gn));
+  gn_sweep *gn = NULL;
+  CHECK(gn_sweep_create(par, md, dk, &gn));
   double *logits = malloc((size_t)(nrows > 0 ? nrows : 1) * md->C * sizeof(double));
-  int st = gn_gn_direction(gn, theta, nrows, n, X + row0 * md->d, y + row0, logits, delta);
+  int st = gn_sweep_direction(gn, theta, nrows, n, X + row0 * md->d, y + row0, logits, delta);
   free(logits);
-  gn_gn_free(gn);
+  gn_sweep_free(gn);
   return st;
 }
 

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gnrev/h5io.h"
+#include "gnrev/core/h5io.h"
 #include "testlib.h"
 
 static gn_par par;

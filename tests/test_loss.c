@@ -6,8 +6,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "gnrev/loss.h"
-#include "gnrev/rng.h"
+#include "gnrev/model/loss.h"
+#include "gnrev/core/rng.h"
 #include "testlib.h"
 
 /* LAPACK's Fortran SVD (column-major); the two trailing arguments are the hidden CHARACTER lengths. */

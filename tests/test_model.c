@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gnrev/err.h"
-#include "gnrev/loss.h"
-#include "gnrev/model.h"
-#include "gnrev/rng.h"
+#include "gnrev/core/err.h"
+#include "gnrev/model/loss.h"
+#include "gnrev/model/model.h"
+#include "gnrev/core/rng.h"
 #include "testlib.h"
 
 /* LAPACK's Fortran Householder QR (column-major). */

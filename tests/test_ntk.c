@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gnrev/gn_update.h"
-#include "gnrev/loss.h"
-#include "gnrev/model.h"
-#include "gnrev/ntk.h"
-#include "gnrev/par.h"
-#include "gnrev/rng.h"
-#include "gnrev/scalapack.h"
+#include "gnrev/optim/gn_sweep.h"
+#include "gnrev/model/loss.h"
+#include "gnrev/model/model.h"
+#include "gnrev/curvature/ntk.h"
+#include "gnrev/core/par.h"
+#include "gnrev/core/rng.h"
+#include "gnrev/linalg/scalapack.h"
 #include "testlib.h"
 
 /* Central differences with step 1e-5 on parameters of size ~0.3: truncation h^2 |f'''| / 6 ~
@@ -417,11 +417,11 @@ static void check_theorem_43(const gn_par *par, gn_activation act, const char *l
   double *dt = malloc(s.md.nparams * sizeof(double)), *dm = malloc(s.md.nparams * sizeof(double));
   double *lg = malloc((size_t)N * sizeof(double)), *eps = malloc((size_t)N * sizeof(double));
   double *jd = malloc((size_t)N * sizeof(double)), *Beps = malloc((size_t)N * sizeof(double));
-  gn_gn *gn = NULL;
-  int st = gn_gn_create(par, &s.md, &s.dk, &gn);
+  gn_sweep *gn = NULL;
+  int st = gn_sweep_create(par, &s.md, &s.dk, &gn);
   double *lloc = malloc((size_t)(nrows > 0 ? nrows : 1) * s.md.C * sizeof(double));
-  if (st == GN_OK) st = gn_gn_direction(gn, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, lloc, dt);
-  gn_gn_free(gn);
+  if (st == GN_OK) st = gn_sweep_direction(gn, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, lloc, dt);
+  gn_sweep_free(gn);
   free(lloc);
   int st2 = gn_ntk_mp_direction(par, &s.md, &s.dk, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, N, dm);
   logits_at(&s.md, s.theta, p, s.X, lg);

@@ -1,7 +1,7 @@
 /* test_optim.c — SGD and Adam against values computed by hand from PyTorch's update rules. */
 #include <string.h>
 
-#include "gnrev/optim.h"
+#include "gnrev/optim/optim.h"
 #include "testlib.h"
 
 static gn_deck base(gn_method method, double momentum, bool nesterov, double wd) {

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gnrev/par.h"
-#include "gnrev/pinv.h"
-#include "gnrev/rng.h"
-#include "gnrev/scalapack.h" /* serial DGESDD and DSYEVD for the references */
+#include "gnrev/core/par.h"
+#include "gnrev/linalg/pinv.h"
+#include "gnrev/core/rng.h"
+#include "gnrev/linalg/scalapack.h" /* serial DGESDD and DSYEVD for the references */
 #include "testlib.h"
 
 enum { SEED = 20240917 };

@@ -59,24 +59,15 @@ def test_cka_numpy(tmp):
 
 def diag_run(tmp):
     """A run folder with /ntk, /cka, /weights, /ggn and run.xmf."""
-    with open(os.path.join(ROOT, "src", "train.c")) as f:
-        integrated = "gn_diag_step" in f.read()
     out = os.path.join(tmp, "diag_run")
-    if integrated and os.path.exists(gnrun.BINARY):
-        deck = gnrun.synthetic_deck(out, method="gn", lr=0.5, steps=4,
-                                    diagnostics__ntk_every=2, diagnostics__ntk_samples=6,
-                                    diagnostics__cka_every=2, diagnostics__cka_samples=16,
-                                    diagnostics__weights_every=1, diagnostics__ggn_every=2,
-                                    diagnostics__ggn_samples=5, diagnostics__ggn_top_k=3)
-        p = gnrun.run(deck, np_=2)
-        ok = p.returncode == 0
-        check(ok, "gnrev_mpi run with every diagnostic on", p.stdout[-800:] + p.stderr[-800:])
-    else:
-        print("# the training loop does not call gn_diag_step yet: using the files of test_diag")
-        os.makedirs(out)
-        p = mpirun(2, os.path.join(TEST_BIN, "test_diag"), {"DIAG_TEST_DIR": out})
-        ok = p.returncode == 0
-        check(ok, "test_diag wrote a run with every diagnostic", p.stdout[-800:] + p.stderr[-800:])
+    deck = gnrun.synthetic_deck(out, method="gn", lr=0.5, steps=4,
+                                diagnostics__ntk_every=2, diagnostics__ntk_samples=6,
+                                diagnostics__cka_every=2, diagnostics__cka_samples=16,
+                                diagnostics__weights_every=1, diagnostics__ggn_every=2,
+                                diagnostics__ggn_samples=5, diagnostics__ggn_top_k=3)
+    p = gnrun.run(deck, np_=2)
+    ok = p.returncode == 0
+    check(ok, "gnrev_mpi run with every diagnostic on", p.stdout[-800:] + p.stderr[-800:])
     return out if ok else None
 
 

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gnrev/err.h"
-#include "gnrev/par.h"
-#include "gnrev/rng.h"
-#include "gnrev/scalapack.h"
-#include "gnrev/symeig.h"
+#include "gnrev/core/err.h"
+#include "gnrev/core/par.h"
+#include "gnrev/core/rng.h"
+#include "gnrev/linalg/scalapack.h"
+#include "gnrev/linalg/symeig.h"
 #include "testlib.h"
 
 /* A = (B + B^T) / 2 for a Gaussian B, the same on every rank: a GOE matrix, whose eigenvalues

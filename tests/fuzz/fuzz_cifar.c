@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 #include "fuzz_common.h"
-#include "gnrev/data_readers.h"
+#include "gnrev/input/data_readers.h"
 
 enum { FUZZ_CIFAR_D = 3072, FUZZ_CIFAR_MAX_N = 64 };
 
@@ -51,8 +51,8 @@ static int fuzz_cifar_run(const uint8_t *data, size_t size) {
     return GN_ENOMEM;
   }
   static const double mean[3] = {0.5, 0.5, 0.5}, sd[3] = {0.25, 0.25, 0.25};
-  gn_data_pixel_norm nrm;
-  gn_data_pixel_norm_init(&nrm, 3, FUZZ_CIFAR_D / 3, mean, sd);
+  gn_pixel_norm nrm;
+  gn_pixel_norm_init(&nrm, 3, FUZZ_CIFAR_D / 3, mean, sd);
   st = gn_data_cifar_read(dir, train, n, &nrm, x, y);
   fuzz_check_read("cifar", st, y, n);
   free(x);

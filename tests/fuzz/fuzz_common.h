@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gnrev/err.h"
+#include "gnrev/core/err.h"
 
 static int fuzz_violations = 0;
 static char fuzz_dir[256] = "";

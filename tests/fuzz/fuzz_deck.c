@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "gnrev/deck.h"
+#include "gnrev/input/deck.h"
 
 enum { FUZZ_DECK_MAX_OVERRIDES = 8 };
 

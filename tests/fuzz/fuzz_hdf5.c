@@ -20,10 +20,10 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "gnrev/data.h"
-#include "gnrev/data_readers.h"
-#include "gnrev/deck.h"
-#include "gnrev/par.h"
+#include "gnrev/input/data.h"
+#include "gnrev/input/data_readers.h"
+#include "gnrev/input/deck.h"
+#include "gnrev/core/par.h"
 
 enum { FUZZ_H5_MAX_VALUES = 1 << 16, FUZZ_H5_MAX_DIM = 8 };
 

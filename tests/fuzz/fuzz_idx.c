@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 #include "fuzz_common.h"
-#include "gnrev/data_readers.h"
+#include "gnrev/input/data_readers.h"
 
 /* Reads only what the harness can hold; data.c would refuse the rest through its memory plan. */
 enum { FUZZ_IDX_MAX_VALUES = 1 << 22, FUZZ_IDX_MAX_D = 1 << 16 };
@@ -45,8 +45,8 @@ static int fuzz_idx_run(const uint8_t *data, size_t size) {
     return GN_ENOMEM;
   }
   static const double mean[1] = {0.5}, sd[1] = {0.25};
-  gn_data_pixel_norm nrm;
-  gn_data_pixel_norm_init(&nrm, 1, shape.d, mean, sd);
+  gn_pixel_norm nrm;
+  gn_pixel_norm_init(&nrm, 1, shape.d, mean, sd);
   st = gn_data_idx_read(dir, "train", &shape, n, &nrm, x, y);
   fuzz_check_read("idx", st, y, n);
   free(x);

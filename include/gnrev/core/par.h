@@ -1,0 +1,79 @@
+/* par.h — the MPI layer: communicator facts, the sample split, reductions and the two ways an
+ * error ends a run (agreed by all ranks, or aborted by the one rank that saw it). */
+#ifndef GNREV_PAR_H
+#define GNREV_PAR_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gnrev/core/err.h"
+
+typedef struct {
+  MPI_Comm comm;  /* the run's communicator (a dup of MPI_COMM_WORLD or a test's) */
+  int rank;       /* rank in comm */
+  int size;       /* ranks in comm */
+  MPI_Comm node;  /* ranks sharing this node's memory */
+  int node_rank;  /* rank in node */
+  int node_size;  /* ranks in node */
+} gn_par;
+
+#define CHECK_MPI(call)                                                            \
+  do {                                                                             \
+    int gn_m_ = (call);                                                            \
+    if (gn_m_ != MPI_SUCCESS) {                                                    \
+      char gn_ms_[MPI_MAX_ERROR_STRING];                                           \
+      int gn_ml_ = 0;                                                              \
+      MPI_Error_string(gn_m_, gn_ms_, &gn_ml_);                                    \
+      return gn_error(GN_EMPI, __FILE__, __LINE__, __func__, "%s failed: %s", #call, gn_ms_); \
+    }                                                                              \
+  } while (0)
+
+/* Local. GN_OK, or GN_EMPI with MPI's description of rc, recorded at file:line (func). */
+int gn_par_mpi_status(int rc, const char *call, const char *file, int line, const char *func);
+
+/* CHECK_MPI for functions that free resources at a label `fail` (see CHECK_GOTO). */
+#define CHECK_MPI_GOTO(call) CHECK_GOTO(gn_par_mpi_status((call), #call, __FILE__, __LINE__, __func__))
+
+/* Collective on comm. Fills par for comm (duplicated, so library traffic cannot mix with ours)
+ * and splits off the shared-memory node communicator. Errors return MPI codes as MPI_ERRORS_RETURN. */
+int gn_par_open(MPI_Comm comm, gn_par *par);
+
+/* Collective on par->comm. Frees the communicators made by gn_par_open. */
+void gn_par_close(gn_par *par);
+
+/* Collective on par->comm. Every rank passes its local status; returns the largest over all
+ * ranks. When some rank failed, the message and traceback of the lowest failing rank are copied
+ * into every rank's error buffer, prefixed with "rank R: " when R != 0, so rank 0 can print one
+ * report and every rank can exit cleanly with the same code. */
+int gn_par_agree(const gn_par *par, int status);
+
+/* Local. Prints "gnrev_mpi: rank R: <status>: <message>" and the traceback to stderr, then
+ * MPI_Abort(comm): for errors seen by one rank inside collective work, where waiting for the
+ * others would hang. Never returns. */
+void gn_par_die(const gn_par *par, int status) __attribute__((noreturn));
+
+/* Local. Prints the current error once (rank 0 only) in the form "gnrev_mpi: <status>: msg". */
+void gn_par_report(const gn_par *par, int status);
+
+/* Local. The contiguous block split of n items over size ranks with block ceil(n/size), as
+ * ScaLAPACK's 1-D block layout expects: rank r owns [row0, row0 + nrows); trailing ranks may own
+ * none. Returns the block size ceil(n/size) (at least 1). */
+int64_t gn_par_rows(int64_t n, int size, int rank, int64_t *row0, int64_t *nrows);
+
+/* Collective on par->comm. In-place sum of n doubles over all ranks (chunked past INT_MAX). */
+int gn_par_sum(const gn_par *par, double *buf, size_t n);
+
+/* Collective on par->comm. In-place sum of n int64 over all ranks. */
+int gn_par_sum_i64(const gn_par *par, int64_t *buf, size_t n);
+
+/* Collective on par->comm. In-place max of n doubles over all ranks. */
+int gn_par_max(const gn_par *par, double *buf, size_t n);
+
+/* Collective on par->comm. Broadcast of n bytes from rank root (chunked past INT_MAX). */
+int gn_par_bcast(const gn_par *par, void *buf, size_t n, int root);
+
+/* Local. Wall-clock seconds. */
+double gn_par_wtime(void);
+
+#endif

@@ -1,0 +1,55 @@
+/* checkpoint.h — checkpoint files <out_dir>/checkpoints/step_%08d.h5 (docs/output-format.md):
+ * written atomically (temporary name, fsync, rename), the newest `keep` kept plus step 0. */
+#ifndef GNREV_CHECKPOINT_H
+#define GNREV_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "gnrev/input/deck.h"
+#include "gnrev/core/h5io.h"
+#include "gnrev/model/model.h"
+#include "gnrev/optim/optim.h"
+#include "gnrev/core/par.h"
+
+/* What a checkpoint records besides the model. */
+typedef struct {
+  int64_t step;        /* updates taken */
+  int64_t epoch;       /* epoch of the next batch */
+  const char *deck;    /* effective deck text */
+  const char *deck_source; /* the deck file as given */
+  /* Called before the file is closed, to add more state (diagnostic baselines); may be NULL. */
+  int (*extra)(void *ctx, gn_h5 *file);
+  void *extra_ctx;
+} gn_ckpt_meta;
+
+/* Collective on par->comm. Writes the checkpoint of `meta->step` into deck->out_dir, then
+ * removes the oldest ones beyond deck->keep (never step 0). */
+int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *meta,
+                  const gn_model *model, const double *theta, gn_optim *opt);
+
+/* What a restart recovered. */
+typedef struct {
+  int64_t step, epoch;   /* updates taken; epoch of the next batch */
+  int nranks;            /* ranks of the run that wrote it */
+} gn_ckpt_state;
+
+/* Collective on par->comm. The checkpoint to restart from, as deck->restart says: "none" gives
+ * an empty path; "auto" the newest checkpoint in out_dir that loads (damaged ones are skipped
+ * with a warning on rank 0), or empty when there is none; anything else is a path that must
+ * load. On success the checkpoint has been read into theta and opt (see gn_ckpt_read). */
+int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
+                    const gn_model *model, double *theta, gn_optim *opt, char *path, size_t cap,
+                    gn_ckpt_state *state);
+
+/* Collective on par->comm. Reads checkpoint `path` into theta and opt after checking its format
+ * version, its completeness marker and checksums (GN_EIO when damaged), that the fixed C and U
+ * equal the model's, and that its deck differs from deck_text only in keys that may change
+ * between runs (GN_EINPUT naming the differing keys otherwise; allowed changes are reported on
+ * rank 0). */
+int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, const gn_model *model,
+                 double *theta, gn_optim *opt, gn_ckpt_state *state);
+
+/* Local. The path of the checkpoint of a step (buf of size GN_PATH_MAX + 32). */
+void gn_ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap);
+
+#endif

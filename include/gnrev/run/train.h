@@ -1,0 +1,17 @@
+/* train.h — a whole run: data, model, optimizer, the training loop, metrics and checkpoints. */
+#ifndef GNREV_TRAIN_H
+#define GNREV_TRAIN_H
+
+#include <stdbool.h>
+
+#include "gnrev/input/deck.h"
+#include "gnrev/core/par.h"
+
+/* Collective on par->comm. Runs the deck (deck_path and deck_source are recorded in the outputs).
+ * With check_only, loads and checks the data, prints the resolved configuration, the data summary
+ * and the memory plan on rank 0, and returns without training. Every error is agreed over all
+ * ranks before return, except those that abort (gn_par_die). */
+int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
+                 const char *deck_source, bool check_only);
+
+#endif

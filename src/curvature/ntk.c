@@ -1,0 +1,398 @@
+/* ntk.c — the empirical NTK on the logits from the per-half-block structure (DESIGN.md section
+ * 5), its spectrum, its drift against a baseline, and the Moore-Penrose GN step built on it.
+ *
+ * K = J J^T splits over half-blocks: the parameters Theta of half-block (b, s) enter logit
+ * (i, a) only through A_i Theta, so dlogit_ia/dTheta = A_i^T g_ia with g_ia = dlogit_ia/dy (y the
+ * half-block's output) and K_bs[(i,a),(j,c)] = (A_i . A_j)(g_ia . g_jc). One walk down the net
+ * (the inverse recomputes each block's input, as in gn_model_backward) carries C cotangents at
+ * once, stored class-interleaved (row i*C + a of an (n*C) x d matrix) so that class a's rows are
+ * a strided view (leading dimension C*d) the model's VJP kernels take as they are, and so that
+ * the g rows of a half-block are already in K's (i, a) order. At each half-block the A rows and g
+ * rows of all p samples are allgathered (probe sets are small) and two local GEMMs give this
+ * rank's rows of K.
+ *
+ * Cost per half-block and rank (n = local samples): C VJPs O(C n m h), features O(n m h),
+ * allgather p (hp + C m) doubles, GEMMs O(n p hp + n C p C m). Memory per rank: K n C x p C,
+ * the g Gram of the same size, the cotangents n C d, gathered A p hp and g p C m.
+ *
+ * The spectrum goes through the distributed eigensolver (symeig_scalapack.c); the MP step solves on
+ * the gathered K on rank 0 (bounded by max_rows), so it is replicated and deterministic. */
+#include "gnrev/core/blas.h"
+#include "gnrev/curvature/ntk.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gnrev/model/loss.h"
+#include "gnrev/core/rng.h"
+#include "gnrev/linalg/scalapack.h"
+#include "gnrev/linalg/sl_grid.h"
+#include "gnrev/linalg/symeig.h"
+
+enum { WORK_SLACK = 256 };
+
+static double *dalloc(size_t n) { return malloc((n ? n : 1) * sizeof(double)); }
+
+
+static int all_finite(const double *v, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (!isfinite(v[i])) return 0;
+  return 1;
+}
+
+/* The model kernels hold at most model->nmax rows: rows are independent, so walk in chunks. */
+static int64_t chunk_rows(const gn_model *md) { return md->nmax; }
+
+static int need_workspace(const gn_model *md) {
+  if (md->nmax < 1)
+    GN_FAIL(GN_EINTERNAL, "ntk: the model has no workspace (nmax = %lld); call gn_model_reserve "
+            "first", (long long)md->nmax);
+  return GN_OK;
+}
+
+/* X (n x d) -> X_B in place, chunk by chunk; logits (n x C) too unless NULL. */
+static void forward_rows(const gn_model *md, const double *theta, int64_t n, double *X, double *logits) {
+  const int64_t ch = chunk_rows(md);
+  for (int64_t r = 0; r < n; r += ch) {
+    const int64_t nc = n - r < ch ? n - r : ch;
+    gn_model_forward(md, theta, nc, X + r * md->d, logits ? logits + r * md->C : NULL);
+  }
+}
+
+/* Per rank (rank index r) counts and displacements, in rows of `per` units, of a gn_par_rows split. */
+static void split_counts(int64_t p, int size, int64_t per, int *cnt, int *dsp) {
+  for (int r = 0; r < size; ++r) {
+    int64_t row0, nrows;
+    gn_par_rows(p, size, r, &row0, &nrows);
+    cnt[r] = (int)(nrows * per);
+    dsp[r] = (int)(row0 * per);
+  }
+}
+
+void gn_ntk_free(gn_ntk *K) {
+  if (!K) return;
+  free(K->K);
+  free(K->half_trace);
+  memset(K, 0, sizeof *K);
+}
+
+/* Working set of gn_ntk_compute. */
+typedef struct {
+  const gn_par *par;
+  const gn_model *md;
+  int64_t p, row0, nrows;
+  int C;
+  double *X;      /* nrows x d: the state, walked down from X_B */
+  double *dX;     /* (nrows C) x d: cotangents, row i*C + a for output unit a of sample i */
+  double *Aall;   /* p x hp: features of every sample at the current half-block */
+  double *Gall;   /* (p C) x m: cotangents wrt the half-block output, all samples */
+  double *Ga;     /* nrows x p: A_loc A_all^T */
+  double *Gg;     /* (nrows C) x (p C): G_loc G_all^T */
+  int *cnt, *dsp; /* 2 x size: allgather counts and displacements (rows) */
+  double *half_trace; /* 2B: this rank's share of each half-block term's trace */
+  MPI_Datatype row_hp, row_m;
+} walk;
+
+/* Adds half-block (b, s)'s term to K: z (ld d) is its input, the cotangent wrt its output sits in
+ * dX at column offset `off`. Collective. */
+static int add_half_block(walk *w, int b, int s, const double *z, int64_t off, double *K) {
+  const gn_model *md = w->md;
+  const int64_t p = w->p, n = w->nrows, hp = md->hp, m = md->m, d = md->d, C = w->C, pC = p * C;
+  int status = GN_OK;
+  gn_model_features(md, b, s, n, z, d, w->Aall + w->row0 * hp);
+  double *Gloc = w->Gall + w->row0 * C * m;
+  for (int64_t r = 0; r < n * C; ++r) memcpy(Gloc + r * m, w->dX + r * d + off, (size_t)m * sizeof(double));
+  const int P = w->par->size;
+  split_counts(p, P, 1, w->cnt, w->dsp);
+  CHECK_MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, w->Aall, w->cnt, w->dsp, w->row_hp,
+                          w->par->comm));
+  split_counts(p, P, C, w->cnt, w->dsp);
+  CHECK_MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, w->Gall, w->cnt, w->dsp, w->row_m,
+                          w->par->comm));
+  gn_gemm(CblasNoTrans, CblasTrans, n, p, hp, 1.0, w->Aall + w->row0 * hp, hp, w->Aall, hp, 0.0, w->Ga, p);
+  gn_gemm(CblasNoTrans, CblasTrans, n * C, pC, m, 1.0, Gloc, m, w->Gall, m, 0.0, w->Gg, pC);
+  double tr = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t a = 0; a < C; ++a) {
+      const double *ga = w->Gg + (i * C + a) * pC, *aa = w->Ga + i * p;
+      double *k = K + (i * C + a) * pC;
+      for (int64_t j = 0; j < p; ++j)
+        for (int64_t c = 0; c < C; ++c) k[j * C + c] += aa[j] * ga[j * C + c];
+      tr += aa[w->row0 + i] * ga[(w->row0 + i) * C + a];
+    }
+  w->half_trace[2 * b + s] = tr;
+fail:
+  return status;
+}
+
+/* Inverts half-block (b, s) of the state (target -= F(z)) and pulls every class's cotangent
+ * through it (gz += J^T g), chunk by chunk. z, target and the cotangent columns are offsets into
+ * the rows of X (ld d) and dX (ld C d). */
+static void invert_and_pull(walk *w, const double *theta, int b, int s, int64_t zoff, int64_t toff) {
+  const gn_model *md = w->md;
+  const int64_t d = md->d, C = w->C, ch = chunk_rows(md);
+  for (int64_t r = 0; r < w->nrows; r += ch) {
+    const int64_t nc = w->nrows - r < ch ? w->nrows - r : ch;
+    double *Xr = w->X + r * d;
+    /* The VJP is taken at z, which the inversion leaves alone (it writes the other half). */
+    for (int64_t a = 0; a < C; ++a) {
+      double *G = w->dX + (r * C + a) * d;
+      gn_model_half_vjp(md, theta, b, s, nc, Xr + zoff, d, G + toff, C * d, G + zoff, C * d, NULL);
+    }
+    gn_model_half_forward(md, theta, b, s, nc, Xr + zoff, d, -1.0, Xr + toff, d);
+  }
+}
+
+int gn_ntk_compute(const gn_par *par, const gn_model *model, const double *theta, int64_t p,
+                   const double *X_local, gn_ntk *K) {
+  memset(K, 0, sizeof *K);
+  if (p < 1 || p * model->C > INT_MAX)
+    GN_FAIL(GN_EINPUT, "ntk: %lld probe samples x %d classes; expected 1 <= p C <= %d", (long long)p,
+            model->C, INT_MAX);
+  CHECK(need_workspace(model));
+  walk w = {.par = par, .md = model, .p = p, .C = model->C, .row_hp = MPI_DATATYPE_NULL,
+            .row_m = MPI_DATATYPE_NULL};
+  gn_par_rows(p, par->size, par->rank, &w.row0, &w.nrows);
+  const int64_t n = w.nrows, d = model->d, m = model->m, hp = model->hp, C = model->C, pC = p * C;
+  int status = GN_OK;
+  K->p = p;
+  K->C = model->C;
+  K->row0 = w.row0;
+  K->nrows = n;
+  K->K = calloc((size_t)(n * C * pC > 0 ? n * C * pC : 1), sizeof(double));
+  K->nhalf = 2 * model->B;
+  K->half_trace = w.half_trace = calloc((size_t)K->nhalf, sizeof(double));
+  w.X = dalloc((size_t)(n * d));
+  w.dX = dalloc((size_t)(n * C * d));
+  w.Aall = dalloc((size_t)(p * hp));
+  w.Gall = dalloc((size_t)(pC * m));
+  w.Ga = dalloc((size_t)(n * p));
+  w.Gg = dalloc((size_t)(n * C * pC));
+  w.cnt = malloc(2 * (size_t)par->size * sizeof(int));
+  if (w.cnt) w.dsp = w.cnt + par->size;
+  if (!K->K || !K->half_trace || !w.X || !w.dX || !w.Aall || !w.Gall || !w.Ga || !w.Gg || !w.cnt)
+    status = GN_RAISE(GN_ENOMEM, "ntk: out of memory for the %lld x %lld rows of the NTK on this rank "
+                      "and its work arrays (p = %lld samples)", (long long)(n * C), (long long)pC,
+                      (long long)p);
+  CHECK_GOTO(gn_par_agree(par, status));
+  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(hp), MPI_DOUBLE, &w.row_hp));
+  CHECK_MPI_GOTO(MPI_Type_commit(&w.row_hp));
+  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(m), MPI_DOUBLE, &w.row_m));
+  CHECK_MPI_GOTO(MPI_Type_commit(&w.row_m));
+
+  if (n > 0) memcpy(w.X, X_local, (size_t)(n * d) * sizeof(double));
+  forward_rows(model, theta, n, w.X, NULL);
+  /* Cotangent e_a at the logits is e_a U^T = row a of U^T on the state. */
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t a = 0; a < C; ++a)
+      for (int64_t k = 0; k < d; ++k) w.dX[(i * C + a) * d + k] = model->U[k * C + a];
+  for (int b = model->B - 1; b >= 0; --b) {
+    /* G: output y2 (cotangent dX[:, m:]), input y1. Then F: output y1, whose cotangent now
+     * includes the path through G, input x2. */
+    CHECK_GOTO(add_half_block(&w, b, 1, w.X, m, K->K));
+    invert_and_pull(&w, theta, b, 1, 0, m);
+    CHECK_GOTO(add_half_block(&w, b, 0, w.X + m, 0, K->K));
+    if (b > 0) invert_and_pull(&w, theta, b, 0, m, 0);
+  }
+  CHECK_GOTO(gn_par_sum(par, K->half_trace, (size_t)K->nhalf));
+  status = all_finite(K->K, (size_t)(n * C * pC))
+               ? GN_OK
+               : GN_RAISE(GN_ENUMERIC, "ntk: the NTK has a non-finite entry on rank %d: the "
+                          "parameters or the probe inputs hold inf or NaN", par->rank);
+  CHECK_GOTO(gn_par_agree(par, status));
+fail:
+  if (w.row_hp != MPI_DATATYPE_NULL) MPI_Type_free(&w.row_hp);
+  if (w.row_m != MPI_DATATYPE_NULL) MPI_Type_free(&w.row_m);
+  free(w.X);
+  free(w.dX);
+  free(w.Aall);
+  free(w.Gall);
+  free(w.Ga);
+  free(w.Gg);
+  free(w.cnt);
+  if (status != GN_OK) gn_ntk_free(K);
+  return status;
+}
+
+/* The spectrum through the distributed eigensolver: K's rows are split in blocks of C ceil(p/P). */
+int gn_ntk_eigenvalues(const gn_par *par, const gn_ntk *K, int64_t k, double *top) {
+  const int64_t N = K->p * K->C;
+  if (k < 1 || k > N)
+    GN_FAIL(GN_EINPUT, "ntk: asked for the %lld largest eigenvalues of the %lld x %lld NTK; expected "
+            "1 <= k <= %lld", (long long)k, (long long)N, (long long)N, (long long)N);
+  double *w = dalloc((size_t)N);
+  CHECK(gn_par_agree(par, w ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for %lld eigenvalues",
+                                               (long long)N)));
+  const int64_t block = gn_par_rows(K->p, par->size, par->rank, NULL, NULL) * K->C;
+  const int status = gn_symeig_rows(par, N, block, K->K, w, 0, NULL, "the NTK");
+  if (status == GN_OK) memcpy(top, w, (size_t)k * sizeof(double));
+  free(w);
+  CHECK(status);
+  return GN_OK;
+}
+
+int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_t seed,
+                   gn_ntk_change *out) {
+  if (K0->p != K->p || K0->C != K->C || K0->row0 != K->row0 || K0->nrows != K->nrows)
+    GN_FAIL(GN_EINTERNAL, "ntk: comparing an NTK of %lld samples x %d classes with a baseline of %lld "
+            "x %d (or split differently); expected the same probe set", (long long)K->p, K->C,
+            (long long)K0->p, K0->C);
+  const int64_t N = K->p * K->C, rows = K->nrows * K->C;
+  double *v = dalloc((size_t)N);
+  CHECK(gn_par_agree(par, v ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for a probe vector")));
+  gn_rng_fill_normal(seed, GN_RNG_PROBE, 0, 0, (size_t)N, 1.0, v);
+  /* s = [|K - K0|^2, |K0|^2, (K0 v).(K v), |K0 v|^2, |K v|^2, <K0, K>, |K|^2] summed over the
+   * rows of all ranks. */
+  double s[7] = {0, 0, 0, 0, 0, 0, 0};
+  for (int64_t r = 0; r < rows; ++r) {
+    const double *a = K0->K + r * N, *b = K->K + r * N;
+    double u0 = 0, u = 0;
+    for (int64_t j = 0; j < N; ++j) {
+      const double dj = b[j] - a[j];
+      s[0] += dj * dj;
+      s[1] += a[j] * a[j];
+      s[5] += a[j] * b[j];
+      s[6] += b[j] * b[j];
+      u0 += a[j] * v[j];
+      u += b[j] * v[j];
+    }
+    s[2] += u0 * u;
+    s[3] += u0 * u0;
+    s[4] += u * u;
+  }
+  free(v);
+  CHECK(gn_par_sum(par, s, 7));
+  if (!(s[1] > 0) || !(s[6] > 0) || !(s[3] > 0) || !(s[4] > 0) || !isfinite(s[0] + s[2] + s[5]))
+    GN_FAIL(GN_ENUMERIC, "ntk: cannot compare kernels: |K0|_F^2 = %g, |K|_F^2 = %g, |K0 v|^2 = %g, "
+            "|K v|^2 = %g; expected finite, nonzero kernels", s[1], s[6], s[3], s[4]);
+  out->rel_change = sqrt(s[0] / s[1]);
+  out->similarity = s[2] / (sqrt(s[3]) * sqrt(s[4]));
+  out->alignment = s[5] / (sqrt(s[1]) * sqrt(s[6]));
+  out->scale = sqrt(s[6] / s[1]);
+  return GN_OK;
+}
+
+int gn_ntk_jt_apply(const gn_par *par, const gn_model *model, const double *theta, int64_t n_local,
+                    const double *X_local, const double *w_local, double *delta) {
+  CHECK(need_workspace(model));
+  const int64_t d = model->d, ch = chunk_rows(model);
+  memset(delta, 0, model->nparams * sizeof(double));
+  double *X = dalloc((size_t)(n_local * d)), *dX = dalloc((size_t)(n_local * d));
+  int status = gn_par_agree(par, X && dX ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for %lld "
+                                                            "rows of state and cotangent", (long long)n_local));
+  if (status == GN_OK && n_local > 0) {
+    memcpy(X, X_local, (size_t)(n_local * d) * sizeof(double));
+    forward_rows(model, theta, n_local, X, NULL);
+    gn_gemm(CblasNoTrans, CblasTrans, n_local, d, model->C, 1.0, w_local, model->C, model->U, model->C, 0.0,
+         dX, d);
+    for (int64_t r = 0; r < n_local; r += ch) {
+      const int64_t nc = n_local - r < ch ? n_local - r : ch;
+      gn_model_backward(model, theta, nc, X + r * d, dX + r * d, delta);
+    }
+  }
+  free(X);
+  free(dX);
+  CHECK(status);
+  CHECK(gn_par_sum(par, delta, model->nparams));
+  return gn_par_agree(par, all_finite(delta, model->nparams) ? GN_OK : GN_RAISE(GN_ENUMERIC,
+                      "ntk: J^T w has a non-finite entry: the output cotangent holds inf or NaN"));
+}
+
+/* Rank 0: w = V diag(f) V^T eps for the full N x N kernel Kf (overwritten), keeping eigenvalues
+ * mu >= max(rtol^2 mu_max, atol^2) (singular values sigma = sqrt(mu) of J against rtol, atol). */
+static int mp_solve_rank0(int64_t N, double *Kf, const double *eps, double rtol, double atol, double *w) {
+  int n = (int)N, info = 0, lwork = -1, liwork = -1, iq = 0, status = GN_OK;
+  double q = 0;
+  dsyevd_("V", "L", &n, Kf, &n, w, &q, &lwork, &iq, &liwork, &info, 1, 1);
+  CHECK(gn_sl_error("DSYEVD (workspace query)", info, "no convergence"));
+  const double lw = fmax(q, 1 + 6.0 * n + 2.0 * n * n) + WORK_SLACK;
+  if (lw > INT_MAX)
+    GN_FAIL(GN_EINPUT, "ntk: the %d x %d NTK of the MP step needs more DSYEVD workspace than a "
+            "32-bit LAPACK can index; lower max_rows or the batch size", n, n);
+  lwork = (int)lw;
+  liwork = (iq > 3 + 5 * n ? iq : 3 + 5 * n) + WORK_SLACK;
+  double *work = dalloc((size_t)lwork), *mu = dalloc((size_t)n), *t = dalloc((size_t)n);
+  int *iwork = malloc((size_t)liwork * sizeof(int));
+  if (!work || !mu || !t || !iwork)
+    FAIL_GOTO(GN_ENOMEM, "ntk: out of memory for the eigen-decomposition of the %d x %d NTK", n, n);
+  /* Row-major K is column-major K^T = K; eigenvector k comes back as row k of Kf. */
+  dsyevd_("V", "L", &n, Kf, &n, mu, work, &lwork, iwork, &liwork, &info, 1, 1);
+  CHECK_GOTO(gn_sl_error("DSYEVD", info, "the eigensolver did not converge"));
+  double mu_max = 0;
+  for (int i = 0; i < n; ++i) mu_max = fmax(mu_max, mu[i]);
+  const double cut = fmax(rtol * rtol * mu_max, atol * atol);
+  cblas_dgemv(CblasRowMajor, CblasNoTrans, n, n, 1.0, Kf, n, eps, 1, 0.0, t, 1);
+  for (int i = 0; i < n; ++i) t[i] = (mu[i] > 0 && mu[i] >= cut) ? t[i] / mu[i] : 0.0;
+  cblas_dgemv(CblasRowMajor, CblasTrans, n, n, 1.0, Kf, n, t, 1, 0.0, w, 1);
+  if (!all_finite(w, (size_t)n))
+    FAIL_GOTO(GN_ENUMERIC, "ntk: K^+ eps has a non-finite entry (the residual holds inf or NaN)");
+fail:
+  free(work);
+  free(mu);
+  free(t);
+  free(iwork);
+  return status;
+}
+
+int gn_ntk_mp_direction(const gn_par *par, const gn_model *model, const gn_deck *deck,
+                        const double *theta, int64_t n_local, int64_t n_global, const double *X_local,
+                        const int32_t *y_local, int64_t max_rows, double *delta) {
+  const int64_t C = model->C, N = n_global * C, d = model->d;
+  if (n_global < 1 || N > max_rows)
+    GN_FAIL(GN_EINPUT, "ntk: the Moore-Penrose GN step (gn_reference) needs the full %lld x %lld NTK "
+            "of %lld samples x %lld classes, above the limit of %lld rows; use a smaller batch "
+            "(batch_size <= %lld) or switch gn_reference off", (long long)N, (long long)N,
+            (long long)n_global, (long long)C, (long long)max_rows, (long long)(max_rows / C));
+  int64_t row0, nrows;
+  gn_par_rows(n_global, par->size, par->rank, &row0, &nrows);
+  CHECK(gn_par_agree(par, nrows == n_local ? GN_OK : GN_RAISE(GN_EINTERNAL, "ntk: rank %d holds %lld "
+                     "rows of the batch; the split of %lld rows gives it %lld", par->rank,
+                     (long long)n_local, (long long)n_global, (long long)nrows)));
+  CHECK(need_workspace(model));
+  gn_ntk K;
+  CHECK(gn_ntk_compute(par, model, theta, n_global, X_local, &K));
+  int status = GN_OK;
+  MPI_Datatype row_t = MPI_DATATYPE_NULL, row_c = MPI_DATATYPE_NULL;
+  int *cnt = malloc(2 * (size_t)par->size * sizeof(int));
+  double *X = dalloc((size_t)(n_local * d)), *eps = dalloc((size_t)N), *w = dalloc((size_t)N);
+  double *Kf = par->rank == 0 ? dalloc((size_t)N * (size_t)N) : NULL;
+  if (!cnt || !X || !eps || !w || (par->rank == 0 && !Kf))
+    status = GN_RAISE(GN_ENOMEM, "ntk: out of memory for the gathered %lld x %lld NTK of the MP step",
+                      (long long)N, (long long)N);
+  CHECK_GOTO(gn_par_agree(par, status));
+  int *dsp = cnt + par->size;
+  /* This rank's residual rows, in place in the global eps, then gathered with K on rank 0. */
+  if (n_local > 0) {
+    memcpy(X, X_local, (size_t)(n_local * d) * sizeof(double));
+    double *logits = w; /* scratch: w is written only after the gathers */
+    forward_rows(model, theta, n_local, X, logits);
+    gn_loss_residual(deck->loss, deck->output_hessian, n_local, (int)C, logits, y_local, eps + row0 * C);
+  }
+  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(N), MPI_DOUBLE, &row_t));
+  CHECK_MPI_GOTO(MPI_Type_commit(&row_t));
+  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(C), MPI_DOUBLE, &row_c));
+  CHECK_MPI_GOTO(MPI_Type_commit(&row_c));
+  split_counts(n_global, par->size, C, cnt, dsp);
+  CHECK_MPI_GOTO(MPI_Gatherv(K.K, cnt[par->rank], row_t, Kf, cnt, dsp, row_t, 0, par->comm));
+  split_counts(n_global, par->size, 1, cnt, dsp);
+  CHECK_MPI_GOTO(MPI_Gatherv(par->rank == 0 ? MPI_IN_PLACE : eps + row0 * C, cnt[par->rank], row_c, eps, cnt,
+                       dsp, row_c, 0, par->comm));
+  status = par->rank == 0 ? mp_solve_rank0(N, Kf, eps, deck->rtol, deck->atol, w) : GN_OK;
+  CHECK_GOTO(gn_par_agree(par, status));
+  CHECK_GOTO(gn_par_bcast(par, w, (size_t)N * sizeof(double), 0));
+  CHECK_GOTO(gn_ntk_jt_apply(par, model, theta, n_local, X_local, w + row0 * C, delta));
+fail:
+  if (row_t != MPI_DATATYPE_NULL) MPI_Type_free(&row_t);
+  if (row_c != MPI_DATATYPE_NULL) MPI_Type_free(&row_c);
+  free(cnt);
+  free(X);
+  free(eps);
+  free(w);
+  free(Kf);
+  gn_ntk_free(&K);
+  return status;
+}

@@ -1,0 +1,149 @@
+/* xdmf.c — writes the XDMF 2 index that lets ParaView open run.h5 matrices as images (xdmf.h). */
+/* realpath is an X/Open extension that _POSIX_C_SOURCE alone hides. */
+#define _XOPEN_SOURCE 700
+#include "gnrev/diag/xdmf.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gnrev/core/err.h"
+
+/* Local. Writes s with the five XML special characters escaped (names and paths are user-chosen). */
+static void put_escaped(FILE *f, const char *s) {
+  for (; *s; ++s) switch (*s) {
+      case '&': fputs("&amp;", f); break;
+      case '<': fputs("&lt;", f); break;
+      case '>': fputs("&gt;", f); break;
+      case '"': fputs("&quot;", f); break;
+      case '\'': fputs("&apos;", f); break;
+      default: fputc(*s, f);
+    }
+}
+
+static void put_grid(FILE *f, const char *indent, const char *grid_name, const char *attr_name,
+                     const char *h5_file, const gn_xdmf_image *im, bool with_time) {
+  fprintf(f, "%s<Grid Name=\"", indent);
+  put_escaped(f, grid_name);
+  fprintf(f, "\" GridType=\"Uniform\">\n");
+  if (with_time) fprintf(f, "%s  <Time Value=\"%.17g\"/>\n", indent, im->time);
+  /* Cell data: the mesh has one more point than cells along each axis. */
+  fprintf(f, "%s  <Topology TopologyType=\"2DCoRectMesh\" Dimensions=\"%lld %lld\"/>\n", indent,
+          (long long)im->rows + 1, (long long)im->cols + 1);
+  fprintf(f, "%s  <Geometry GeometryType=\"ORIGIN_DXDY\">\n", indent);
+  fprintf(f, "%s    <DataItem Format=\"XML\" NumberType=\"Float\" Precision=\"8\" Dimensions=\"2\">0 0</DataItem>\n", indent);
+  fprintf(f, "%s    <DataItem Format=\"XML\" NumberType=\"Float\" Precision=\"8\" Dimensions=\"2\">1 1</DataItem>\n", indent);
+  fprintf(f, "%s  </Geometry>\n", indent);
+  fprintf(f, "%s  <Attribute Name=\"", indent);
+  put_escaped(f, attr_name);
+  fprintf(f, "\" AttributeType=\"Scalar\" Center=\"Cell\">\n");
+  fprintf(f, "%s    <DataItem Format=\"HDF\" NumberType=\"Float\" Precision=\"8\" Dimensions=\"%lld %lld\">",
+          indent, (long long)im->rows, (long long)im->cols);
+  put_escaped(f, h5_file);
+  fputc(':', f);
+  put_escaped(f, im->dataset);
+  fprintf(f, "</DataItem>\n%s  </Attribute>\n%s</Grid>\n", indent, indent);
+}
+
+int gn_xdmf_write(const char *path, const char *h5_file, int nseries, const gn_xdmf_series *series) {
+  for (int s = 0; s < nseries; ++s)
+    for (int i = 0; i < series[s].n; ++i)
+      if (series[s].images[i].rows < 1 || series[s].images[i].cols < 1)
+        GN_FAIL(GN_EINTERNAL, "%s: image %s of series %s is %lld x %lld", path, series[s].images[i].dataset,
+                series[s].name, (long long)series[s].images[i].rows, (long long)series[s].images[i].cols);
+  const size_t cap = strlen(path) + 32;
+  char *tmp = malloc(cap);
+  CHECK_ALLOC(tmp);
+  snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "w");
+  if (!f) {
+    int e = errno;
+    free(tmp);
+    GN_FAIL(GN_EIO, "cannot write the ParaView index %s: %s", path, strerror(e));
+  }
+  fprintf(f, "<?xml version=\"1.0\" ?>\n<!DOCTYPE Xdmf SYSTEM \"Xdmf.dtd\" []>\n");
+  fprintf(f, "<!-- gnrev: matrices of ");
+  put_escaped(f, h5_file);
+  fprintf(f, " as images (docs/output-format.md); open this file in ParaView (Xdmf reader). -->\n");
+  fprintf(f, "<Xdmf Version=\"2.0\">\n <Domain>\n");
+  for (int s = 0; s < nseries; ++s) {
+    const gn_xdmf_series *se = &series[s];
+    if (se->n < 1) continue;
+    if (se->temporal) {
+      fprintf(f, "  <Grid Name=\"");
+      put_escaped(f, se->name);
+      fprintf(f, "\" GridType=\"Collection\" CollectionType=\"Temporal\">\n");
+      for (int i = 0; i < se->n; ++i) {
+        char gname[256];
+        snprintf(gname, sizeof gname, "%s_%.0f", se->name, se->images[i].time);
+        put_grid(f, "   ", gname, se->name, h5_file, &se->images[i], true);
+      }
+      fprintf(f, "  </Grid>\n");
+    } else {
+      for (int i = 0; i < se->n; ++i) {
+        char gname[256];
+        if (se->n == 1)
+          snprintf(gname, sizeof gname, "%s", se->name);
+        else
+          snprintf(gname, sizeof gname, "%s_%d", se->name, i);
+        put_grid(f, "  ", gname, se->name, h5_file, &se->images[i], false);
+      }
+    }
+  }
+  fprintf(f, " </Domain>\n</Xdmf>\n");
+  int bad = ferror(f);
+  if (fclose(f) != 0) bad = 1;
+  if (bad || rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    free(tmp);
+    GN_FAIL(GN_EIO, "cannot write the ParaView index %s: %s", path, strerror(e));
+  }
+  free(tmp);
+  return GN_OK;
+}
+
+/* Local. Canonical folder of path (its dirname resolved by realpath) into out (PATH_MAX). */
+static int folder_of(const char *path, char *out) {
+  char buf[PATH_MAX];
+  snprintf(buf, sizeof buf, "%s", path);
+  char *slash = strrchr(buf, '/');
+  const char *dir = ".";
+  if (slash == buf)
+    dir = "/";
+  else if (slash) {
+    *slash = '\0';
+    dir = buf;
+  }
+  if (!realpath(dir, out)) GN_FAIL(GN_EIO, "cannot resolve the folder '%s' of %s: %s", dir, path, strerror(errno));
+  return GN_OK;
+}
+
+int gn_xdmf_h5_name(const char *xmf_path, const char *h5_path, char *out, size_t cap) {
+  char from[PATH_MAX], to[PATH_MAX];
+  CHECK(folder_of(xmf_path, from));
+  CHECK(folder_of(h5_path, to));
+  const char *base = strrchr(h5_path, '/');
+  base = base ? base + 1 : h5_path;
+  /* Longest common prefix ending at a folder boundary. */
+  size_t common = 0;
+  for (size_t i = 0;; ++i) {
+    const bool end_f = from[i] == '\0' || from[i] == '/', end_t = to[i] == '\0' || to[i] == '/';
+    if (end_f && end_t) common = i;
+    if (from[i] != to[i] || from[i] == '\0') break;
+  }
+  size_t used = 0;
+  out[0] = '\0';
+  for (const char *p = from + common; *p; ++p)
+    if (*p == '/' && p[1] != '\0') used += (size_t)snprintf(out + used, used < cap ? cap - used : 0, "../");
+  const char *rest = to + common;
+  while (*rest == '/') ++rest;
+  if (*rest) used += (size_t)snprintf(out + used, used < cap ? cap - used : 0, "%s/", rest);
+  used += (size_t)snprintf(out + used, used < cap ? cap - used : 0, "%s", base);
+  if (used >= cap) GN_FAIL(GN_EINTERNAL, "the HDF5 name of %s seen from %s is too long", h5_path, xmf_path);
+  return GN_OK;
+}

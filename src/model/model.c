@@ -1,0 +1,374 @@
+/* model.c — RevMLP (DESIGN.md section 2): the fixed projections C and the output map U, the
+ * parameter layout and initialisation, and the row-local kernels (half-block forward, JVP and
+ * VJP, block forward and inverse, network forward, backpropagation through the inverse).
+ *
+ * Every product is one row-major cblas_dgemm; the element-wise passes between them run over
+ * contiguous rows so that they vectorise. The kernels share the model's workspace: wA holds a
+ * feature matrix (n x hp) and wV a tangent or cotangent in feature space (n x h). phi'(zC) is
+ * read off phi(zC) (relu: phi > 0; tanh: 1 - phi^2), so the pre-activation is never stored.
+ *
+ * A linear block (phi = identity, block 1 by default) is evaluated as z (C W) + b instead of
+ * (z C) W + b whenever that is cheaper, i.e. when m (h + n) < 2 n h (roughly m < 2n): C W costs
+ * m^2 h once per call, against n m h for each of the products it replaces, and its VJP gives
+ * dW = C^T (z^T g). For MNIST (m = 392, h = 8000, n = 1024) this makes a linear half-block about
+ * five times cheaper. It is the same map up to rounding; the feature matrix of gn_model_features
+ * is unaffected. */
+#include "gnrev/model/model.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gnrev/core/blas.h"
+#include "gnrev/core/err.h"
+#include "gnrev/core/rng.h"
+
+size_t gn_model_offset(const gn_model *model, int b, int s) {
+  return (size_t)(2 * b + s) * (size_t)model->hp * (size_t)model->m;
+}
+
+/* A (n x hp, ld lda) = [phi(z C), 1] for half-block (b, s). */
+static void features_into(const gn_model *md, int b, int s, int64_t n, const double *z, int64_t ldz,
+                          double *A, int64_t lda) {
+  const int64_t h = md->h;
+  gn_gemm(CblasNoTrans, CblasNoTrans, n, h, md->m, 1.0, z, ldz, md->proj[2 * b + s], h, 0.0, A, lda);
+  switch (md->act[b]) {
+    case GN_ACT_IDENTITY:
+      break;
+    case GN_ACT_RELU:
+      /* "< 0" rather than "> 0 ? a : 0" so that a NaN pre-activation stays visible. */
+      for (int64_t i = 0; i < n; ++i) {
+        double *a = A + i * lda;
+        for (int64_t j = 0; j < h; ++j) a[j] = a[j] < 0.0 ? 0.0 : a[j];
+      }
+      break;
+    case GN_ACT_TANH:
+      for (int64_t i = 0; i < n; ++i) {
+        double *a = A + i * lda;
+        for (int64_t j = 0; j < h; ++j) a[j] = tanh(a[j]);
+      }
+      break;
+  }
+  if (md->hp > h)
+    for (int64_t i = 0; i < n; ++i) A[i * lda + h] = 1.0;
+}
+
+/* V (n x h, ld ldv) *= phi'(P) elementwise, given A = phi(P) (ld lda). relu'(0) = 0. */
+static void times_dphi(gn_activation act, int64_t n, int64_t h, const double *A, int64_t lda, double *V,
+                       int64_t ldv) {
+  switch (act) {
+    case GN_ACT_IDENTITY:
+      break;
+    case GN_ACT_RELU:
+      for (int64_t i = 0; i < n; ++i) {
+        const double *a = A + i * lda;
+        double *v = V + i * ldv;
+        for (int64_t j = 0; j < h; ++j) v[j] = a[j] > 0.0 ? v[j] : 0.0;
+      }
+      break;
+    case GN_ACT_TANH:
+      for (int64_t i = 0; i < n; ++i) {
+        const double *a = A + i * lda;
+        double *v = V + i * ldv;
+        for (int64_t j = 0; j < h; ++j) v[j] *= 1.0 - a[j] * a[j];
+      }
+      break;
+  }
+}
+
+/* Whether half-block products of block b go through M = C W (see the header comment). */
+static int linear_route(const gn_model *md, int b, int64_t n) {
+  return md->act[b] == GN_ACT_IDENTITY && md->m * (md->h + n) < 2 * n * md->h;
+}
+
+/* wM[0 : m*m] = C W for half-block (b, s); returns it. */
+static const double *form_cw(const gn_model *md, const double *theta, int b, int s) {
+  const int64_t m = md->m, h = md->h;
+  gn_gemm(CblasNoTrans, CblasNoTrans, m, m, h, 1.0, md->proj[2 * b + s], h, theta + gn_model_offset(md, b, s),
+       m, 0.0, md->wM, m);
+  return md->wM;
+}
+
+/* out (n x m, ld ldo) += sign (z M + 1 b^T) for a linear half-block with M = C W. */
+static void apply_cw(const gn_model *md, const double *theta, int b, int s, const double *M, int64_t n,
+                     const double *z, int64_t ldz, double sign, double *out, int64_t ldo) {
+  const int64_t m = md->m;
+  gn_gemm(CblasNoTrans, CblasNoTrans, n, m, m, sign, z, ldz, M, m, 1.0, out, ldo);
+  if (md->hp > md->h) {
+    const double *bias = theta + gn_model_offset(md, b, s) + md->h * m;
+    for (int64_t i = 0; i < n; ++i) {
+      double *o = out + i * ldo;
+      for (int64_t j = 0; j < m; ++j) o[j] += sign * bias[j];
+    }
+  }
+}
+
+/* The VJP of a linear half-block with M = C W: gz += g M^T, dW += C^T (z^T g), db += 1^T g. */
+static void vjp_cw(const gn_model *md, int b, int s, const double *M, int64_t n, const double *z,
+                   int64_t ldz, const double *g, int64_t ldg, double *gz, int64_t ldgz, double *dtheta) {
+  const int64_t m = md->m, h = md->h;
+  gn_gemm(CblasNoTrans, CblasTrans, n, m, m, 1.0, g, ldg, M, m, 1.0, gz, ldgz);
+  if (!dtheta) return;
+  double *Z = md->wM + m * m;
+  gn_gemm(CblasTrans, CblasNoTrans, m, m, n, 1.0, z, ldz, g, ldg, 0.0, Z, m);
+  gn_gemm(CblasTrans, CblasNoTrans, h, m, m, 1.0, md->proj[2 * b + s], h, Z, m, 1.0, dtheta, m);
+  if (md->hp > h) {
+    double *db = dtheta + h * m;
+    for (int64_t i = 0; i < n; ++i) {
+      const double *gi = g + i * ldg;
+      for (int64_t j = 0; j < m; ++j) db[j] += gi[j];
+    }
+  }
+}
+
+/* The VJP of half-block (b, s) given its features A = wA at z: gz += ((g W^T) . phi') C^T and
+ * dtheta += A^T g (the bias row of Theta takes no part in J). */
+static void vjp_from_features(const gn_model *md, const double *theta, int b, int s, int64_t n,
+                              const double *g, int64_t ldg, double *gz, int64_t ldgz, double *dtheta) {
+  const int64_t m = md->m, h = md->h, hp = md->hp;
+  const double *W = theta + gn_model_offset(md, b, s);
+  gn_gemm(CblasNoTrans, CblasTrans, n, h, m, 1.0, g, ldg, W, m, 0.0, md->wV, h);
+  times_dphi(md->act[b], n, h, md->wA, hp, md->wV, h);
+  gn_gemm(CblasNoTrans, CblasTrans, n, m, h, 1.0, md->wV, h, md->proj[2 * b + s], h, 1.0, gz, ldgz);
+  if (dtheta) gn_gemm(CblasTrans, CblasNoTrans, hp, m, n, 1.0, md->wA, hp, g, ldg, 1.0, dtheta, m);
+}
+
+void gn_model_features(const gn_model *model, int b, int s, int64_t n, const double *z, int64_t ldz,
+                       double *A) {
+  features_into(model, b, s, n, z, ldz, A, model->hp);
+}
+
+void gn_model_half_forward(const gn_model *model, const double *theta, int b, int s, int64_t n,
+                           const double *z, int64_t ldz, double sign, double *out, int64_t ldo) {
+  assert(n <= model->nmax);
+  if (linear_route(model, b, n)) {
+    apply_cw(model, theta, b, s, form_cw(model, theta, b, s), n, z, ldz, sign, out, ldo);
+    return;
+  }
+  const int64_t hp = model->hp;
+  features_into(model, b, s, n, z, ldz, model->wA, hp);
+  gn_gemm(CblasNoTrans, CblasNoTrans, n, model->m, hp, sign, model->wA, hp,
+       theta + gn_model_offset(model, b, s), model->m, 1.0, out, ldo);
+}
+
+/* out = J[v] given the features A (ld hp) at the point of linearisation, which carry phi'. */
+static void jvp_from_features(const gn_model *model, const double *theta, int b, int s, int64_t n,
+                              const double *A, const double *v, int64_t ldv, double *out, int64_t ldo) {
+  const int64_t m = model->m, h = model->h;
+  if (linear_route(model, b, n)) {
+    gn_gemm(CblasNoTrans, CblasNoTrans, n, m, m, 1.0, v, ldv, form_cw(model, theta, b, s), m, 0.0, out, ldo);
+    return;
+  }
+  gn_gemm(CblasNoTrans, CblasNoTrans, n, h, m, 1.0, v, ldv, model->proj[2 * b + s], h, 0.0, model->wV, h);
+  if (model->act[b] != GN_ACT_IDENTITY) times_dphi(model->act[b], n, h, A, model->hp, model->wV, h);
+  gn_gemm(CblasNoTrans, CblasNoTrans, n, m, h, 1.0, model->wV, h, theta + gn_model_offset(model, b, s), m,
+       0.0, out, ldo);
+}
+
+void gn_model_half_jvp(const gn_model *model, const double *theta, int b, int s, int64_t n,
+                       const double *z, int64_t ldz, const double *v, int64_t ldv, double *out,
+                       int64_t ldo) {
+  assert(n <= model->nmax);
+  if (model->act[b] != GN_ACT_IDENTITY && !linear_route(model, b, n))
+    features_into(model, b, s, n, z, ldz, model->wA, model->hp);
+  jvp_from_features(model, theta, b, s, n, model->wA, v, ldv, out, ldo);
+}
+
+void gn_model_half_jvp_features(const gn_model *model, const double *theta, int b, int s, int64_t n,
+                                const double *A, const double *v, int64_t ldv, double *out, int64_t ldo) {
+  assert(n <= model->nmax);
+  jvp_from_features(model, theta, b, s, n, A, v, ldv, out, ldo);
+}
+
+void gn_model_half_vjp(const gn_model *model, const double *theta, int b, int s, int64_t n,
+                       const double *z, int64_t ldz, const double *g, int64_t ldg, double *gz,
+                       int64_t ldgz, double *dtheta) {
+  assert(n <= model->nmax);
+  if (linear_route(model, b, n)) {
+    vjp_cw(model, b, s, form_cw(model, theta, b, s), n, z, ldz, g, ldg, gz, ldgz, dtheta);
+    return;
+  }
+  if (dtheta || model->act[b] != GN_ACT_IDENTITY)
+    features_into(model, b, s, n, z, ldz, model->wA, model->hp);
+  vjp_from_features(model, theta, b, s, n, g, ldg, gz, ldgz, dtheta);
+}
+
+void gn_model_block_forward(const gn_model *model, const double *theta, int b, int64_t n, double *X) {
+  const int64_t d = model->d, m = model->m;
+  gn_model_half_forward(model, theta, b, 0, n, X + m, d, 1.0, X, d);
+  gn_model_half_forward(model, theta, b, 1, n, X, d, 1.0, X + m, d);
+}
+
+void gn_model_block_inverse(const gn_model *model, const double *theta, int b, int64_t n, double *X) {
+  const int64_t d = model->d, m = model->m;
+  gn_model_half_forward(model, theta, b, 1, n, X, d, -1.0, X + m, d);
+  gn_model_half_forward(model, theta, b, 0, n, X + m, d, -1.0, X, d);
+}
+
+void gn_model_forward(const gn_model *model, const double *theta, int64_t n, double *X, double *logits) {
+  for (int b = 0; b < model->B; ++b) gn_model_block_forward(model, theta, b, n, X);
+  if (logits)
+    gn_gemm(CblasNoTrans, CblasNoTrans, n, model->C, model->d, 1.0, X, model->d, model->U, model->C, 0.0,
+         logits, model->C);
+}
+
+/* One half-block of backpropagation: target (the half-block's output half) -= F_bs(z), then the
+ * VJP at z with cotangent g: gz += J^T g, dtheta += A(z)^T g. The features (or C W) computed for
+ * the inverse serve the VJP too. */
+static void half_backward(const gn_model *md, const double *theta, int b, int s, int64_t n, const double *z,
+                          double *target, const double *g, double *gz, double *dtheta) {
+  const int64_t d = md->d, m = md->m, hp = md->hp;
+  if (linear_route(md, b, n)) {
+    const double *M = form_cw(md, theta, b, s);
+    apply_cw(md, theta, b, s, M, n, z, d, -1.0, target, d);
+    vjp_cw(md, b, s, M, n, z, d, g, d, gz, d, dtheta);
+    return;
+  }
+  features_into(md, b, s, n, z, d, md->wA, hp);
+  gn_gemm(CblasNoTrans, CblasNoTrans, n, m, hp, -1.0, md->wA, hp, theta + gn_model_offset(md, b, s), m, 1.0,
+       target, d);
+  vjp_from_features(md, theta, b, s, n, g, d, gz, d, dtheta);
+}
+
+void gn_model_backward(const gn_model *model, const double *theta, int64_t n, double *X, double *dX,
+                       double *grad) {
+  assert(n <= model->nmax);
+  const int64_t m = model->m;
+  double *y1 = X, *y2 = X + m, *g1 = dX, *g2 = dX + m;
+  for (int b = model->B - 1; b >= 0; --b) {
+    /* y2 -> x2 and gy1 += J_G^T gy2; then y1 -> x1 and gx2 = gy2 + J_F^T gy1. */
+    half_backward(model, theta, b, 1, n, y1, y2, g2, g1, grad ? grad + gn_model_offset(model, b, 1) : NULL);
+    half_backward(model, theta, b, 0, n, y2, y1, g1, g2, grad ? grad + gn_model_offset(model, b, 0) : NULL);
+  }
+}
+
+/* Orthonormalises the columns of the row-major d x C matrix U in place: modified Gram-Schmidt,
+ * each column projected twice ("twice is enough", Giraud et al. 2005) so that U^T U = I to
+ * rounding. The normalisations are positive, so the result is the Q of U = QR with diag(R) > 0,
+ * which is unique: the same on every rank and for every BLAS. */
+static int orthonormalise_columns(int64_t d, int C, double *U) {
+  for (int j = 0; j < C; ++j) {
+    double norm0 = 0.0;
+    for (int64_t i = 0; i < d; ++i) norm0 += U[i * C + j] * U[i * C + j];
+    for (int pass = 0; pass < 2; ++pass)
+      for (int k = 0; k < j; ++k) {
+        double r = 0.0;
+        for (int64_t i = 0; i < d; ++i) r += U[i * C + k] * U[i * C + j];
+        for (int64_t i = 0; i < d; ++i) U[i * C + j] -= r * U[i * C + k];
+      }
+    double norm = 0.0;
+    for (int64_t i = 0; i < d; ++i) norm += U[i * C + j] * U[i * C + j];
+    if (!(norm > 1e-20 * norm0))
+      GN_FAIL(GN_ENUMERIC,
+              "model: the Gaussian %lld x %d matrix for the output map U has dependent columns "
+              "(column %d); expected full column rank",
+              (long long)d, C, j);
+    norm = sqrt(norm);
+    for (int64_t i = 0; i < d; ++i) U[i * C + j] /= norm;
+  }
+  return GN_OK;
+}
+
+int gn_model_create(const gn_deck *deck, int64_t d, int C, gn_model *model) {
+  memset(model, 0, sizeof *model);
+  if (d < 2 || d % 2 != 0 || d > INT_MAX)
+    GN_FAIL(GN_EINPUT, "model: input width d = %lld; expected an even number in [2, %d] (the state "
+            "splits into two halves of d/2)", (long long)d, INT_MAX);
+  if (deck->blocks < 1 || deck->blocks > INT_MAX / 2)
+    GN_FAIL(GN_EINPUT, "model: blocks = %lld; expected at least 1", (long long)deck->blocks);
+  if (deck->hidden < 1 || deck->hidden >= INT_MAX)
+    GN_FAIL(GN_EINPUT, "model: hidden = %lld; expected a width in [1, %d)", (long long)deck->hidden,
+            INT_MAX);
+  if (C < 1 || C > d)
+    GN_FAIL(GN_EINPUT, "model: %d classes need an output map with %d orthonormal columns in R^%lld; "
+            "expected 1 <= classes <= d", C, C, (long long)d);
+  int status = GN_OK;
+  model->B = (int)deck->blocks;
+  model->d = d;
+  model->m = d / 2;
+  model->h = deck->hidden;
+  model->hp = deck->hidden + (deck->bias ? 1 : 0);
+  model->C = C;
+  model->nparams = 2 * (size_t)model->B * (size_t)model->hp * (size_t)model->m;
+  const uint64_t seed = (uint64_t)deck->seed;
+  const size_t psize = (size_t)model->m * (size_t)model->h;
+
+  model->act = malloc((size_t)model->B * sizeof *model->act);
+  model->proj = calloc(2 * (size_t)model->B, sizeof *model->proj);
+  model->U = malloc((size_t)d * (size_t)C * sizeof *model->U);
+  model->wM = malloc(2 * (size_t)model->m * (size_t)model->m * sizeof *model->wM);
+  if (!model->act || !model->proj || !model->U || !model->wM)
+    FAIL_GOTO(GN_ENOMEM, "model: out of memory for the output map U (%lld x %d) and workspace",
+              (long long)d, C);
+  for (int b = 0; b < model->B; ++b)
+    model->act[b] = (b == 0 && deck->linear_first_block) ? GN_ACT_IDENTITY : deck->activation;
+  const double cscale = deck->proj_gain / sqrt((double)model->h);
+  for (int k = 0; k < 2 * model->B; ++k) {
+    model->proj[k] = malloc(psize * sizeof *model->proj[k]);
+    if (!model->proj[k])
+      FAIL_GOTO(GN_ENOMEM, "model: out of memory for projection C %d of %d (%zu bytes)", k + 1,
+                2 * model->B, psize * sizeof(double));
+    gn_rng_fill_normal(seed, GN_RNG_PROJ_C, (uint32_t)k, 0, psize, cscale, model->proj[k]);
+  }
+  gn_rng_fill_normal(seed, GN_RNG_OUT_U, 0, 0, (size_t)d * (size_t)C, 1.0, model->U);
+  CHECK_GOTO(orthonormalise_columns(d, C, model->U));
+  return GN_OK;
+fail:
+  gn_model_free(model);
+  return status;
+}
+
+void gn_model_free(gn_model *model) {
+  if (model->proj)
+    for (int k = 0; k < 2 * model->B; ++k) free(model->proj[k]);
+  free(model->proj);
+  free(model->act);
+  free(model->U);
+  free(model->wA);
+  free(model->wV);
+  free(model->wM);
+  memset(model, 0, sizeof *model);
+}
+
+int gn_model_reserve(gn_model *model, int64_t n) {
+  if (n <= model->nmax) return GN_OK;
+  const size_t rows = (size_t)n;
+  if (rows > SIZE_MAX / sizeof(double) / 2 / (size_t)model->hp)
+    GN_FAIL(GN_ENOMEM, "model: workspace for %lld rows of width %lld overflows size_t", (long long)n,
+            (long long)model->hp);
+  free(model->wA);
+  free(model->wV);
+  model->wA = malloc(rows * (size_t)model->hp * sizeof(double));
+  model->wV = malloc(rows * (size_t)model->h * sizeof(double));
+  if (!model->wA || !model->wV) {
+    free(model->wA);
+    free(model->wV);
+    model->wA = model->wV = NULL;
+    model->nmax = 0;
+    GN_FAIL(GN_ENOMEM, "model: out of memory for the workspace of %lld rows (%zu bytes)", (long long)n,
+            rows * (size_t)(model->hp + model->h) * sizeof(double));
+  }
+  model->nmax = n;
+  return GN_OK;
+}
+
+size_t gn_model_bytes(const gn_model *model, int64_t n) {
+  const size_t fixed = 2 * (size_t)model->B * ((size_t)model->m * (size_t)model->h * sizeof(double) +
+                                               sizeof(double *)) +
+                       (size_t)model->d * (size_t)model->C * sizeof(double) +
+                       2 * (size_t)model->m * (size_t)model->m * sizeof(double) +
+                       (size_t)model->B * sizeof(gn_activation);
+  return fixed + (size_t)n * (size_t)(model->hp + model->h) * sizeof(double);
+}
+
+void gn_model_init_params(const gn_model *model, const gn_deck *deck, double *theta) {
+  const size_t wsize = (size_t)model->h * (size_t)model->m;
+  for (int k = 0; k < 2 * model->B; ++k) {
+    double *Theta = theta + (size_t)k * (size_t)model->hp * (size_t)model->m;
+    gn_rng_fill_normal((uint64_t)deck->seed, GN_RNG_INIT_W, (uint32_t)k, 0, wsize, deck->init_std, Theta);
+    if (model->hp > model->h) memset(Theta + wsize, 0, (size_t)model->m * sizeof(double));
+  }
+}

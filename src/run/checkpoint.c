@@ -1,0 +1,379 @@
+/* checkpoint.c — one file per checkpoint, laid out like the model (block/half/tensor) so that a
+ * user can read weights with h5py without knowing gnrev's flat parameter order. */
+#include "gnrev/run/checkpoint.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "gnrev/core/err.h"
+#include "gnrev/core/h5io.h"
+#include "gnrev/input/deck.h"
+#include "gnrev/core/version.h"
+
+
+void gn_ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s/checkpoints/step_%08lld.h5", deck->out_dir, (long long)step);
+}
+
+/* zlib's CRC-32 over a double array, in chunks (crc32 takes a uInt length). */
+static int64_t crc_of(const double *v, size_t n) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const unsigned char *p = (const unsigned char *)v;
+  size_t bytes = n * sizeof(double);
+  for (size_t off = 0; off < bytes; off += 1u << 30) {
+    size_t len = bytes - off < (1u << 30) ? bytes - off : (1u << 30);
+    crc = crc32(crc, p + off, (uInt)len);
+  }
+  return (int64_t)crc;
+}
+
+static int64_t crc_optimizer(gn_optim *opt) {
+  if (!opt) return 0;
+  const char *names[2];
+  double *arrays[2];
+  int k = gn_optim_state(opt, names, arrays);
+  int64_t crc = 0;
+  for (int i = 0; i < k; ++i) crc ^= crc_of(arrays[i], opt->n) * (i + 1);
+  return crc;
+}
+
+static int write_model(gn_h5 *f, const gn_model *md, const double *theta) {
+  int64_t dims[2] = {md->d, md->C};
+  CHECK(gn_h5_write_f64(f, "/model/U", 2, dims, md->U));
+  CHECK(gn_h5_describe(f, "/model/U", "fixed output map, orthonormal columns: logits = X_B U", "1", "state,class"));
+  for (int b = 0; b < md->B; ++b)
+    for (int s = 0; s < 2; ++s) {
+      char path[128];
+      const char *half = s ? "G" : "F";
+      const double *th = theta + gn_model_offset(md, b, s);
+      snprintf(path, sizeof path, "/model/block_%03d/%s/C", b, half);
+      int64_t dc[2] = {md->m, md->h};
+      CHECK(gn_h5_write_f64(f, path, 2, dc, md->proj[2 * b + s]));
+      CHECK(gn_h5_describe(f, path, "fixed random projection (inverted bottleneck)", "1", "in,hidden"));
+      snprintf(path, sizeof path, "/model/block_%03d/%s/W", b, half);
+      int64_t dw[2] = {md->h, md->m};
+      CHECK(gn_h5_write_f64(f, path, 2, dw, th));
+      CHECK(gn_h5_describe(f, path, "trained weights", "1", "hidden,out"));
+      snprintf(path, sizeof path, "/model/block_%03d/%s/b", b, half);
+      int64_t db[1] = {md->m};
+      if (md->hp > md->h) {
+        CHECK(gn_h5_write_f64(f, path, 1, db, th + md->h * md->m));
+        CHECK(gn_h5_describe(f, path, "trained bias", "1", "out"));
+      }
+    }
+  return GN_OK;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Rank 0 only: deletes all but the newest `keep` checkpoints, sparing step 0. */
+static void prune(const gn_deck *deck) {
+  char dir[GN_PATH_MAX + 32];
+  snprintf(dir, sizeof dir, "%s/checkpoints", deck->out_dir);
+  DIR *dp = opendir(dir);
+  if (!dp) return;
+  int64_t steps[4096];
+  size_t n = 0;
+  struct dirent *e;
+  while ((e = readdir(dp)) && n < sizeof steps / sizeof *steps) {
+    long long s;
+    char tail[8];
+    if (sscanf(e->d_name, "step_%lld.%7s", &s, tail) == 2 && strcmp(tail, "h5") == 0 && s > 0)
+      steps[n++] = s;
+  }
+  closedir(dp);
+  qsort(steps, n, sizeof *steps, cmp_i64);
+  for (size_t i = 0; i + (size_t)deck->keep < n; ++i) {
+    char path[GN_PATH_MAX + 64];
+    gn_ckpt_path(deck, steps[i], path, sizeof path);
+    unlink(path);
+  }
+}
+
+/* Fault injection for the tests (docs/operations.md): GNREV_FAULT_KILL_IN_CHECKPOINT=<step> kills
+ * rank 0 with SIGKILL half-way through writing that step's checkpoint, as a node failure would. */
+static void fault_injection(const gn_par *par, int64_t step) {
+  const char *v = getenv("GNREV_FAULT_KILL_IN_CHECKPOINT");
+  if (v && par->rank == 0 && strtoll(v, NULL, 10) == step) {
+    raise(SIGKILL);
+  }
+}
+
+int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *meta,
+                  const gn_model *model, const double *theta, gn_optim *opt) {
+  char dir[GN_PATH_MAX + 32], path[GN_PATH_MAX + 64];
+  snprintf(dir, sizeof dir, "%s/checkpoints", deck->out_dir);
+  int st = GN_OK;
+  if (par->rank == 0 && mkdir(dir, 0775) != 0 && errno != EEXIST)
+    st = GN_RAISE(GN_EIO, "cannot create checkpoint folder %s: %s", dir, strerror(errno));
+  CHECK(gn_par_agree(par, st));
+  gn_ckpt_path(deck, meta->step, path, sizeof path);
+  gn_h5 *f = NULL;
+  CHECK(gn_h5_create_atomic(par, path, &f));
+  int status = GN_OK;
+  CHECK_GOTO(gn_h5_attr_str(f, "/", "format", "gnrev-checkpoint-1"));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "step", meta->step));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "epoch", meta->epoch));
+  CHECK_GOTO(gn_h5_attr_str(f, "/", "deck", meta->deck));
+  CHECK_GOTO(gn_h5_attr_str(f, "/", "deck_source", meta->deck_source ? meta->deck_source : ""));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "nranks", par->size));
+  CHECK_GOTO(gn_h5_attr_str(f, "/", "version", gn_version));
+  CHECK_GOTO(write_model(f, model, theta));
+  fault_injection(par, meta->step);
+  CHECK_GOTO(gn_h5_attr_str(f, "/", "optimizer", gn_deck_method_name(deck->method)));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "optimizer_t", opt ? opt->t : 0));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "optimizer_has_momentum", opt ? opt->has_buf1 : 0));
+  if (opt) {
+    const char *names[2];
+    double *arrays[2];
+    int k = gn_optim_state(opt, names, arrays);
+    for (int i = 0; i < k; ++i) {
+      char p[128];
+      snprintf(p, sizeof p, "/optimizer/%s", names[i]);
+      int64_t dims[1] = {(int64_t)opt->n};
+      CHECK_GOTO(gn_h5_write_f64(f, p, 1, dims, arrays[i]));
+      CHECK_GOTO(gn_h5_describe(f, p, "optimizer state in the flat parameter order of docs/output-format.md", "1", "parameter"));
+    }
+  }
+  if (meta->extra) CHECK_GOTO(meta->extra(meta->extra_ctx, f));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_theta", crc_of(theta, model->nparams)));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_optimizer", crc_optimizer(opt)));
+  /* Written last: a file without it was cut short while being written. */
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "complete", 1));
+  CHECK(gn_h5_close(f));
+  if (par->rank == 0) prune(deck);
+  return GN_OK;
+fail:
+  gn_h5_abandon(f);
+  return status;
+}
+
+/* ---- reading and restarting ---- */
+
+/* Keys whose change between the run that wrote a checkpoint and the run that continues it
+ * changes nothing already computed: how long to run, how often to log, check and measure. */
+static const char *const MAY_CHANGE[] = {
+    "run:name", "run:out_dir", "run:epochs", "run:max_steps", "run:log_every",
+    "checkpoint:every", "checkpoint:keep", "checkpoint:restart",
+    "diagnostics:eval_every", "diagnostics:batch_change", "diagnostics:ntk_every",
+    "diagnostics:ntk_save_matrix", "diagnostics:cka_every", "diagnostics:weights_every",
+    "diagnostics:ggn_every"};
+
+enum { GK_MAX = 160, VAL_MAX = GN_PATH_MAX + 64 };
+
+/* Steps through the lines of an effective deck (gn_deck_format): at each "  key = value" line
+ * fills gk ("group:key") and val and returns the rest of the text; NULL at the end. */
+static const char *next_item(const char *p, char *group, size_t gcap, char *gk, char *val) {
+  while (p && *p) {
+    const char *e = strchr(p, '\n');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    char line[GN_PATH_MAX + 128], key[64];
+    if (len >= sizeof line) len = sizeof line - 1;
+    memcpy(line, p, len);
+    line[len] = '\0';
+    p = e ? e + 1 : p + len;
+    if (line[0] == '&') {
+      snprintf(group, gcap, "%.60s", line + 1);
+    } else if (sscanf(line, " %63[a-z0-9_] = %[^\n]", key, val) == 2) {
+      snprintf(gk, GK_MAX, "%s:%s", group, key);
+      return p;
+    }
+  }
+  return NULL;
+}
+
+/* The value of group:key in an effective deck; 0 when absent. */
+static int deck_lookup(const char *text, const char *want, char *value) {
+  char group[64] = "", gk[GK_MAX];
+  for (const char *p = next_item(text, group, sizeof group, gk, value); p;
+       p = next_item(p, group, sizeof group, gk, value))
+    if (strcmp(gk, want) == 0) return 1;
+  return 0;
+}
+
+static bool may_change(const char *gk) {
+  for (size_t i = 0; i < sizeof MAY_CHANGE / sizeof *MAY_CHANGE; ++i)
+    if (strcmp(gk, MAY_CHANGE[i]) == 0) return true;
+  return false;
+}
+
+/* Compares two effective decks key by key; refuses differences outside MAY_CHANGE. */
+static int compare_decks(const gn_par *par, const char *path, const char *old_text, const char *new_text) {
+  char refused[4096] = "", allowed[4096] = "";
+  char group[64] = "", gk[GK_MAX], val[VAL_MAX], old[VAL_MAX];
+  for (const char *p = next_item(new_text, group, sizeof group, gk, val); p;
+       p = next_item(p, group, sizeof group, gk, val)) {
+    if (!deck_lookup(old_text, gk, old)) snprintf(old, sizeof old, "(absent)");
+    if (strcmp(old, val) != 0) {
+      char item[512];
+      snprintf(item, sizeof item, "\n    %.100s: %.180s -> %.180s", gk, old, val);
+      char *dst = may_change(gk) ? allowed : refused;
+      strncat(dst, item, 4096 - strlen(dst) - 1);
+    }
+  }
+  if (refused[0])
+    GN_FAIL(GN_EINPUT,
+            "checkpoint %s was written by a run whose deck differs in keys that change the results:%s\n"
+            "  restore those values, or start afresh with &checkpoint restart = 'none' or another out_dir",
+            path, refused);
+  if (allowed[0] && par->rank == 0) {
+    printf("restart: deck changes since checkpoint %s (allowed):%s\n", path, allowed);
+    fflush(stdout);
+  }
+  return GN_OK;
+}
+
+static int same_fixed(gn_h5 *f, const char *path, const char *what, int nd, const int64_t *dims,
+                      const double *expect, size_t n, const char *ckpt) {
+  double *buf = malloc(n * sizeof(double));
+  CHECK_ALLOC(buf);
+  int st = gn_h5_read_f64(f, path, nd, dims, buf);
+  if (st == GN_OK && memcmp(buf, expect, n * sizeof(double)) != 0)
+    st = GN_RAISE(GN_EINPUT, "checkpoint %s: %s differs from the one this build makes from the seed "
+                  "(another gnrev version or BLAS?): refusing to continue", ckpt, what);
+  free(buf);
+  return st;
+}
+
+int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, const gn_model *md,
+                 double *theta, gn_optim *opt, gn_ckpt_state *state) {
+  gn_h5 *f = NULL;
+  CHECK(gn_h5_open(par, path, false, &f));
+  int status = GN_OK;
+  char *format = NULL, *old_deck = NULL, *method = NULL;
+  int64_t complete = 0, step = 0, epoch = 0, nranks = 0, crc_t = 0, crc_o = 0, t = 0, has_mom = 0;
+  CHECK_GOTO(gn_h5_read_attr_str(f, "/", "format", &format));
+  if (strcmp(format, "gnrev-checkpoint-1") != 0)
+    FAIL_GOTO(GN_EINPUT, "checkpoint %s has format '%s'; this gnrev reads 'gnrev-checkpoint-1'", path, format);
+  if (gn_h5_read_attr_i64(f, "/", "complete", &complete) != GN_OK || complete != 1)
+    FAIL_GOTO(GN_EIO, "checkpoint %s is incomplete (no completeness marker): it was cut short while being written", path);
+  CHECK_GOTO(gn_h5_read_attr_str(f, "/", "deck", &old_deck));
+  CHECK_GOTO(compare_decks(par, path, old_deck, deck_text));
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "step", &step));
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "epoch", &epoch));
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "nranks", &nranks));
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "crc32_theta", &crc_t));
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "crc32_optimizer", &crc_o));
+  int64_t du[2] = {md->d, md->C};
+  CHECK_GOTO(same_fixed(f, "/model/U", "the output map U", 2, du, md->U, (size_t)(md->d * md->C), path));
+  for (int b = 0; b < md->B; ++b)
+    for (int s = 0; s < 2; ++s) {
+      char p[128], what[64];
+      const char *half = s ? "G" : "F";
+      double *th = theta + gn_model_offset(md, b, s);
+      snprintf(p, sizeof p, "/model/block_%03d/%s/C", b, half);
+      snprintf(what, sizeof what, "the projection C of block %d, %s", b, half);
+      int64_t dc[2] = {md->m, md->h};
+      CHECK_GOTO(same_fixed(f, p, what, 2, dc, md->proj[2 * b + s], (size_t)(md->m * md->h), path));
+      snprintf(p, sizeof p, "/model/block_%03d/%s/W", b, half);
+      int64_t dw[2] = {md->h, md->m};
+      CHECK_GOTO(gn_h5_read_f64(f, p, 2, dw, th));
+      if (md->hp > md->h) {
+        snprintf(p, sizeof p, "/model/block_%03d/%s/b", b, half);
+        int64_t db[1] = {md->m};
+        CHECK_GOTO(gn_h5_read_f64(f, p, 1, db, th + md->h * md->m));
+      }
+    }
+  if (crc_of(theta, md->nparams) != crc_t)
+    FAIL_GOTO(GN_EIO, "checkpoint %s: the weights do not match their checksum (damaged file)", path);
+  if (opt) {
+    CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_t", &t));
+    CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_has_momentum", &has_mom));
+    opt->t = t;
+    opt->has_buf1 = (int)has_mom;
+    const char *names[2];
+    double *arrays[2];
+    int k = gn_optim_state(opt, names, arrays);
+    for (int i = 0; i < k; ++i) {
+      char p[128];
+      snprintf(p, sizeof p, "/optimizer/%s", names[i]);
+      int64_t dims[1] = {(int64_t)opt->n};
+      CHECK_GOTO(gn_h5_read_f64(f, p, 1, dims, arrays[i]));
+    }
+    if (crc_optimizer(opt) != crc_o)
+      FAIL_GOTO(GN_EIO, "checkpoint %s: the optimizer state does not match its checksum (damaged file)", path);
+  }
+  state->step = step;
+  state->epoch = epoch;
+  state->nranks = (int)nranks;
+fail:
+  free(format);
+  free(old_deck);
+  free(method);
+  {
+    int st2 = gn_h5_close(f);
+    if (status == GN_OK) status = st2;
+  }
+  return status;
+}
+
+static int cmp_desc(const void *a, const void *b) { return -cmp_i64(a, b); }
+
+int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
+                    const gn_model *model, double *theta, gn_optim *opt, char *path, size_t cap,
+                    gn_ckpt_state *state) {
+  path[0] = '\0';
+  memset(state, 0, sizeof *state);
+  if (strcmp(deck->restart, "none") == 0) return GN_OK;
+  if (strcmp(deck->restart, "auto") != 0) {
+    snprintf(path, cap, "%s", deck->restart);
+    int st = gn_ckpt_read(par, path, deck_text, model, theta, opt, state);
+    if (st != GN_OK) path[0] = '\0';
+    return st;
+  }
+  /* Newest first; every rank lists the same folder (shared file system), rank 0's list wins. */
+  enum { MAXC = 4096 };
+  int64_t *steps = malloc(MAXC * sizeof(int64_t));
+  CHECK_ALLOC(steps);
+  int64_t n = 0;
+  if (par->rank == 0) {
+    char dir[GN_PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s/checkpoints", deck->out_dir);
+    DIR *dp = opendir(dir);
+    struct dirent *e;
+    while (dp && (e = readdir(dp)) && n < MAXC) {
+      long long s;
+      char tail[8];
+      if (sscanf(e->d_name, "step_%lld.%7s", &s, tail) == 2 && strcmp(tail, "h5") == 0) steps[n++] = s;
+    }
+    if (dp) closedir(dp);
+    qsort(steps, (size_t)n, sizeof *steps, cmp_desc);
+  }
+  int st = gn_par_bcast(par, &n, sizeof n, 0);
+  if (st == GN_OK) st = gn_par_bcast(par, steps, (size_t)n * sizeof *steps, 0);
+  for (int64_t i = 0; st == GN_OK && i < n; ++i) {
+    gn_ckpt_path(deck, steps[i], path, cap);
+    int r = gn_ckpt_read(par, path, deck_text, model, theta, opt, state);
+    if (r == GN_OK) {
+      free(steps);
+      return GN_OK;
+    }
+    if (r != GN_EIO) {
+      st = r;
+      break;
+    }
+    if (par->rank == 0) {
+      fprintf(stderr, "gnrev_mpi: warning: skipping damaged checkpoint: %s\n", gn_error_message());
+      fflush(stderr);
+    }
+    gn_error_clear();
+  }
+  free(steps);
+  path[0] = '\0';
+  if (st == GN_OK) {
+    /* Nothing loadable: start afresh, from the initial parameters the caller made. */
+    memset(state, 0, sizeof *state);
+  }
+  return st;
+}
