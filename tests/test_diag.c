@@ -17,6 +17,7 @@
 
 #include "gnrev/diag/cka.h"
 #include "gnrev/diag/diag.h"
+#include "gnrev/diag/diag_plan.h"
 #include "gnrev/curvature/ggn.h"
 #include "gnrev/core/rng.h"
 #include "testlib.h"

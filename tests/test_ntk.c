@@ -15,6 +15,7 @@
 #include "gnrev/core/rng.h"
 #include "gnrev/linalg/scalapack.h"
 #include "testlib.h"
+#include "testopt.h"
 
 /* Central differences with step 1e-5 on parameters of size ~0.3: truncation h^2 |f'''| / 6 ~
  * 2e-11 and rounding eps |f| / h ~ 2e-11 relative, so J is good to ~1e-10 and J J^T to ~1e-9. */
@@ -366,8 +367,8 @@ static void check_mp_direction(const gn_par *par, gn_loss_kind loss, gn_output_h
   int64_t row0, nrows;
   gn_par_rows(p, par->size, par->rank, &row0, &nrows);
   double *delta = malloc(s.md.nparams * sizeof(double)), *ref = malloc(s.md.nparams * sizeof(double));
-  int st = gn_ntk_mp_direction(par, &s.md, &s.dk, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, N,
-                               delta);
+  int st = gt_direction(par, &s.md, &s.dk, GN_OPT_GN, true, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0,
+                        0, delta, NULL);
   double *lg = malloc((size_t)N * sizeof(double)), *eps = malloc((size_t)N * sizeof(double));
   logits_at(&s.md, s.theta, p, s.X, lg);
   gn_loss_residual(loss, hess, p, s.md.C, lg, s.y, eps);
@@ -394,10 +395,11 @@ static void check_mp_refuses_big(const gn_par *par) {
   int64_t row0, nrows;
   gn_par_rows(p, par->size, par->rank, &row0, &nrows);
   double *delta = malloc(s.md.nparams * sizeof(double));
-  int st = gn_ntk_mp_direction(par, &s.md, &s.dk, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, 14,
-                               delta);
-  GT_CHECK(st == GN_EINPUT && strstr(gn_error_message(), "needs the full 15 x 15 NTK of 5 samples x 3 "
-                                     "classes, above the limit of 14 rows"),
+  /* 2731 samples x 3 classes: one row over the limit (the refusal comes before any row is read). */
+  int st = gt_direction(par, &s.md, &s.dk, GN_OPT_GN, true, s.theta, nrows, 2731, s.X + row0 * s.md.d, s.y + row0,
+                        0, delta, NULL);
+  GT_CHECK(st == GN_EINPUT && strstr(gn_error_message(), "needs the full 8193 x 8193 NTK of 2731 samples x 3 "
+                                     "classes, above the limit of 8192 rows"),
            "test_mp_direction_refuses_above_max_rows: \"%s\"", gn_error_message());
   gn_error_clear();
   free(delta);
@@ -423,7 +425,8 @@ static void check_theorem_43(const gn_par *par, gn_activation act, const char *l
   if (st == GN_OK) st = gn_sweep_direction(gn, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, lloc, dt);
   gn_sweep_free(gn);
   free(lloc);
-  int st2 = gn_ntk_mp_direction(par, &s.md, &s.dk, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, N, dm);
+  int st2 = gt_direction(par, &s.md, &s.dk, GN_OPT_GN, true, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, 0,
+                         dm, NULL);
   logits_at(&s.md, s.theta, p, s.X, lg);
   gn_loss_residual(s.dk.loss, s.dk.output_hessian, p, s.md.C, lg, s.y, eps);
   for (int64_t i = 0; i < N; ++i) Beps[i] = s.md.B * eps[i];

@@ -94,6 +94,15 @@ int64_t gn_par_rows(int64_t n, int size, int rank, int64_t *row0, int64_t *nrows
   return nb;
 }
 
+void gn_par_counts(int64_t n, int size, int64_t per, int *cnt, int *dsp) {
+  for (int r = 0; r < size; ++r) {
+    int64_t row0, nrows;
+    gn_par_rows(n, size, r, &row0, &nrows);
+    cnt[r] = (int)(nrows * per);
+    dsp[r] = (int)(row0 * per);
+  }
+}
+
 int gn_par_sum(const gn_par *par, double *buf, size_t n) {
   for (size_t off = 0; off < n; off += CHUNK) {
     int len = (int)(n - off < CHUNK ? n - off : CHUNK);

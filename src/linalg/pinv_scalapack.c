@@ -535,6 +535,8 @@ static int apply_wide(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, co
   t0 = gn_par_wtime();
   CHECK(gn_par_sum(&c->par, dtheta, (size_t)hp * (size_t)m));
   info->t_comm += gn_par_wtime() - t0;
+  const double N = (double)n, P = (double)c->par.size;
+  info->flops = (sv ? 0.0 : N * N * hp) / P + (AdT ? 3.0 : 2.0) * 2.0 * m * N * N / P + 2.0 * (double)nrows * hp * m;
   return gn_par_agree(&c->par, all_finite(dtheta, (size_t)hp * (size_t)m) ? GN_OK : GN_RAISE(
       GN_ENUMERIC, "pinv: the update dTheta = A^+ T has a non-finite entry: the right-hand side T "
       "holds inf or NaN"));
@@ -608,6 +610,9 @@ static int apply_tall(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, co
                 AdT, m);
     info->t_apply += gn_par_wtime() - t0;
   }
+  /* A^T A and A^T T here, V^T R and V (.) on rank 0 (its share counted on rank 0 only). */
+  info->flops = (double)nrows * hp * hp + 2.0 * nrows * hp * m + (AdT ? 2.0 * nrows * m * hp : 0.0) +
+                (c->par.rank == 0 ? 4.0 * (double)hp * hp * m : 0.0);
   return GN_OK;
 }
 

@@ -16,6 +16,7 @@
 #include "gnrev/model/model.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
@@ -134,6 +135,33 @@ static void vjp_from_features(const gn_model *md, const double *theta, int b, in
   times_dphi(md->act[b], n, h, md->wA, hp, md->wV, h);
   gn_gemm(CblasNoTrans, CblasTrans, n, m, h, 1.0, md->wV, h, md->proj[2 * b + s], h, 1.0, gz, ldgz);
   if (dtheta) gn_gemm(CblasTrans, CblasNoTrans, hp, m, n, 1.0, md->wA, hp, g, ldg, 1.0, dtheta, m);
+}
+
+/* kind 'f' forward (features, then A Theta), 'j' JVP (v C, then times W), 'v' VJP with dtheta:
+ * features, g W^T, times C^T and A^T g; the linear route replaces the h-wide products by C W. */
+double gn_model_flops_half(const gn_model *md, int b, int64_t n, char kind) {
+  const double nn = (double)n, m = (double)md->m, h = (double)md->h, hp = (double)md->hp;
+  const double cw = 2 * m * m * h; /* C W */
+  const bool lin = linear_route(md, b, n);
+  switch (kind) {
+    case 'f': return lin ? cw + 2 * nn * m * m : 2 * nn * m * h + 2 * nn * hp * m;
+    case 'j': return lin ? cw + 2 * nn * m * m : 4 * nn * m * h;
+    default: /* the VJP of backpropagation: the inverse's forward, then the two VJP products */
+      return lin ? cw + 2 * nn * m * m + 4 * nn * m * m + 2 * h * m * m
+                 : 2 * nn * m * h + 2 * nn * hp * m + 4 * nn * h * m + 2 * hp * nn * m;
+  }
+}
+
+double gn_model_flops_forward(const gn_model *md, int64_t n) {
+  double f = 2.0 * (double)n * (double)md->d * md->C;
+  for (int b = 0; b < md->B; ++b) f += 2 * gn_model_flops_half(md, b, n, 'f');
+  return f;
+}
+
+double gn_model_flops_backward(const gn_model *md, int64_t n) {
+  double f = 0;
+  for (int b = 0; b < md->B; ++b) f += 2 * gn_model_flops_half(md, b, n, 'v');
+  return f;
 }
 
 void gn_model_features(const gn_model *model, int b, int s, int64_t n, const double *z, int64_t ldz,

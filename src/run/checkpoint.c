@@ -35,13 +35,15 @@ static int64_t crc_of(const double *v, size_t n) {
   return (int64_t)crc;
 }
 
-static int64_t crc_optimizer(gn_optim *opt) {
-  if (!opt) return 0;
-  const char *names[2];
-  double *arrays[2];
-  int k = gn_optim_state(opt, names, arrays);
+enum { MAX_ARRAYS = 8 };
+
+static const char *const SUM_NAMES[GN_CKPT_SUMS] = {"epoch_loss_sum", "epoch_correct_sum", "epoch_samples"};
+
+static int64_t crc_optimizer(gn_opt *opt) {
+  gn_opt_array arrays[MAX_ARRAYS];
+  const int k = gn_opt_arrays(opt, arrays, MAX_ARRAYS);
   int64_t crc = 0;
-  for (int i = 0; i < k; ++i) crc ^= crc_of(arrays[i], opt->n) * (i + 1);
+  for (int i = 0; i < k; ++i) crc ^= crc_of(arrays[i].data, arrays[i].n) * (i + 1);
   return crc;
 }
 
@@ -111,7 +113,7 @@ static void fault_injection(const gn_par *par, int64_t step) {
 }
 
 int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *meta,
-                  const gn_model *model, const double *theta, gn_optim *opt) {
+                  const gn_model *model, const double *theta, gn_opt *opt) {
   char dir[GN_PATH_MAX + 32], path[GN_PATH_MAX + 64];
   snprintf(dir, sizeof dir, "%s/checkpoints", deck->out_dir);
   int st = GN_OK;
@@ -131,21 +133,20 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   CHECK_GOTO(gn_h5_attr_str(f, "/", "version", gn_version));
   CHECK_GOTO(write_model(f, model, theta));
   fault_injection(par, meta->step);
-  CHECK_GOTO(gn_h5_attr_str(f, "/", "optimizer", gn_deck_method_name(deck->method)));
-  CHECK_GOTO(gn_h5_attr_i64(f, "/", "optimizer_t", opt ? opt->t : 0));
-  CHECK_GOTO(gn_h5_attr_i64(f, "/", "optimizer_has_momentum", opt ? opt->has_buf1 : 0));
-  if (opt) {
-    const char *names[2];
-    double *arrays[2];
-    int k = gn_optim_state(opt, names, arrays);
-    for (int i = 0; i < k; ++i) {
-      char p[128];
-      snprintf(p, sizeof p, "/optimizer/%s", names[i]);
-      int64_t dims[1] = {(int64_t)opt->n};
-      CHECK_GOTO(gn_h5_write_f64(f, p, 1, dims, arrays[i]));
-      CHECK_GOTO(gn_h5_describe(f, p, "optimizer state in the flat parameter order of docs/output-format.md", "1", "parameter"));
-    }
+  CHECK_GOTO(gn_h5_attr_str(f, "/", "optimizer", gn_opt_name(opt)));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "optimizer_t", opt->t));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "optimizer_has_momentum", opt->has_momentum));
+  gn_opt_array arrays[MAX_ARRAYS];
+  const int k = gn_opt_arrays(opt, arrays, MAX_ARRAYS);
+  for (int i = 0; i < k; ++i) {
+    char p[128];
+    snprintf(p, sizeof p, "/optimizer/%s", arrays[i].name);
+    int64_t dims[1] = {(int64_t)arrays[i].n};
+    CHECK_GOTO(gn_h5_write_f64(f, p, 1, dims, arrays[i].data));
+    CHECK_GOTO(gn_h5_describe(f, p, "optimizer state in the flat parameter order of docs/output-format.md", "1", "parameter"));
   }
+  if (meta->sums)
+    for (int i = 0; i < GN_CKPT_SUMS; ++i) CHECK_GOTO(gn_h5_attr_f64(f, "/", SUM_NAMES[i], meta->sums[i]));
   if (meta->extra) CHECK_GOTO(meta->extra(meta->extra_ctx, f));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_theta", crc_of(theta, model->nparams)));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_optimizer", crc_optimizer(opt)));
@@ -166,7 +167,7 @@ fail:
 static const char *const MAY_CHANGE[] = {
     "run:name", "run:out_dir", "run:epochs", "run:max_steps", "run:log_every",
     "checkpoint:every", "checkpoint:keep", "checkpoint:restart",
-    "diagnostics:eval_every", "diagnostics:batch_change", "diagnostics:ntk_every",
+    "diagnostics:eval_every", "diagnostics:train_eval", "diagnostics:batch_change", "diagnostics:ntk_every",
     "diagnostics:ntk_save_matrix", "diagnostics:cka_every", "diagnostics:weights_every",
     "diagnostics:ggn_every"};
 
@@ -247,7 +248,7 @@ static int same_fixed(gn_h5 *f, const char *path, const char *what, int nd, cons
 }
 
 int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, const gn_model *md,
-                 double *theta, gn_optim *opt, gn_ckpt_state *state) {
+                 double *theta, gn_opt *opt, gn_ckpt_state *state) {
   gn_h5 *f = NULL;
   CHECK(gn_h5_open(par, path, false, &f));
   int status = GN_OK;
@@ -287,22 +288,24 @@ int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, con
     }
   if (crc_of(theta, md->nparams) != crc_t)
     FAIL_GOTO(GN_EIO, "checkpoint %s: the weights do not match their checksum (damaged file)", path);
-  if (opt) {
-    CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_t", &t));
-    CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_has_momentum", &has_mom));
-    opt->t = t;
-    opt->has_buf1 = (int)has_mom;
-    const char *names[2];
-    double *arrays[2];
-    int k = gn_optim_state(opt, names, arrays);
-    for (int i = 0; i < k; ++i) {
-      char p[128];
-      snprintf(p, sizeof p, "/optimizer/%s", names[i]);
-      int64_t dims[1] = {(int64_t)opt->n};
-      CHECK_GOTO(gn_h5_read_f64(f, p, 1, dims, arrays[i]));
-    }
-    if (crc_optimizer(opt) != crc_o)
-      FAIL_GOTO(GN_EIO, "checkpoint %s: the optimizer state does not match its checksum (damaged file)", path);
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_t", &t));
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_has_momentum", &has_mom));
+  opt->t = t;
+  opt->has_momentum = has_mom;
+  gn_opt_array arrays[MAX_ARRAYS];
+  const int k = gn_opt_arrays(opt, arrays, MAX_ARRAYS);
+  for (int i = 0; i < k; ++i) {
+    char p[128];
+    snprintf(p, sizeof p, "/optimizer/%s", arrays[i].name);
+    int64_t dims[1] = {(int64_t)arrays[i].n};
+    CHECK_GOTO(gn_h5_read_f64(f, p, 1, dims, arrays[i].data));
+  }
+  if (crc_optimizer(opt) != crc_o)
+    FAIL_GOTO(GN_EIO, "checkpoint %s: the optimizer state does not match its checksum (damaged file)", path);
+  /* Running sums of the epoch (absent from checkpoints of older versions: then zero). */
+  for (int i = 0; i < GN_CKPT_SUMS; ++i) {
+    state->sums[i] = 0;
+    if (gn_h5_read_attr_f64(f, "/", SUM_NAMES[i], &state->sums[i]) != GN_OK) gn_error_clear();
   }
   state->step = step;
   state->epoch = epoch;
@@ -321,7 +324,7 @@ fail:
 static int cmp_desc(const void *a, const void *b) { return -cmp_i64(a, b); }
 
 int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
-                    const gn_model *model, double *theta, gn_optim *opt, char *path, size_t cap,
+                    const gn_model *model, double *theta, gn_opt *opt, char *path, size_t cap,
                     gn_ckpt_state *state) {
   path[0] = '\0';
   memset(state, 0, sizeof *state);

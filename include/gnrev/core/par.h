@@ -61,6 +61,10 @@ void gn_par_report(const gn_par *par, int status);
  * none. Returns the block size ceil(n/size) (at least 1). */
 int64_t gn_par_rows(int64_t n, int size, int rank, int64_t *row0, int64_t *nrows);
 
+/* Local. MPI counts and displacements of every rank's gn_par_rows(n, size) share, in units of
+ * `per` elements (cnt[r], dsp[r] for r < size): for gathers of row-split arrays. */
+void gn_par_counts(int64_t n, int size, int64_t per, int *cnt, int *dsp);
+
 /* Collective on par->comm. In-place sum of n doubles over all ranks (chunked past INT_MAX). */
 int gn_par_sum(const gn_par *par, double *buf, size_t n);
 

@@ -18,6 +18,7 @@ typedef enum { GN_HESS_IDENTITY, GN_HESS_EXACT } gn_output_hessian;
 typedef enum { GN_PINV_GRAM, GN_PINV_SVD, GN_PINV_DAMPED } gn_pinv_kind;
 typedef enum { GN_GGN_EXACT, GN_GGN_MC } gn_ggn_mode;
 typedef enum { GN_DAMP_CONSTANT, GN_DAMP_BOOTSTRAP } gn_damping_mode;
+typedef enum { GN_TRAIN_RUNNING, GN_TRAIN_FULL } gn_train_eval;
 
 typedef struct {
   /* &run */
@@ -66,6 +67,8 @@ typedef struct {
   char restart[GN_PATH_MAX];  /* "auto", "none" or a checkpoint path; default "auto" */
   /* &diagnostics */
   int64_t eval_every;         /* test-set evaluation every this many steps; 0 = only at the end */
+  gn_train_eval train_eval;   /* mini-batch train columns: running mean over the epoch's batches, or
+                               * the whole training set at each evaluation (full); default running */
   bool batch_change;          /* loss of the batch before and after its own update */
   int64_t ntk_every, ntk_samples;
   bool ntk_save_matrix;

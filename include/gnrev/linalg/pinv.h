@@ -22,6 +22,7 @@ typedef struct {
   double sigma_min_kept; /* smallest kept singular value (0 if none kept) */
   int tall;           /* 1 if the n > hp (least-squares) route was taken */
   double t_gram, t_eig, t_apply, t_comm; /* seconds in each phase on this rank */
+  double flops;       /* this rank's share of the matrix products (eigensolver not counted) */
 } gn_pinv_info;
 
 typedef struct gn_pinv_ctx gn_pinv_ctx;

@@ -47,6 +47,14 @@ void gn_model_init_params(const gn_model *model, const gn_deck *deck, double *th
 /* Local. Bytes of fixed data plus workspace for batches of n rows (for the memory plan). */
 size_t gn_model_bytes(const gn_model *model, int64_t n);
 
+/* Local. Flops of the matrix products (not the element-wise passes) that one call of
+ * gn_model_forward (with logits) or gn_model_backward (with grad) makes on n rows; and those of one
+ * half-block's forward, JVP and VJP (with dtheta) on n rows, as the kernels below choose their
+ * route. For benchmarks: the rate of a step is its counted flops over its time. */
+double gn_model_flops_forward(const gn_model *model, int64_t n);
+double gn_model_flops_backward(const gn_model *model, int64_t n);
+double gn_model_flops_half(const gn_model *model, int b, int64_t n, char kind);
+
 /* Local. A = A(z) for half-block (b, s): z is n x m with leading dimension ldz; A is n x hp. */
 void gn_model_features(const gn_model *model, int b, int s, int64_t n, const double *z, int64_t ldz,
                        double *A);
