@@ -16,6 +16,7 @@
 #include "gnrev/optim/first_order.h"
 #include "gnrev/core/par.h"
 #include "gnrev/core/rng.h"
+#include "testshm.h"
 
 static double dgemm_rate(int64_t M, int64_t N, int64_t K, int reps) {
   double *A = malloc((size_t)(M * K) * sizeof(double)), *B = malloc((size_t)(K * N) * sizeof(double)),
@@ -57,16 +58,16 @@ int main(int argc, char **argv) {
   MPI_Allreduce(MPI_IN_PLACE, &rate_sum, 1, MPI_DOUBLE, MPI_SUM, par.comm);
 
   gn_model md;
-  if (gn_model_create(&dk, d, C, &md) || gn_model_reserve(&md, nl)) gn_par_die(&par, GN_ENOMEM);
+  if (gn_model_create(NULL, &dk, d, C, &md) || gn_model_reserve(&md, nl)) gn_par_die(&par, GN_ENOMEM);
   const int64_t m = md.m, B = md.B;
-  double *theta = malloc(md.nparams * sizeof(double)), *work = malloc(md.nparams * sizeof(double));
+  double *theta = malloc(md.nparams * sizeof(double)), *work = gt_shared(&par, md.nparams);
   double *X0 = malloc((size_t)(nl * d) * sizeof(double)), *X = malloc((size_t)(nl * d) * sizeof(double));
   double *dX = malloc((size_t)(nl * d) * sizeof(double)), *lg = malloc((size_t)(nl * C) * sizeof(double));
   double *dl = malloc((size_t)(nl * C) * sizeof(double));
   int32_t *y = malloc((size_t)(nl > 0 ? nl : 1) * sizeof(int32_t));
   gn_rng_fill_normal(2, GN_RNG_TEST, 0, (uint64_t)(row0 * d), (size_t)(nl * d), 1.0, X0);
   for (int64_t i = 0; i < nl; ++i) y[i] = (int32_t)((row0 + i) % C);
-  gn_model_init_params(&md, &dk, theta);
+  gn_model_init_params(&md, &dk, 0, md.nparams, theta);
 
   /* forward */
   double t_fwd = 1e300;
@@ -164,7 +165,7 @@ int main(int argc, char **argv) {
   }
   gn_sweep_free(gn);
   gn_model_free(&md);
-  free(theta); free(work); free(X0); free(X); free(dX); free(lg); free(dl); free(y);
+  free(theta); gt_shared_free(work); free(X0); free(X); free(dX); free(lg); free(dl); free(y);
   gn_par_close(&par);
   MPI_Finalize();
   return 0;

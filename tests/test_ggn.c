@@ -51,10 +51,10 @@ static void make_setup(const gn_par *par, setup *s, int64_t N, gn_loss_kind loss
   s->dk.damping_mode = GN_DAMP_CONSTANT;
   s->dk.damping = 0;
   s->N = N;
-  gn_model_create(&s->dk, 8, 3, &s->md);
+  gn_model_create(NULL, &s->dk, 8, 3, &s->md);
   gn_model_reserve(&s->md, N);
   s->theta = malloc(s->md.nparams * sizeof(double));
-  gn_model_init_params(&s->md, &s->dk, s->theta);
+  gn_model_init_params(&s->md, &s->dk, 0, s->md.nparams, s->theta);
   for (size_t i = 0; i < s->md.nparams; ++i) s->theta[i] += 0.05 * gn_rng_normal(3, GN_RNG_TEST, 1, i);
   s->X = malloc((size_t)(N * 8) * sizeof(double));
   s->y = malloc((size_t)N * sizeof(int32_t));

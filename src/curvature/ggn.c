@@ -29,6 +29,7 @@
 #include "gnrev/core/array.h"
 #include "gnrev/core/blas.h"
 #include "gnrev/core/rng.h"
+#include "gnrev/core/shm.h"
 #include "gnrev/curvature/ntk.h"
 #include "gnrev/linalg/symeig.h"
 #include "gnrev/model/loss.h"
@@ -136,6 +137,7 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   double *T = gn_alloc((size_t)(n_local * C * Ncols));
   double *Gl = gn_alloc((size_t)(n_local * cols * Ncols));
   double *eig = gn_alloc((size_t)Ncols), *evecs = NULL, *wv = gn_alloc((size_t)Ncols), *grad = NULL;
+  gn_shm grad_mem = {.win = MPI_WIN_NULL};
   int *cnt = malloc(2 * (size_t)par->size * sizeof(int)), *dsp = cnt ? cnt + par->size : NULL;
   if (!X || !logits || !r || !S || !T || !Gl || !eig || !wv || !cnt)
     status = GN_RAISE(GN_ENOMEM, "ggn: out of memory for the %lld x %lld Gram matrix and its work arrays",
@@ -226,11 +228,12 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
 
   if (want_overlap) {
     /* grad L = J^T r / N by backpropagation, independent of the Gram route. */
-    grad = gn_alloc(model->nparams);
-    CHECK_GOTO(gn_par_agree(par, grad ? GN_OK : GN_RAISE(GN_ENOMEM, "ggn: out of memory for the gradient")));
+    CHECK_GOTO(gn_par_agree(par, gn_shm_alloc(par, model->nparams * sizeof(double), "the gradient", &grad_mem)));
+    grad = grad_mem.base;
     for (int64_t i = 0; i < n_local * C; ++i) r[i] /= (double)N;
     CHECK_GOTO(gn_ntk_jt_apply(par, model, theta, n_local, X_local, r, grad));
     const double g2 = cblas_ddot(gn_int((int64_t)model->nparams), grad, 1, grad, 1);
+    grad = NULL;
     double top = 0;
     for (int64_t kk = 0; kk < k; ++kk) top += out->gamma_mean[kk] * out->gamma_mean[kk];
     out->grad_overlap = g2 > 0 ? top / g2 : 0.0;
@@ -255,7 +258,7 @@ fail:
   free(eig);
   free(evecs);
   free(wv);
-  free(grad);
+  gn_shm_free(&grad_mem);
   free(cnt);
   if (status != GN_OK) gn_ggn_free(out);
   return status;

@@ -28,6 +28,8 @@
 #include "gnrev/core/array.h"
 #include "gnrev/core/blas.h"
 #include "gnrev/core/rng.h"
+#include "gnrev/core/shm.h"
+#include "gnrev/model/backprop.h"
 #include "gnrev/linalg/symeig.h"
 
 /* The model kernels hold at most model->nmax rows: rows are independent, so walk in chunks. */
@@ -255,25 +257,23 @@ int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_
 int gn_ntk_jt_apply(const gn_par *par, const gn_model *model, const double *theta, int64_t n_local,
                     const double *X_local, const double *w_local, double *delta) {
   CHECK(need_workspace(model));
-  const int64_t d = model->d, ch = chunk_rows(model);
-  memset(delta, 0, model->nparams * sizeof(double));
+  const int64_t d = model->d;
   double *X = gn_alloc((size_t)(n_local * d)), *dX = gn_alloc((size_t)(n_local * d));
-  int status = gn_par_agree(par, X && dX ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for %lld "
-                                                            "rows of state and cotangent", (long long)n_local));
-  if (status == GN_OK && n_local > 0) {
-    memcpy(X, X_local, (size_t)(n_local * d) * sizeof(double));
+  double *half = gn_alloc((size_t)model->hp * (size_t)model->m);
+  int status = gn_par_agree(par, X && dX && half ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for %lld "
+                                                                    "rows of state and cotangent", (long long)n_local));
+  if (status == GN_OK) {
+    if (n_local > 0) memcpy(X, X_local, (size_t)(n_local * d) * sizeof(double));
     forward_rows(model, theta, n_local, X, NULL);
-    gn_gemm(CblasNoTrans, CblasTrans, n_local, d, model->C, 1.0, w_local, model->C, model->U, model->C, 0.0,
-         dX, d);
-    for (int64_t r = 0; r < n_local; r += ch) {
-      const int64_t nc = n_local - r < ch ? n_local - r : ch;
-      gn_model_backward(model, theta, nc, X + r * d, dX + r * d, delta);
-    }
+    gn_gemm(CblasNoTrans, CblasTrans, n_local, d, model->C, 1.0, w_local, model->C, model->U, model->C, 0.0, dX, d);
+    status = gn_backprop_sum(par, model, theta, n_local, X, dX, delta, half);
   }
   free(X);
   free(dX);
+  free(half);
   CHECK(status);
-  CHECK(gn_par_sum(par, delta, model->nparams));
-  return gn_par_agree(par, gn_all_finite(delta, model->nparams) ? GN_OK : GN_RAISE(GN_ENUMERIC,
+  size_t lo, hi;
+  gn_shm_slice(par, model->nparams, sizeof(double), &lo, &hi);
+  return gn_par_agree(par, gn_all_finite(delta + lo, hi - lo) ? GN_OK : GN_RAISE(GN_ENUMERIC,
                       "ntk: J^T w has a non-finite entry: the output cotangent holds inf or NaN"));
 }

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gnrev/core/array.h"
 #include "gnrev/core/err.h"
+#include "gnrev/core/shm.h"
 #include "gnrev/diag/drift.h"
 #include "gnrev/diag/table.h"
 #include "gnrev/diag/xdmf.h"
@@ -21,7 +21,8 @@ struct gn_diag {
   gn_diag_ctx ctx;
   char *run_path, *xmf_path;
   char h5_name[NAME_CAP]; /* run.h5 as named from run.xmf's folder */
-  double *theta0;         /* the baseline (ctx.theta0 points here) */
+  gn_shm theta0_mem;      /* the baseline, node-shared (ctx.theta0 points into it) */
+  double *theta0;
   gn_ntk_drift *ntk;      /* each NULL when its diagnostic is off */
   gn_cka_drift *cka;
   gn_weight_drift *weights;
@@ -76,17 +77,24 @@ int gn_diag_create(const gn_par *par, const gn_deck *deck, const gn_model *model
   gn_diag *dg = calloc(1, sizeof *dg);
   int status = dg ? GN_OK : GN_RAISE(GN_ENOMEM, "out of memory for the diagnostics");
   CHECK(gn_par_agree(par, status));
+  dg->theta0_mem.win = MPI_WIN_NULL;
   dg->run_path = strdup(run_path ? run_path : "run.h5");
   dg->xmf_path = xmf_path ? strdup(xmf_path) : NULL;
-  /* theta0 is kept only when a diagnostic compares against it. */
-  if (any_on(deck)) dg->theta0 = gn_alloc(model->nparams);
-  if (!dg->run_path || (xmf_path && !dg->xmf_path) || (any_on(deck) && !dg->theta0))
-    status = GN_RAISE(GN_ENOMEM, "out of memory for the diagnostics' baselines (%zu parameters)", model->nparams);
+  if (!dg->run_path || (xmf_path && !dg->xmf_path))
+    status = GN_RAISE(GN_ENOMEM, "out of memory for the diagnostics' file names");
   else if (model->nmax < 1)
     status = GN_RAISE(GN_EINTERNAL, "diagnostics: the model workspace holds no rows (call gn_model_reserve first)");
-  else if (dg->theta0)
-    memcpy(dg->theta0, theta0, model->nparams * sizeof(double));
   CHECK_GOTO(gn_par_agree(par, status));
+  /* theta0 is kept only when a diagnostic compares against it, once per node. */
+  if (any_on(deck)) {
+    CHECK_GOTO(gn_par_agree(par, gn_shm_alloc(par, model->nparams * sizeof(double), "the diagnostics' copy of theta0",
+                                              &dg->theta0_mem)));
+    dg->theta0 = dg->theta0_mem.base;
+    size_t lo, hi;
+    gn_shm_slice(par, model->nparams, sizeof(double), &lo, &hi);
+    memcpy(dg->theta0 + lo, theta0 + lo, (hi - lo) * sizeof(double));
+    CHECK_GOTO(gn_shm_sync(par));
+  }
   dg->ctx = (gn_diag_ctx){.par = par, .deck = deck, .model = model, .run = run, .theta0 = dg->theta0};
   if (deck->ntk_every > 0) CHECK_GOTO(gn_ntk_drift_create(&dg->ctx, train, &dg->ntk));
   if (deck->cka_every > 0) CHECK_GOTO(gn_cka_drift_create(&dg->ctx, train, &dg->cka));
@@ -105,7 +113,7 @@ void gn_diag_free(gn_diag *dg) {
   gn_cka_drift_free(dg->cka);
   gn_weight_drift_free(dg->weights);
   gn_ggn_noise_free(dg->ggn);
-  free(dg->theta0);
+  gn_shm_free(&dg->theta0_mem);
   free(dg->run_path);
   free(dg->xmf_path);
   free(dg);
@@ -155,7 +163,8 @@ int gn_diag_load(gn_diag *dg, gn_h5 *ckpt) {
   int64_t step = 0;
   CHECK(gn_h5_read_attr_i64(ckpt, "/", "step", &step));
   const int64_t n = (int64_t)dg->ctx.model->nparams;
-  CHECK(gn_h5_read_f64(ckpt, "/diagnostics/theta0", 1, &n, dg->theta0));
+  CHECK(gn_h5_read_f64_node(ckpt, "/diagnostics/theta0", 1, &n, dg->theta0));
+  CHECK(gn_shm_sync(dg->ctx.par));
   if (dg->ntk) CHECK(gn_ntk_drift_restart(dg->ntk, step));
   if (dg->cka) CHECK(gn_cka_drift_restart(dg->cka, step));
   if (dg->weights) CHECK(gn_weight_drift_restart(dg->weights, step));

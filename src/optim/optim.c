@@ -9,6 +9,7 @@
 
 #include "gnrev/core/array.h"
 #include "gnrev/core/err.h"
+#include "gnrev/core/shm.h"
 
 /* The method of a deck: &optim method, with gn_reference choosing the Moore-Penrose GN step. */
 static const gn_opt_ops *ops_for(const gn_deck *deck) {
@@ -26,11 +27,12 @@ int gn_opt_create(const gn_par *par, const gn_deck *deck, const gn_model *model,
   const gn_opt_ops *ops = ops_for(deck);
   if (!ops) GN_FAIL(GN_EINTERNAL, "optim: no implementation of method %d", (int)deck->method);
   gn_opt *opt = calloc(1, sizeof *opt);
-  if (opt) opt->delta = gn_alloc(model->nparams);
-  int status = opt && opt->delta ? GN_OK
-                                 : GN_RAISE(GN_ENOMEM, "optim: out of memory for the update of %zu parameters",
-                                            model->nparams);
+  int status = opt ? GN_OK : GN_RAISE(GN_ENOMEM, "optim: out of memory");
+  CHECK(gn_par_agree(par, status));
+  opt->delta_mem.win = MPI_WIN_NULL;
+  status = gn_par_agree(par, gn_shm_alloc(par, model->nparams * sizeof(double), "the update", &opt->delta_mem));
   if (status == GN_OK) {
+    opt->delta = opt->delta_mem.base;
     opt->ops = ops;
     opt->par = par;
     opt->deck = deck;
@@ -51,7 +53,7 @@ void gn_opt_free(gn_opt *opt) {
   if (opt->ops && opt->ops->destroy) opt->ops->destroy(opt);
   else free(opt->impl);
   gn_opt_gradient_free(opt);
-  free(opt->delta);
+  gn_shm_free(&opt->delta_mem);
   free(opt);
 }
 
@@ -76,9 +78,12 @@ int gn_opt_last_record(const gn_opt *opt, gn_opt_record *rec) {
   return opt->ops->record ? opt->ops->record(opt, rec) : 0;
 }
 
-void gn_opt_reset(gn_opt *opt) {
+int gn_opt_reset(gn_opt *opt) {
   opt->t = 0;
   opt->has_momentum = 0;
-  if (opt->ops->reset) opt->ops->reset(opt);
+  gn_opt_array arrays[8];
+  const int k = gn_opt_arrays(opt, arrays, 8);
+  for (int i = 0; i < k; ++i) CHECK(gn_opt_zero(opt, arrays[i].data, arrays[i].n));
+  return GN_OK;
 }
 

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gnrev/core/array.h"
 #include "gnrev/core/err.h"
+#include "gnrev/core/shm.h"
 #include "gnrev/optim/optim.h"
 
 void gn_sgd_rule(const gn_deck *deck, double lr, bool first, size_t n, double *theta, double *g, double *buf) {
@@ -26,32 +26,40 @@ void gn_sgd_rule(const gn_deck *deck, double lr, bool first, size_t n, double *t
   for (size_t i = 0; i < n; ++i) theta[i] -= lr * g[i];
 }
 
-/* The momentum buffer, when momentum > 0. */
+/* The momentum buffer (node-shared), when momentum > 0. */
 static int sgd_create(gn_opt *opt) {
-  if (!(opt->deck->momentum > 0)) return GN_OK;
-  double *buf = calloc(opt->model->nparams, sizeof(double));
-  if (!buf) GN_FAIL(GN_ENOMEM, "sgd: out of memory for the momentum buffer (%zu parameters)", opt->model->nparams);
+  gn_shm *buf = calloc(1, sizeof *buf);
+  if (!buf) GN_FAIL(GN_ENOMEM, "sgd: out of memory");
+  buf->win = MPI_WIN_NULL;
   opt->impl = buf;
-  return GN_OK;
+  if (!(opt->deck->momentum > 0)) return GN_OK;
+  CHECK(gn_par_agree(opt->par, gn_shm_alloc(opt->par, opt->model->nparams * sizeof(double), "the momentum buffer", buf)));
+  return gn_opt_zero(opt, buf->base, opt->model->nparams);
+}
+
+static void sgd_destroy(gn_opt *opt) {
+  gn_shm *buf = opt->impl;
+  if (buf) gn_shm_free(buf);
+  free(buf);
 }
 
 static int sgd_step(gn_opt *opt, double *theta, const gn_batch *batch, gn_step_info *info) {
   CHECK(gn_opt_gradient(opt, theta, batch, opt->delta, info));
-  gn_sgd_rule(opt->deck, opt->deck->lr, !opt->has_momentum, opt->model->nparams, theta, opt->delta, opt->impl);
-  if (opt->impl) opt->has_momentum = 1;
+  double *buf = ((gn_shm *)opt->impl)->base;
+  size_t lo, hi;
+  gn_shm_slice(opt->par, opt->model->nparams, sizeof(double), &lo, &hi);
+  gn_sgd_rule(opt->deck, opt->deck->lr, !opt->has_momentum, hi - lo, theta + lo, opt->delta + lo, buf ? buf + lo : NULL);
+  if (buf) opt->has_momentum = 1;
   opt->t += 1;
-  return GN_OK;
+  return gn_shm_sync(opt->par);
 }
 
 static int sgd_arrays(gn_opt *opt, gn_opt_array *out, int cap) {
-  if (!opt->impl || cap < 1) return 0;
-  out[0] = (gn_opt_array){.name = "momentum_buffer", .data = opt->impl, .n = opt->model->nparams};
+  double *buf = ((gn_shm *)opt->impl)->base;
+  if (!buf || cap < 1) return 0;
+  out[0] = (gn_opt_array){.name = "momentum_buffer", .data = buf, .n = opt->model->nparams};
   return 1;
 }
 
-static void sgd_reset(gn_opt *opt) {
-  if (opt->impl) memset(opt->impl, 0, opt->model->nparams * sizeof(double));
-}
-
 const gn_opt_ops gn_opt_sgd_ops = {
-    .name = "sgd", .create = sgd_create, .step = sgd_step, .arrays = sgd_arrays, .reset = sgd_reset};
+    .name = "sgd", .create = sgd_create, .step = sgd_step, .arrays = sgd_arrays, .destroy = sgd_destroy};

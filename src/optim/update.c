@@ -7,13 +7,16 @@
 #include "gnrev/core/array.h"
 #include "gnrev/core/blas.h"
 #include "gnrev/core/err.h"
+#include "gnrev/core/shm.h"
+#include "gnrev/model/backprop.h"
 #include "gnrev/model/loss.h"
 #include "gnrev/optim/optim.h"
 
-/* Per-rank buffers of the gradient: state, its cotangent and the logits (batch rows). */
+/* Per-rank buffers of the gradient: state, its cotangent and the logits (batch rows), and one
+ * half-block of gradient on its way into the node-shared sum. */
 typedef struct {
   int64_t cap;
-  double *X, *dX, *logits, *dlogits;
+  double *X, *dX, *logits, *dlogits, *half;
 } grad_work;
 
 static void grad_work_free(grad_work *w) {
@@ -21,6 +24,7 @@ static void grad_work_free(grad_work *w) {
   free(w->dX);
   free(w->logits);
   free(w->dlogits);
+  free(w->half);
   memset(w, 0, sizeof *w);
 }
 
@@ -31,9 +35,10 @@ static int grad_work_reserve(grad_work *w, const gn_model *md, int64_t n) {
   w->dX = gn_alloc((size_t)(n * md->d));
   w->logits = gn_alloc((size_t)(n * md->C));
   w->dlogits = gn_alloc((size_t)(n * md->C));
-  if (!w->X || !w->dX || !w->logits || !w->dlogits) {
+  w->half = gn_alloc((size_t)md->hp * (size_t)md->m);
+  if (!w->X || !w->dX || !w->logits || !w->dlogits || !w->half) {
     grad_work_free(w);
-    GN_FAIL(GN_ENOMEM, "optim: out of memory for %lld batch rows", (long long)n);
+    GN_FAIL(GN_ENOMEM, "optim: out of memory for %lld batch rows and one half-block of gradient", (long long)n);
   }
   w->cap = n;
   return GN_OK;
@@ -66,9 +71,7 @@ int gn_opt_gradient(gn_opt *opt, const double *theta, const gn_batch *batch, dou
   gn_loss_grad(opt->deck->loss, n, batch->n_global, md->C, w->logits, batch->y, w->dlogits);
   /* The state cotangent of the logits' cotangent: dX_B = dlogits U^T. */
   gn_gemm(CblasNoTrans, CblasTrans, n, md->d, md->C, 1.0, w->dlogits, md->C, md->U, md->C, 0.0, w->dX, md->d);
-  memset(grad, 0, md->nparams * sizeof(double));
-  gn_model_backward(md, theta, n, w->X, w->dX, grad);
-  return gn_par_sum(opt->par, grad, md->nparams);
+  return gn_backprop_sum(opt->par, md, theta, n, w->X, w->dX, grad, w->half);
 }
 
 void gn_opt_gradient_free(gn_opt *opt) {
@@ -77,11 +80,19 @@ void gn_opt_gradient_free(gn_opt *opt) {
   opt->grad_work = NULL;
 }
 
+int gn_opt_zero(const gn_opt *opt, double *shared, size_t n) {
+  size_t lo, hi;
+  gn_shm_slice(opt->par, n, sizeof(double), &lo, &hi);
+  memset(shared + lo, 0, (hi - lo) * sizeof(double));
+  return gn_shm_sync(opt->par);
+}
+
 int gn_opt_apply(gn_opt *opt, double *theta, const double *delta, double scale) {
-  const size_t np = opt->model->nparams;
-  /* delta is replicated, so every rank finds the same answer without communication. */
-  if (!gn_all_finite(delta, np)) GN_FAIL(GN_ENUMERIC, "non-finite update");
+  size_t lo, hi;
+  gn_shm_slice(opt->par, opt->model->nparams, sizeof(double), &lo, &hi);
+  /* Each rank checks its slice; the verdict is agreed before any rank writes. */
+  CHECK(gn_par_agree(opt->par, gn_all_finite(delta + lo, hi - lo) ? GN_OK : GN_RAISE(GN_ENUMERIC, "non-finite update")));
   const double a = opt->deck->lr * scale;
-  for (size_t i = 0; i < np; ++i) theta[i] -= a * delta[i];
-  return GN_OK;
+  for (size_t i = lo; i < hi; ++i) theta[i] -= a * delta[i];
+  return gn_shm_sync(opt->par);
 }

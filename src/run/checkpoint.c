@@ -13,7 +13,9 @@
 
 #include <zlib.h>
 
+#include "gnrev/core/array.h"
 #include "gnrev/core/err.h"
+#include "gnrev/core/shm.h"
 #include "gnrev/core/h5io.h"
 #include "gnrev/input/deck.h"
 #include "gnrev/core/version.h"
@@ -235,16 +237,20 @@ static int compare_decks(const gn_par *par, const char *path, const char *old_te
   return GN_OK;
 }
 
-static int same_fixed(gn_h5 *f, const char *path, const char *what, int nd, const int64_t *dims,
-                      const double *expect, size_t n, const char *ckpt) {
-  double *buf = malloc(n * sizeof(double));
-  CHECK_ALLOC(buf);
-  int st = gn_h5_read_f64(f, path, nd, dims, buf);
-  if (st == GN_OK && memcmp(buf, expect, n * sizeof(double)) != 0)
+/* Collective. Whether the rows x cols dataset `path` equals `expect` (this build's fixed matrix):
+ * each rank compares its share of the rows, so no rank holds a whole copy. */
+static int same_fixed(const gn_par *par, gn_h5 *f, const char *path, const char *what, int64_t rows, int64_t cols,
+                      const double *expect, const char *ckpt) {
+  int64_t row0, nrows;
+  gn_par_rows(rows, par->size, par->rank, &row0, &nrows);
+  double *buf = gn_alloc((size_t)(nrows * cols));
+  CHECK(gn_par_agree(par, buf ? GN_OK : GN_RAISE(GN_ENOMEM, "out of memory reading %s of %s", what, ckpt)));
+  int st = gn_h5_read_rows_f64(f, path, rows, cols, row0, nrows, buf);
+  if (st == GN_OK && nrows > 0 && memcmp(buf, expect + row0 * cols, (size_t)(nrows * cols) * sizeof(double)) != 0)
     st = GN_RAISE(GN_EINPUT, "checkpoint %s: %s differs from the one this build makes from the seed "
                   "(another gnrev version or BLAS?): refusing to continue", ckpt, what);
   free(buf);
-  return st;
+  return gn_par_agree(par, st);
 }
 
 int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, const gn_model *md,
@@ -266,8 +272,7 @@ int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, con
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "nranks", &nranks));
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "crc32_theta", &crc_t));
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "crc32_optimizer", &crc_o));
-  int64_t du[2] = {md->d, md->C};
-  CHECK_GOTO(same_fixed(f, "/model/U", "the output map U", 2, du, md->U, (size_t)(md->d * md->C), path));
+  CHECK_GOTO(same_fixed(par, f, "/model/U", "the output map U", md->d, md->C, md->U, path));
   for (int b = 0; b < md->B; ++b)
     for (int s = 0; s < 2; ++s) {
       char p[128], what[64];
@@ -275,17 +280,17 @@ int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, con
       double *th = theta + gn_model_offset(md, b, s);
       snprintf(p, sizeof p, "/model/block_%03d/%s/C", b, half);
       snprintf(what, sizeof what, "the projection C of block %d, %s", b, half);
-      int64_t dc[2] = {md->m, md->h};
-      CHECK_GOTO(same_fixed(f, p, what, 2, dc, md->proj[2 * b + s], (size_t)(md->m * md->h), path));
+      CHECK_GOTO(same_fixed(par, f, p, what, md->m, md->h, md->proj[2 * b + s], path));
       snprintf(p, sizeof p, "/model/block_%03d/%s/W", b, half);
       int64_t dw[2] = {md->h, md->m};
-      CHECK_GOTO(gn_h5_read_f64(f, p, 2, dw, th));
+      CHECK_GOTO(gn_h5_read_f64_node(f, p, 2, dw, th));
       if (md->hp > md->h) {
         snprintf(p, sizeof p, "/model/block_%03d/%s/b", b, half);
         int64_t db[1] = {md->m};
-        CHECK_GOTO(gn_h5_read_f64(f, p, 1, db, th + md->h * md->m));
+        CHECK_GOTO(gn_h5_read_f64_node(f, p, 1, db, th + md->h * md->m));
       }
     }
+  CHECK_GOTO(gn_shm_sync(par));
   if (crc_of(theta, md->nparams) != crc_t)
     FAIL_GOTO(GN_EIO, "checkpoint %s: the weights do not match their checksum (damaged file)", path);
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_t", &t));
@@ -298,8 +303,9 @@ int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, con
     char p[128];
     snprintf(p, sizeof p, "/optimizer/%s", arrays[i].name);
     int64_t dims[1] = {(int64_t)arrays[i].n};
-    CHECK_GOTO(gn_h5_read_f64(f, p, 1, dims, arrays[i].data));
+    CHECK_GOTO(gn_h5_read_f64_node(f, p, 1, dims, arrays[i].data));
   }
+  CHECK_GOTO(gn_shm_sync(par));
   if (crc_optimizer(opt) != crc_o)
     FAIL_GOTO(GN_EIO, "checkpoint %s: the optimizer state does not match its checksum (damaged file)", path);
   /* Running sums of the epoch (absent from checkpoints of older versions: then zero). */

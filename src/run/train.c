@@ -22,6 +22,7 @@
 #include "gnrev/core/err.h"
 #include "gnrev/core/fs.h"
 #include "gnrev/core/rng.h"
+#include "gnrev/core/shm.h"
 #include "gnrev/core/sysmem.h"
 #include "gnrev/core/version.h"
 #include "gnrev/diag/diag.h"
@@ -49,7 +50,8 @@ typedef struct {
   const char *deck_source;
   gn_dataset train, test;
   gn_model model;
-  double *theta;             /* parameters */
+  gn_shm theta_mem;          /* the parameters, once per node */
+  double *theta;
   gn_opt *opt;
   gn_diag *diag;
   gn_runlog *log;
@@ -396,7 +398,7 @@ static void trainer_free(trainer *tr) {
   gn_model_free(&tr->model);
   gn_data_free(&tr->train);
   gn_data_free(&tr->test);
-  free(tr->theta);
+  gn_shm_free(&tr->theta_mem);
   free(tr->pending_values);
   free(tr->perm);
   free(tr->idx); free(tr->X0); free(tr->X); free(tr->logits); free(tr->y);
@@ -436,11 +438,19 @@ static void print_summary(trainer *tr, const gn_memplan *plan, bool check_only) 
   fflush(stdout);
 }
 
+/* Collective. theta = the initial parameters, each rank of a node drawing its slice. */
+static int init_params(trainer *tr) {
+  size_t lo, hi;
+  gn_shm_slice(tr->par, tr->model.nparams, sizeof(double), &lo, &hi);
+  gn_model_init_params(&tr->model, tr->deck, lo, hi, tr->theta);
+  return gn_shm_sync(tr->par);
+}
+
 /* Collective. theta, the optimizer and the step to start from: a checkpoint as the deck's restart
  * says, or the initial state. */
 static int restore(trainer *tr) {
   const gn_deck *deck = tr->deck;
-  gn_model_init_params(&tr->model, deck, tr->theta);
+  CHECK(init_params(tr));
   gn_ckpt_state cs;
   CHECK(gn_ckpt_restart(tr->par, deck, tr->deck_text, &tr->model, tr->theta, tr->opt, tr->restart_path,
                         sizeof tr->restart_path, &cs));
@@ -454,8 +464,8 @@ static int restore(trainer *tr) {
     }
   } else if (strcmp(deck->restart, "auto") == 0) {
     /* A failed candidate may have left partial values behind: start from the true initial state. */
-    gn_model_init_params(&tr->model, deck, tr->theta);
-    gn_opt_reset(tr->opt);
+    CHECK(init_params(tr));
+    CHECK(gn_opt_reset(tr->opt));
   }
   return GN_OK;
 }
@@ -484,13 +494,14 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   print_summary(tr, &plan, check_only);
   if (check_only && RANK0) printf("effective deck:\n%s", tr->deck_text);
   CHECK_GOTO(gn_par_agree(par, gn_memplan_check(&plan)));
-  CHECK_GOTO(gn_par_agree(par, gn_model_create(deck, tr->train.d, tr->train.classes, &tr->model)));
+  CHECK_GOTO(gn_par_agree(par, gn_model_create(par, deck, tr->train.d, tr->train.classes, &tr->model)));
   if (check_only) goto fail;
 
   const size_t np = tr->model.nparams;
-  tr->theta = gn_alloc(np);
+  CHECK_GOTO(gn_par_agree(par, gn_shm_alloc(par, np * sizeof(double), "the parameters", &tr->theta_mem)));
+  tr->theta = tr->theta_mem.base;
   tr->perm = malloc((size_t)tr->train.n * sizeof(int64_t));
-  int st = (!tr->theta || !tr->perm) ? GN_RAISE(GN_ENOMEM, "out of memory for %zu parameters", np) : GN_OK;
+  int st = !tr->perm ? GN_RAISE(GN_ENOMEM, "out of memory for the order of %lld samples", (long long)tr->train.n) : GN_OK;
   if (st == GN_OK) {
     const int64_t rows = (tr->bs + par->size - 1) / par->size;
     st = reserve_rows(tr, rows > EVAL_CHUNK ? rows : EVAL_CHUNK);

@@ -55,7 +55,7 @@ typedef struct {
 int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_t seed,
                    gn_ntk_change *out);
 
-/* Collective on par->comm. delta (nparams, replicated) = J^T w: the parameter gradient of
+/* Collective on par->comm. delta (nparams, node-shared: shm.h) = J^T w: the parameter gradient of
  * sum_i w_i . logit_i over all ranks' rows, by one backpropagation of the output cotangent w
  * (state cotangent w U^T). X_local (n_local x d) is not modified; w_local is n_local x C. Used
  * to raise output-space vectors to parameter space (MP step, ViViT directions, mean gradient). */

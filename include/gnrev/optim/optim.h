@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "gnrev/core/par.h"
+#include "gnrev/core/shm.h"
 #include "gnrev/input/deck.h"
 #include "gnrev/model/model.h"
 
@@ -61,8 +62,6 @@ typedef struct {
   int (*arrays)(gn_opt *opt, gn_opt_array *out, int cap);
   /* Local. The last update's record; NULL means none. */
   int (*record)(const gn_opt *opt, gn_opt_record *rec);
-  /* Local. Zeroes the state (a fresh start). NULL: nothing to zero. */
-  void (*reset)(gn_opt *opt);
   /* Collective. Frees opt->impl. NULL: plain free. */
   void (*destroy)(gn_opt *opt);
 } gn_opt_ops;
@@ -75,7 +74,8 @@ struct gn_opt {
   int64_t t;             /* updates taken by a first-order rule (Adam's bias correction); 0 for GN */
   int64_t has_momentum;  /* SGD: the momentum buffer holds a value (PyTorch starts it at the first
                           * gradient); 0 otherwise */
-  double *delta;         /* nparams: the gradient or direction of the current step */
+  double *delta;         /* nparams, node-shared: the gradient or direction of the current step */
+  gn_shm delta_mem;
   void *impl;            /* the method's own state */
   void *grad_work;       /* batch-row buffers of gn_opt_gradient, made on first use */
 };
@@ -101,24 +101,27 @@ int gn_opt_arrays(gn_opt *opt, gn_opt_array *out, int cap);
 /* Local. The last update's record for run.h5; returns 0 when the method keeps none. */
 int gn_opt_last_record(const gn_opt *opt, gn_opt_record *rec);
 
-/* Local. Back to the state of a fresh start (counters and arrays zeroed). */
-void gn_opt_reset(gn_opt *opt);
+/* Collective on par->node. Back to the state of a fresh start (counters and arrays zeroed). */
+int gn_opt_reset(gn_opt *opt);
 
 /* ---- what the methods share (src/optim/update.c) --------------------------------------------- */
 
 /* Collective. info = the batch's mean loss and accuracy from this rank's logits (n x C). */
 int gn_opt_batch_metrics(const gn_opt *opt, const gn_batch *batch, const double *logits, gn_step_info *info);
 
-/* Collective. grad (nparams, replicated) = gradient of the batch's mean loss at theta by one forward
+/* Collective. grad (nparams, node-shared) = gradient of the batch's mean loss at theta by one forward
  * and one backpropagation, and info the batch's loss before the update; a non-finite loss is
  * GN_ENUMERIC. */
 int gn_opt_gradient(gn_opt *opt, const double *theta, const gn_batch *batch, double *grad, gn_step_info *info);
 
+/* Collective on par->node. Zeroes n doubles of node-shared memory (each rank its slice). */
+int gn_opt_zero(const gn_opt *opt, double *shared, size_t n);
+
 /* Local. Frees the buffers gn_opt_gradient made (gn_opt_free calls it). */
 void gn_opt_gradient_free(gn_opt *opt);
 
-/* Collective. theta -= lr * scale * delta after checking that delta is finite (GN_ENUMERIC
- * naming the step otherwise, theta untouched). */
+/* Collective. theta -= lr * scale * delta (both node-shared; each rank of a node its slice, then a
+ * gn_shm_sync) after checking that delta is finite (GN_ENUMERIC otherwise, theta untouched). */
 int gn_opt_apply(gn_opt *opt, double *theta, const double *delta, double scale);
 
 /* The methods, for the registry in optim.c. */
