@@ -406,6 +406,42 @@ static void test_cifar(void) {
   if (par.rank == 0) unlink(file);
   MPI_Barrier(MPI_COMM_WORLD);
   expect_error("cifar_missing_batch_file", &deck, GN_EIO, file, "cannot open");
+
+  /* A training file cut inside its second record. */
+  subdir("cifar_cut", dir, sizeof dir);
+  make_cifar(dir, per_file, 3, 0);
+  snprintf(file, sizeof file, "%s/data_batch_5.bin", dir);
+  if (par.rank == 0 && truncate(file, CIFAR_REC + 100) != 0) gt_note("truncate %s: %s", file, strerror(errno));
+  MPI_Barrier(MPI_COMM_WORLD);
+  deck = deck_for(GN_SRC_CIFAR10, dir);
+  expect_error("cifar_training_file_cut_mid_record", &deck, GN_EINPUT, file,
+               "size 3173 bytes is not a multiple of the 3073");
+
+  /* More samples asked for than the five files hold (2 + 1 + 0 + 1 + 2). */
+  subdir("cifar_small", dir, sizeof dir);
+  make_cifar(dir, per_file, 3, 0);
+  MPI_Barrier(MPI_COMM_WORLD);
+  deck = deck_for(GN_SRC_CIFAR10, dir);
+  deck.n_train = 7;
+  char want[700];
+  snprintf(want, sizeof want, "n_train = 7 exceeds the 6 samples available in %s/data_batch_1.bin", dir);
+  expect_error("cifar_n_train_too_large", &deck, GN_EINPUT, want, NULL);
+
+  /* Label 10 in the first record of data_batch_4 (the 4th training sample), past the 2 kept:
+   * every label is checked, not only those of the samples kept. */
+  snprintf(file, sizeof file, "%s/data_batch_4.bin", dir);
+  if (par.rank == 0) {
+    FILE *f = fopen(file, "r+b");
+    if (f) {
+      fputc(10, f);
+      fclose(f);
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  deck = deck_for(GN_SRC_CIFAR10, dir);
+  deck.n_train = 2;
+  expect_error("cifar_label_out_of_range_past_n_train", &deck, GN_EINPUT, file,
+               "record 0 has label 10, expected 0..9");
 }
 
 static void test_hdf5(void) {

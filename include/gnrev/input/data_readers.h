@@ -70,7 +70,8 @@ int gn_data_known_check_content(gn_source source, int split, const gn_data_idx_f
 int gn_data_cifar_probe(const char *dir, bool train, gn_data_shape *shape);
 
 /* Local. Reads the first n records (pixels normalised with nrm, kept in the file's channel-major
- * R, G, B order) into x (n x 3072) and their labels into y, checking labels < 10. */
+ * R, G, B order) into x (n x 3072) and their labels into y, checking that every label of every
+ * file, not only the first n, is < 10. */
 int gn_data_cifar_read(const char *dir, bool train, int64_t n, const gn_pixel_norm *nrm, float *x,
                        int32_t *y);
 
