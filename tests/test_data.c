@@ -54,7 +54,7 @@ static void write_idx(const char *path, int gz, uint32_t magic, const uint32_t *
   } else {
     FILE *f = fopen(path, "wb");
     fwrite(head, 1, hb, f);
-    fwrite(payload, 1, bytes, f);
+    if (bytes) fwrite(payload, 1, bytes, f);
     fclose(f);
   }
 }
