@@ -113,7 +113,7 @@ static void set_str(char *dst, size_t cap, const char *src) {
   snprintf(dst, cap, "%s", src);
 }
 
-static const char *default_path(gn_source s) {
+const char *gn_deck_default_path(gn_source s) {
   switch (s) {
     case GN_SRC_FASHION_MNIST: return "/usr/share/datasets/fashion-mnist";
     case GN_SRC_MNIST: return "/usr/share/datasets/mnist";
@@ -130,7 +130,7 @@ static bool resolve_derived(gn_deck *d) {
     memset(d->out_dir, 0, sizeof d->out_dir);
     ok = snprintf(d->out_dir, sizeof d->out_dir, "runs/%s", d->name) < (int)sizeof d->out_dir;
   }
-  if (d->path[0] == '\0') set_str(d->path, sizeof d->path, default_path(d->source));
+  if (d->path[0] == '\0') set_str(d->path, sizeof d->path, gn_deck_default_path(d->source));
   return ok;
 }
 

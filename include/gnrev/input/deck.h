@@ -107,4 +107,9 @@ const char *gn_deck_method_name(gn_method v);
 const char *gn_deck_loss_name(gn_loss_kind v);
 const char *gn_deck_activation_name(gn_activation v);
 
+/* Local. The folder (or "") that path defaults to for a source: /usr/share/datasets/mnist for
+ * mnist (where `make data` installs it), /usr/share/datasets/fashion-mnist for fashion-mnist
+ * (Debian's dataset-fashion-mnist), data/cifar-10-batches-bin for cifar10. */
+const char *gn_deck_default_path(gn_source s);
+
 #endif
