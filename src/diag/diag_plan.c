@@ -63,11 +63,7 @@ static double ggn_bytes(const gn_par *par, const gn_deck *dk, int64_t d, int C) 
 }
 
 size_t gn_diag_bytes(const gn_par *par, const gn_deck *dk, int64_t d, int C) {
-  const double m = (double)(d / 2), hp = (double)dk->hidden + (dk->bias ? 1 : 0);
-  const double nparams = 2.0 * (double)dk->blocks * hp * m;
   double bytes = 0;
-  const bool any = dk->ntk_every > 0 || dk->cka_every > 0 || dk->weights_every > 0 || dk->ggn_every > 0;
-  if (any) bytes += nparams * sizeof(double);
   if (dk->ntk_every > 0) bytes += ntk_bytes(par, dk, d, C);
   if (dk->cka_every > 0) bytes += cka_bytes(par, dk, d);
   if (dk->ggn_every > 0) bytes += ggn_bytes(par, dk, d, C);
@@ -85,7 +81,7 @@ char *gn_diag_plan(const gn_par *par, const gn_deck *dk, int64_t d, int C) {
   const bool any = dk->ntk_every > 0 || dk->cka_every > 0 || dk->weights_every > 0 || dk->ggn_every > 0;
   if (!any) return out;
   char fb[32], bb[32];
-  fmt_line(out, cap, &used, "diagnostics (per rank, per snapshot; theta0 kept: ");
+  fmt_line(out, cap, &used, "diagnostics (per rank, per snapshot; theta0 kept once per node: ");
   gn_sysmem_str((size_t)(nparams * sizeof(double)), bb, sizeof bb);
   fmt_line(out, cap, &used, "%s):\n", bb);
   if (dk->ntk_every > 0) {

@@ -1,5 +1,6 @@
-/* memplan.c — an upper estimate of per-rank memory from the shapes alone (no allocation), so an
- * impossible plan is refused in seconds instead of dying in the middle of a queue slot. */
+/* memplan.c — an upper estimate of memory per rank and per node from the shapes alone (no
+ * allocation), so an impossible plan is refused in seconds instead of dying in the middle of a
+ * queue slot. Node-shared blocks (shm.h) count once per node, everything else once per rank. */
 #include "gnrev/run/memplan.h"
 
 #include <math.h>
@@ -12,61 +13,96 @@
 #include "gnrev/diag/diag_plan.h"
 #include "gnrev/linalg/pinv.h"
 
+/* Bytes as size_t, saturating: absurd decks (blocks = 10**9) give huge figures, not overflow. */
+static size_t bytes(double b) { return b > 1e18 ? (size_t)1e18 : (size_t)b; }
+
 void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C, int64_t n_train,
                         int64_t n_test, gn_memplan *p) {
   memset(p, 0, sizeof *p);
-  const size_t D = sizeof(double);
-  const int64_t m = d / 2, h = deck->hidden, hp = h + (deck->bias ? 1 : 0), B = deck->blocks;
-  /* Products in double so that absurd decks (blocks = 10**9) give huge figures, not overflow. */
-  const double np_d = 2.0 * (double)B * (double)hp * (double)m;
-  const size_t nparams = np_d > 1e15 ? (size_t)1e15 : (size_t)np_d;
+  const double D = sizeof(double);
+  const double m = (double)(d / 2), h = (double)deck->hidden, hp = h + (deck->bias ? 1 : 0), B = (double)deck->blocks;
+  const double nparams = 2.0 * B * hp * m;
   const int64_t bs = deck->batch_size > 0 && deck->batch_size < n_train ? deck->batch_size : n_train;
-  const int64_t rows = (bs + par->size - 1) / par->size;
-  const int64_t eval_rows = rows > 256 ? rows : 256;
-  p->data_node = (size_t)(n_train + n_test) * ((size_t)d * sizeof(float) + sizeof(int32_t));
-  p->model_fixed = (size_t)fmin(1e18, (2.0 * (double)B * (double)m * (double)h + (double)(d * C)) * (double)D);
-  p->params = (size_t)fmin(1e18, 3.0 * (double)nparams * (double)D);
-  p->optimizer = deck->method == GN_OPT_ADAM ? 2 * nparams * D
-                 : (deck->method == GN_OPT_SGD && deck->momentum > 0) ? nparams * D : 0;
-  /* batch in/out, gradients, logits, and the model workspace (features + pre-activations) */
-  p->batch = (size_t)(3 * eval_rows * d + 2 * eval_rows * C) * D + (size_t)(eval_rows * (hp + h + 4 * m)) * D;
-  if (deck->method == GN_OPT_GN || deck->method == GN_OPT_GN_VIVIT || deck->gn_reference)
-    p->gn = (size_t)(3 * rows * d + rows * hp + 3 * rows * m + rows * C) * D +
-            gn_pinv_bytes(par->size, bs, hp, m);
+  const double rows = ceil((double)bs / par->size), eval_rows = fmax(rows, GN_EVAL_ROWS);
+  const bool gn = deck->method == GN_OPT_GN || deck->method == GN_OPT_GN_VIVIT;
+  const bool first_order = deck->method == GN_OPT_SGD || deck->method == GN_OPT_ADAM;
+  const bool diag = deck->ntk_every > 0 || deck->cka_every > 0 || deck->weights_every > 0 || deck->ggn_every > 0;
+
+  p->data = bytes((double)(n_train + n_test) * ((double)d * sizeof(float) + sizeof(int32_t)));
+  p->model_fixed = bytes((2.0 * B * m * h + (double)d * C) * D);
+  p->params = bytes(2.0 * nparams * D);
+  p->theta0 = diag ? bytes(nparams * D) : 0;
+  p->optimizer = deck->method == GN_OPT_ADAM ? bytes(2 * nparams * D)
+                 : (deck->method == GN_OPT_SGD && deck->momentum > 0) ? bytes(nparams * D) : 0;
+  p->node_shared = p->data + p->model_fixed + p->params + p->theta0 + p->optimizer;
+
+  /* batch inputs, state, logits; the model workspace (features, feature-space tangents, C W) */
+  p->batch = bytes((3 * eval_rows * d + 2 * eval_rows * C) * D + (eval_rows * (hp + h) + 2 * m * m) * D);
+  /* first-order methods, the Moore-Penrose and ViViT steps: one half-block of gradient */
+  if (first_order || deck->gn_reference || deck->method == GN_OPT_GN_VIVIT) p->gradient = bytes(hp * m * D);
+  if (gn)
+    p->gn = bytes((3 * rows * d + 2 * rows * hp + 3 * rows * m + rows * C) * D) +
+            gn_pinv_bytes(par->size, bs, (int64_t)hp, (int64_t)m);
   p->diagnostics = gn_diag_bytes(par, deck, d, C);
-  p->per_rank = p->data_node / (size_t)(par->node_size > 0 ? par->node_size : 1) + p->model_fixed +
-                p->params + p->optimizer + p->batch + p->gn + p->diagnostics;
-  p->available = gn_sysmem_available() / (size_t)(par->node_size > 0 ? par->node_size : 1);
+  p->per_rank = p->batch + p->gradient + p->gn + p->diagnostics;
+
+  int sizes[2] = {par->node_size, par->nnodes};
+  p->ranks_per_node = sizes[0] > 0 ? sizes[0] : 1;
+  p->nodes = sizes[1] > 0 ? sizes[1] : 1;
+  p->per_node = bytes((double)p->node_shared + (double)p->ranks_per_node * (double)p->per_rank);
+  p->available = gn_sysmem_available();
 }
 
 char *gn_memplan_format(const gn_memplan *p) {
   struct {
     const char *what;
     size_t bytes;
-  } rows[] = {{"data (per node, shared)", p->data_node}, {"fixed projections C, U", p->model_fixed},
-              {"parameters, update, initial copy", p->params}, {"optimizer state", p->optimizer},
-              {"batch and model workspace", p->batch}, {"GN sweep and pseudo-inverse", p->gn},
-              {"diagnostics", p->diagnostics}, {"total per rank", p->per_rank},
-              {"available per rank", p->available}};
-  size_t cap = 2048;
+  } shared[] = {{"data", p->data}, {"fixed projections C, U", p->model_fixed},
+                {"parameters and update", p->params}, {"initial parameters (diagnostics)", p->theta0},
+                {"optimizer state", p->optimizer}, {"total once per node", p->node_shared}},
+    rank[] = {{"batch and model workspace", p->batch}, {"one half-block of gradient", p->gradient},
+              {"GN sweep and pseudo-inverse", p->gn}, {"diagnostics", p->diagnostics},
+              {"total per rank", p->per_rank}};
+  const size_t cap = 4096;
   char *out = malloc(cap);
   if (!out) return NULL;
-  size_t used = (size_t)snprintf(out, cap, "memory per rank:\n");
-  for (size_t i = 0; i < sizeof rows / sizeof *rows; ++i) {
-    char b[32];
-    gn_sysmem_str(rows[i].bytes, b, sizeof b);
-    used += (size_t)snprintf(out + used, cap - used, "  %-34s %12s\n", rows[i].what, b);
+  char b[32];
+  size_t used = (size_t)snprintf(out, cap, "memory for these %d rank%s on %d node%s (%d per node):\n  node-shared:\n",
+                                 p->ranks_per_node * p->nodes, p->ranks_per_node * p->nodes == 1 ? "" : "s",
+                                 p->nodes, p->nodes == 1 ? "" : "s", p->ranks_per_node);
+  for (size_t i = 0; i < sizeof shared / sizeof *shared; ++i) {
+    gn_sysmem_str(shared[i].bytes, b, sizeof b);
+    used += (size_t)snprintf(out + used, cap - used, "    %-34s %12s\n", shared[i].what, b);
   }
+  used += (size_t)snprintf(out + used, cap - used, "  per rank:\n");
+  for (size_t i = 0; i < sizeof rank / sizeof *rank; ++i) {
+    gn_sysmem_str(rank[i].bytes, b, sizeof b);
+    used += (size_t)snprintf(out + used, cap - used, "    %-34s %12s\n", rank[i].what, b);
+  }
+  gn_sysmem_str(p->per_node, b, sizeof b);
+  used += (size_t)snprintf(out + used, cap - used, "  total per node  %s\n", b);
+  gn_sysmem_str(p->available, b, sizeof b);
+  snprintf(out + used, cap - used, "  available on this node  %s\n", b);
   return out;
 }
 
 int gn_memplan_check(const gn_memplan *p) {
-  if (p->available == 0 || p->per_rank <= p->available) return GN_OK;
-  char need[32], have[32];
-  gn_sysmem_str(p->per_rank, need, sizeof need);
+  if (p->available == 0 || p->per_node <= p->available) return GN_OK;
+  char need[32], have[32], shared[32], rank[32];
+  gn_sysmem_str(p->per_node, need, sizeof need);
   gn_sysmem_str(p->available, have, sizeof have);
+  gn_sysmem_str(p->node_shared, shared, sizeof shared);
+  gn_sysmem_str(p->per_rank, rank, sizeof rank);
+  const double fit = p->available > p->node_shared && p->per_rank > 0
+                         ? floor((double)(p->available - p->node_shared) / (double)p->per_rank) : 0;
+  if (fit >= 1)
+    GN_FAIL(GN_ENOMEM,
+            "this run needs about %s per node (%s shared by the node's ranks + %d ranks x %s) but only %s is "
+            "available on this node: at most %.0f ranks per node fit; use more nodes with fewer ranks each, or "
+            "a smaller batch_size, hidden or blocks",
+            need, shared, p->ranks_per_node, rank, have, fit);
   GN_FAIL(GN_ENOMEM,
-          "this run needs about %s per rank but only %s is available per rank on this node; "
-          "use more nodes (fewer ranks per node), a smaller batch_size, hidden or blocks",
-          need, have);
+          "this run needs about %s per node (%s shared by the node's ranks + %d ranks x %s) but only %s is "
+          "available on this node: not even one rank per node fits; use a smaller batch_size, hidden or blocks",
+          need, shared, p->ranks_per_node, rank, have);
 }

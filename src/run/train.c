@@ -36,8 +36,6 @@
 #include "gnrev/run/runlog.h"
 #include "gnrev/run/signals.h"
 
-enum { EVAL_CHUNK = 512 };
-
 /* Seconds spent per phase of the loop, summed over the steps of this run (rank 0's clock). */
 typedef struct {
   double batch, diag, update, after, rows, flush, eval, ckpt;
@@ -97,10 +95,10 @@ static int evaluate(trainer *tr, const gn_dataset *set, int64_t n, double *loss,
   int64_t row0, nrows;
   gn_par_rows(n, tr->par->size, tr->par->rank, &row0, &nrows);
   double sums[2] = {0, 0};
-  int64_t idx[EVAL_CHUNK];
-  int32_t y[EVAL_CHUNK];
-  for (int64_t off = 0; off < nrows; off += EVAL_CHUNK) {
-    const int64_t k = nrows - off < EVAL_CHUNK ? nrows - off : EVAL_CHUNK;
+  int64_t idx[GN_EVAL_ROWS];
+  int32_t y[GN_EVAL_ROWS];
+  for (int64_t off = 0; off < nrows; off += GN_EVAL_ROWS) {
+    const int64_t k = nrows - off < GN_EVAL_ROWS ? nrows - off : GN_EVAL_ROWS;
     for (int64_t i = 0; i < k; ++i) idx[i] = row0 + off + i;
     gn_data_gather(set, idx, k, tr->X, y);
     gn_model_forward(&tr->model, tr->theta, k, tr->X, tr->logits);
@@ -426,10 +424,12 @@ static void print_summary(trainer *tr, const gn_memplan *plan, bool check_only) 
     if (dplan && dplan[0]) printf("diagnostics:\n%s", dplan);
     free(dplan);
   } else {
-    char need[32], have[32];
-    gn_sysmem_str(plan->per_rank, need, sizeof need);
+    char rank[32], node[32], have[32];
+    gn_sysmem_str(plan->per_rank, rank, sizeof rank);
+    gn_sysmem_str(plan->per_node, node, sizeof node);
     gn_sysmem_str(plan->available, have, sizeof have);
-    printf("memory: about %s per rank of %s available\n", need, have);
+    printf("memory: about %s per node (%d ranks, %s each besides what they share) of %s available\n", node,
+           plan->ranks_per_node, rank, have);
   }
   free(table);
   if ((dk->method == GN_OPT_GN) && tr->bs > hp)
@@ -504,7 +504,7 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   int st = !tr->perm ? GN_RAISE(GN_ENOMEM, "out of memory for the order of %lld samples", (long long)tr->train.n) : GN_OK;
   if (st == GN_OK) {
     const int64_t rows = (tr->bs + par->size - 1) / par->size;
-    st = reserve_rows(tr, rows > EVAL_CHUNK ? rows : EVAL_CHUNK);
+    st = reserve_rows(tr, rows > GN_EVAL_ROWS ? rows : GN_EVAL_ROWS);
   }
   CHECK_GOTO(gn_par_agree(par, st));
   CHECK_GOTO(gn_opt_create(par, deck, &tr->model, &tr->opt));

@@ -13,7 +13,8 @@
  * "" when every diagnostic is off). */
 char *gn_diag_plan(const gn_par *par, const gn_deck *deck, int64_t d, int C);
 
-/* Local. Bytes per rank the switched-on diagnostics hold (for the memory plan). */
+/* Local. Bytes per rank the switched-on diagnostics hold (for the memory plan), besides their
+ * node-shared copy of theta0. */
 size_t gn_diag_bytes(const gn_par *par, const gn_deck *deck, int64_t d, int C);
 
 #endif

@@ -1,34 +1,46 @@
-/* memplan.h — what a run needs per rank, said before anything big is allocated, and refused
- * when it cannot fit. */
-#ifndef GNREV_MEMPLAN_H
-#define GNREV_MEMPLAN_H
+/* memplan.h — what a run needs per rank and per node, said before anything big is allocated, and
+ * refused when it cannot fit. The figures are for the ranks the plan is made on (par). */
+#ifndef GNREV_RUN_MEMPLAN_H
+#define GNREV_RUN_MEMPLAN_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gnrev/input/deck.h"
 #include "gnrev/core/par.h"
+#include "gnrev/input/deck.h"
+
+/* Rows a rank evaluates at once; the batch buffers hold max(its batch rows, this). */
+enum { GN_EVAL_ROWS = 128 };
 
 typedef struct {
-  size_t data_node;     /* training + test sets, once per node (shared window) */
+  /* once per node (node-shared memory) */
+  size_t data;          /* training and test sets */
   size_t model_fixed;   /* C matrices and U */
-  size_t params;        /* theta, gradient/direction, initial copy */
+  size_t params;        /* theta and the update (gradient or GN direction) */
+  size_t theta0;        /* the diagnostics' copy of the initial parameters */
   size_t optimizer;     /* SGD momentum or Adam moments */
-  size_t batch;         /* batch rows, activations and model workspace */
+  size_t node_shared;   /* their sum */
+  /* per rank */
+  size_t batch;         /* batch rows, the evaluation rows and the model workspace */
+  size_t gradient;      /* one half-block of gradient on its way into node memory */
   size_t gn;            /* GN sweep buffers and the distributed pseudo-inverse */
   size_t diagnostics;   /* NTK, CKA, GGN buffers */
-  size_t per_rank;      /* total per rank, counting the node's data share */
-  size_t available;     /* memory available per rank on this node (MemAvailable / ranks) */
+  size_t per_rank;      /* their sum */
+  int ranks_per_node;   /* the largest node of the run */
+  int nodes;
+  size_t per_node;      /* node_shared + ranks_per_node * per_rank */
+  size_t available;     /* memory available on this node now (MemAvailable) */
 } gn_memplan;
 
-/* Local. The plan for the deck on par->size ranks, input width d, C classes and set sizes. */
+/* Local. The plan for the deck on par's ranks and nodes, input width d, C classes and set sizes. */
 void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C, int64_t n_train,
                         int64_t n_test, gn_memplan *plan);
 
-/* Local. Human-readable table (malloc'ed). */
+/* Local. Human-readable table (malloc'ed) ending with the line "  total per node  <size>". */
 char *gn_memplan_format(const gn_memplan *plan);
 
-/* Local. GN_ENOMEM with the figures when the plan exceeds the available memory. */
+/* Local. GN_ENOMEM with the figures and the number of ranks per node that would fit when the plan
+ * exceeds the available memory. */
 int gn_memplan_check(const gn_memplan *plan);
 
 #endif
