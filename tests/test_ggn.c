@@ -418,13 +418,13 @@ static double boot_quantile(const gn_ggn *g, uint64_t seed, int64_t step, int64_
     double gam[2] = {0, 0}, lam[2] = {0, 0};
     for (int h = 0; h < 2; ++h)
       for (int64_t i = 0; i < N; ++i) {
-        const int64_t n = (int64_t)gn_rng_below(seed, GN_RNG_BOOTSTRAP, (uint32_t)step, (uint64_t)((2 * b + h) * N + i),
-                                                (uint64_t)N);
+        const int64_t n = (int64_t)gn_rng_below(seed, GN_RNG_BOOTSTRAP, (uint32_t)step,
+                                                (uint64_t)((2 * b + h) * N + i), (uint64_t)N);
         gam[h] += g->gamma[n * k + kk] / (double)N;
         lam[h] += g->lambda[n * k + kk] / (double)N;
       }
-    const double st = -gam[0] / (lam[0] + delta);
-    R[b] = -st * gam[1] - 0.5 * st * st * lam[1];
+    const double s = -gam[0] / (lam[0] + delta);
+    R[b] = -s * gam[1] - 0.5 * s * s * lam[1];
   }
   qsort(R, B, sizeof *R, cmp_up);
   return R[4];
@@ -523,7 +523,8 @@ static void check_vivit_explicit(const gn_par *par, gn_damping_mode mode, int64_
       const double e = log10(damp[kk] / lref);
       on_grid &= fabs(e - round(e)) < 1e-12 && fabs(e) <= 6.5;
       double best = -INFINITY;
-      for (int j = -6; j <= 6; ++j) best = fmax(best, boot_quantile(&g, (uint64_t)s.dk.seed, 7, kk, lref * pow(10.0, j)));
+      for (int j = -6; j <= 6; ++j)
+        best = fmax(best, boot_quantile(&g, (uint64_t)s.dk.seed, 7, kk, lref * pow(10.0, j)));
       const double got = boot_quantile(&g, (uint64_t)s.dk.seed, 7, kk, damp[kk]);
       shortfall = fmax(shortfall, (best - got) / fabs(best));
       gt_note("direction %lld: lambda %.3e, gamma %.3e, damping %.0e x lambda_ref, 5%% quantile of R %.6e "

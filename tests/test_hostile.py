@@ -123,7 +123,8 @@ rng = np.random.default_rng(5)
 # The memory plan's refusal: the figure needed against the figure available.
 MEMORY = r"out of memory: this run needs about [0-9.]+ [KMGTPE]iB per rank but only [0-9.]+ [KMGTPE]iB is available"
 hostile_deck("syntax garbage", "&run seed = = 3 , , / / &&\n", r":1:13: error: unexpected '=' in the value of 'seed'")
-hostile_deck("binary junk", bytes(rng.integers(0, 256, 4096, dtype=np.uint8)), r":1:1: error: .* outside any namelist group")
+hostile_deck("binary junk", bytes(rng.integers(0, 256, 4096, dtype=np.uint8)),
+             r":1:1: error: .* outside any namelist group")
 # A NUL byte ends the deck for the parser today: inside a group it reads as an unclosed group, and
 # after a complete group everything behind it is dropped without a word (the run goes ahead).
 hostile_deck("NUL byte inside a valid deck", valid[:40].encode() + b"\0" + valid[40:].encode(), r"(?i)\bNUL\b",
@@ -155,7 +156,8 @@ hostile_deck("hidden = 2**62", deck_with(model__hidden=2**62), r"error: hidden =
 hostile_deck("blocks = 10**9: refused by the memory plan", deck_with(model__blocks=10**9), MEMORY, codes=(4,),
              timeout=15 * SLOW)
 hostile_deck("synthetic_train = 10**12: refused before the data is made", deck_with(data__synthetic_train=10**12),
-             r"out of memory: the training and test sets need [0-9.]+ [KMGTPE]iB per node \(1000000000000 \+ 40 samples",
+             r"out of memory: the training and test sets need [0-9.]+ [KMGTPE]iB per node "
+             r"\(1000000000000 \+ 40 samples",
              codes=(4,), timeout=15 * SLOW)
 hostile_deck("fashion-mnist path to a missing folder",
              deck_text({"data": {"source": "fashion-mnist", "path": os.path.join(tmp, "nowhere")}}),
@@ -292,8 +294,8 @@ d = folder("cifar_missing")
 for k in (1, 2, 4, 5):
     with open(os.path.join(d, f"data_batch_{k}.bin"), "wb") as f:
         f.write(bytes(3073))
-hostile_data("CIFAR data_batch_3.bin missing", cifar(d), r"cannot open \S*/data_batch_3\.bin: No such file or directory",
-             codes=(3,))
+hostile_data("CIFAR data_batch_3.bin missing", cifar(d),
+             r"cannot open \S*/data_batch_3\.bin: No such file or directory", codes=(3,))
 d = folder("cifar_label")
 for k in range(1, 6):
     with open(os.path.join(d, f"data_batch_{k}.bin"), "wb") as f:

@@ -127,7 +127,7 @@ if [ "$(cat "$FAKE_LOG/mpirun.args" 2>/dev/null)" = "$(printf '%s\n' -np 3 --bin
 reset_log
 SLURM_JOB_ID=78 bash jobs/gnrev.slurm no/such/deck.nml >"$tmp/out" 2>&1
 rc=$?
-if [ "$rc" = 2 ] && [ ! -e "$FAKE_LOG/srun.args.0" ] && grep -q 'no/such/deck.nml' "$tmp/out"; then ok "gnrev.slurm refuses a missing deck with status 2 before launching"; else notok "gnrev.slurm refuses a missing deck with status 2 before launching"; fi
+if [ "$rc" = 2 ] && [ ! -e "$FAKE_LOG/srun.args.0" ] && grep -q 'cannot read the deck no/such/deck.nml' "$tmp/out"; then ok "gnrev.slurm refuses a missing deck with status 2 before launching"; else notok "gnrev.slurm refuses a missing deck with status 2 before launching"; fi
 
 # ---- exit statuses and requeue -----------------------------------------------------------------
 reset_log
@@ -180,7 +180,8 @@ GNREV_SEEDS="42 7" GNREV_OUT=/scratch/me/fm sbatch --array=1 jobs/seeds.slurm "$
 if grep -qx "run:out_dir='/scratch/me/fm_seed7'" "$FAKE_LOG/srun.args.0"; then ok "seeds.slurm: GNREV_SEEDS and GNREV_OUT choose the seed list and the output base"; else notok "seeds.slurm: GNREV_SEEDS and GNREV_OUT choose the seed list and the output base"; fi
 reset_log
 GNREV_SEEDS="42 7" sbatch --array=2 jobs/seeds.slurm "$DECK"
-if grep -qx 'task 2 rc 2' "$FAKE_LOG/sbatch.status" && [ ! -e "$FAKE_LOG/srun.args.0" ]; then ok "seeds.slurm: an array index past GNREV_SEEDS fails with status 2 before launching"; else notok "seeds.slurm: an array index past GNREV_SEEDS fails with status 2 before launching"; fi
+if grep -qx 'task 2 rc 2' "$FAKE_LOG/sbatch.status" && [ ! -e "$FAKE_LOG/srun.args.0" ] &&
+   grep -q 'array task 2 but GNREV_SEEDS lists 2 seeds' "$FAKE_LOG/sbatch.out"; then ok "seeds.slurm: an array index past GNREV_SEEDS fails with status 2 before launching"; else notok "seeds.slurm: an array index past GNREV_SEEDS fails with status 2 before launching"; fi
 
 reset_log
 sbatch jobs/paper.slurm -P run:epochs=1
@@ -194,7 +195,8 @@ if [ "$decks" = "$want" ]; then ok "paper.slurm: its #SBATCH --array covers inpu
 if [ "$(grep -c 'rc 0' "$FAKE_LOG/sbatch.status")" = 6 ] && [ "$(cat "$FAKE_LOG"/srun.args.* | grep -cx run:epochs=1)" = 6 ]; then ok "paper.slurm: every task ran and got the extra -P options"; else notok "paper.slurm: every task ran and got the extra -P options"; fi
 reset_log
 sbatch --array=6 jobs/paper.slurm
-if grep -qx 'task 6 rc 2' "$FAKE_LOG/sbatch.status"; then ok "paper.slurm: array task 6 (no such deck) fails with status 2"; else notok "paper.slurm: array task 6 (no such deck) fails with status 2"; fi
+if grep -qx 'task 6 rc 2' "$FAKE_LOG/sbatch.status" && grep -q 'array task 6 outside 0..5' "$FAKE_LOG/sbatch.out" &&
+   [ ! -e "$FAKE_LOG/srun.args.0" ]; then ok "paper.slurm: array task 6 (no such deck) fails with status 2"; else notok "paper.slurm: array task 6 (no such deck) fails with status 2"; fi
 
 # ---- a real run through the script -------------------------------------------------------------
 # The binary under test: $BUILD's (the sanitized one with make check SANITIZE=1).

@@ -114,7 +114,8 @@ expect "two plans fail" fail "1 passed, 1 failed, 0 skipped" 'printed 2 plans'
 fresh
 shell_prog test_one 'echo "1..0 # SKIP no such tool here"'
 run_runner
-expect "a whole program skipped by a plan of 1..0 with a SKIP directive counts one skip" 0 "0 passed, 0 failed, 1 skipped" \
+expect "a whole program skipped by a plan of 1..0 with a SKIP directive counts one skip" 0 \
+  "0 passed, 0 failed, 1 skipped" \
   'no such tool here'
 
 fresh
