@@ -1,9 +1,14 @@
 #!/bin/bash
-# Runs every test of gnrev and prints "N passed, N failed" last.
+# Runs every test of gnrev and prints "N passed, N failed, N skipped" last.
 # C tests (build/tests/test_*) run under mpirun at each rank count their source declares in a
 # "// NP: ..." line; shell tests (tests/test_*.sh) and Python tests (tests/test_*.py) run as they
-# are. Each prints "ok - name" / "not ok - name" lines; a program that exits non-zero or times out
-# without saying why counts as one failure.
+# are. Each speaks a subset of TAP: a plan "1..N" (the number of checks it will run) as its first
+# or last result line, then "ok - name", "not ok - name" or "ok - name # SKIP reason" per check;
+# "Bail out! reason" stops it. A skipped check counts as skipped, never as passed ("1..0 # SKIP
+# reason" skips a whole program). A program fails, counting one failure beyond its own "not ok"
+# lines, when it prints no plan (or several, or one between its checks), runs a number of checks
+# other than its plan (it stopped early, or skipped some silently), bails out, or exits non-zero
+# or times out without a "not ok". ONLY="a b" that matches no test is a failure too.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -25,32 +30,67 @@ fi
 export OPENBLAS_NUM_THREADS=1 GNREV_ROOT="$PWD" BUILD MPIRUN MPIFLAGS PYTHON
 passed=0
 failed=0
+skipped=0
+programs=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+
+# TAP counts of a log: plans planned plan_skip pass skip fail bail misplaced, where misplaced is 1
+# when the (single) plan sits between result lines.
+tap_counts() {
+  awk '
+    /^1\.\.[0-9]+/ { plans++; if (plans == 1) { planned = substr($1, 4) + 0; plan_at = NR;
+                         plan_skip = ($0 ~ /#[ \t]*[Ss][Kk][Ii][Pp]/) } ; next }
+    /^not ok( |$)/    { fail++; last = NR; if (!first) first = NR; next }
+    /^ok( |$)/        { if ($0 ~ /#[ \t]*[Ss][Kk][Ii][Pp]([ \t]|$)/) skip++; else pass++
+                        last = NR; if (!first) first = NR; next }
+    /^Bail out!/      { bail++ }
+    END { misplaced = (plans == 1 && first && plan_at > first && plan_at < last)
+          printf "%d %d %d %d %d %d %d %d\n", plans, planned, plan_skip, pass, skip, fail, bail, misplaced }
+  ' "$1"
+}
 
 run_one() {  # label, command...
   local label=$1; shift
   local t0=$SECONDS
+  programs=$((programs + 1))
   timeout -k 10 "$TIMEOUT" "$@" >"$log" 2>&1
   local rc=$?
-  local p f
-  p=$(grep -c '^ok - ' "$log")
-  f=$(grep -c '^not ok - ' "$log")
-  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-    f=1
-    echo "not ok - $label exited with status $rc$([ $rc -eq 124 ] && echo ' (timeout)')" >>"$log"
+  local plans planned plan_skip p s f bail misplaced why=""
+  read -r plans planned plan_skip p s f bail misplaced < <(tap_counts "$log")
+  local ran=$((p + s + f))
+  if [ "$plans" -eq 0 ]; then
+    why="printed no plan (1..N)"
+  elif [ "$plans" -gt 1 ]; then
+    why="printed $plans plans"
+  elif [ "$misplaced" -eq 1 ]; then
+    why="printed its plan between its checks"
+  elif [ "$ran" -ne "$planned" ]; then
+    why="planned $planned checks but ran $ran"
+  elif [ "$planned" -eq 0 ] && [ "$plan_skip" -eq 1 ]; then
+    s=1  # the whole program is skipped, its reason on the plan line
+  elif [ "$planned" -eq 0 ]; then
+    why="ran no check"
   fi
-  if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
-    f=1
-    echo "not ok - $label ran no check" >>"$log"
+  if [ "$bail" -gt 0 ]; then
+    why="${why:+$why; }bailed out: $(grep -m 1 '^Bail out!' "$log" | cut -c 11-)"
+  fi
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    why="${why:+$why; }exited with status $rc$([ $rc -eq 124 ] && echo ' (timeout)')"
+  fi
+  if [ -n "$why" ]; then
+    f=$((f + 1))
+    echo "not ok - $label $why" >>"$log"
   fi
   passed=$((passed + p))
   failed=$((failed + f))
+  skipped=$((skipped + s))
   if [ "$f" -gt 0 ]; then
-    echo "FAIL $label ($p passed, $f failed, $((SECONDS - t0))s)"
+    echo "FAIL $label ($p passed, $f failed, $s skipped, $((SECONDS - t0))s)"
     sed 's/^/    /' "$log" | tail -n 60
   else
-    echo "PASS $label ($p checks, $((SECONDS - t0))s)"
+    echo "PASS $label ($p checks$([ "$s" -gt 0 ] && echo ", $s skipped"), $((SECONDS - t0))s)"
+    grep -iE '^(ok - .*|1\.\.0 *)#[[:space:]]*skip([[:space:]]|$)' "$log" | sed 's/^/    /'
   fi
 }
 
@@ -84,5 +124,9 @@ for src in tests/test_*.py; do
   selected "$name" || continue
   run_one "$name" "$PYTHON" "$src"
 done
-echo "$passed passed, $failed failed"
+if [ -n "$ONLY" ] && [ "$programs" -eq 0 ]; then
+  echo "FAIL ONLY='$ONLY' matches no test"
+  failed=$((failed + 1))
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

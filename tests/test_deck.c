@@ -643,6 +643,13 @@ static void write_oracle_files(const char *dir) {
 
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
+  /* 111 checks, each GT_CHECK made once; with DECK_OUT_DIR 3 more for the oracle files and one per
+   * deck in DECK_EXAMPLES. */
+  const char *dir = getenv("DECK_OUT_DIR"), *examples = getenv("DECK_EXAMPLES");
+  int n_examples = 0;
+  for (const char *c = examples ? examples : ""; *c; ++c)
+    n_examples += !strchr(" \t\n", *c) && (c == examples || strchr(" \t\n", c[-1]));
+  gt_plan(111 + (dir && *dir ? 3 + n_examples : 0));
   test_nml_syntax();
   test_defaults();
   test_syntax_deck();
@@ -655,7 +662,6 @@ int main(int argc, char **argv) {
   test_all_errors_reported();
   test_check_data();
   test_load();
-  const char *dir = getenv("DECK_OUT_DIR");
   if (dir && *dir) write_oracle_files(dir);
   MPI_Finalize();
   return gt_finish();

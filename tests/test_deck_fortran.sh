@@ -14,15 +14,19 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 
 if ! command -v gfortran >/dev/null 2>&1; then
-  echo "ok - fortran oracle skipped: gfortran missing"
+  echo "1..0 # SKIP the gfortran oracle: gfortran not installed (tools/install-deps.sh installs it)"
   exit 0
 fi
 
+. tests/sh/tap.sh
+examples=()
+for f in input/*.nml input/paper/*.nml; do
+  [ -e "$f" ] && examples+=("$f")
+done
+# compile 1, effective decks written 1, defaults and custom 2 x 2, syntax deck 3, 3 per example.
+plan $((9 + 3 * ${#examples[@]}))
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-failed=0
-ok() { echo "ok - $*"; }
-notok() { echo "not ok - $*"; failed=1; }
 
 cat >"$tmp/oracle.f90" <<'EOF'
 ! Reads each deck named on the command line (all six groups, in turn, on top of the previous
@@ -168,16 +172,8 @@ else
   exit 1
 fi
 
-examples=()
-for f in input/*.nml input/paper/*.nml; do
-  [ -e "$f" ] && examples+=("$f")
-done
-
 bin="$BUILD/tests/test_deck"
-if [ ! -x "$bin" ]; then
-  notok "$bin exists (run make tests first)"
-  exit 1
-fi
+[ -x "$bin" ] || bail_out "$bin is not built (run make tests first)"
 mkdir -p "$tmp/out"
 if DECK_OUT_DIR="$tmp/out" DECK_EXAMPLES="${examples[*]:-}" "$bin" >"$tmp/td.log" 2>&1; then
   ok "test_deck wrote the effective decks for the oracle"
@@ -254,4 +250,4 @@ for i in "${!examples[@]}"; do
   fi
 done
 
-exit $failed
+tap_finish

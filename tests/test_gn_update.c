@@ -140,6 +140,7 @@ static void check_rank_invariance(const gn_par *par, const gn_par *self, int64_t
 
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
+  gt_plan(8); /* 3 cases x 2 checks, 2 rank-invariance cases */
   gn_par par, self;
   gn_par_open(MPI_COMM_WORLD, &par);
   gn_par_open(MPI_COMM_SELF, &self);

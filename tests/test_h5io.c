@@ -432,7 +432,7 @@ static void test_flush(void) {
   st = st ? st : gn_h5_flush(f);
   GT_CHECK(st == GN_OK, "write, append and flush");
   int copied = par.rank != 0 || copy_file(in_dir("flushed.h5"), in_dir("flushed_copy.h5"));
-  GT_CHECK(copied, "copy the open file after the flush");
+  GT_REQUIRE(copied, "copy the open file after the flush");
   GT_CHECK(read_back("flushed_copy.h5", x, 6), "a copy taken right after a flush is a complete file");
   gn_h5 *c = NULL;
   const int s3[3] = {0, 1, 2};
@@ -459,6 +459,7 @@ static void remove_dir(void) {
 
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
+  gt_plan(94); /* one per GT_CHECK made (each once) */
   if (gn_par_open(MPI_COMM_WORLD, &par) != GN_OK) MPI_Abort(MPI_COMM_WORLD, 1);
   const char *env = getenv("H5IO_TEST_DIR");
   bool temporary = !env || !env[0];
@@ -471,7 +472,7 @@ int main(int argc, char **argv) {
   } else {
     snprintf(dir, sizeof dir, "%s", env);
   }
-  GT_CHECK(dir[0] != '\0', "test directory available");
+  GT_REQUIRE(dir[0] != '\0', "a test directory is available");
   gt_note("files in %s", dir);
 
   test_replicated();

@@ -4,7 +4,7 @@ Runs $BUILD/tests/test_h5io (one rank, a singleton MPI process) with H5IO_TEST_D
 directory, then opens the files it left there with h5py and checks shapes, dtypes, values, string
 attributes arriving as str, series layout and the outcome of atomic create/abandon. The values
 come from the same formulas as in tests/test_h5io.c (exact in IEEE double on both sides).
-Prints "ok - ..." / "not ok - ..." lines and exits non-zero on any failure."""
+Reports in the protocol of tests/run_tests.sh (tests/py/gnrun.py)."""
 import os
 import subprocess
 import sys
@@ -13,23 +13,12 @@ import tempfile
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "py"))
+from gnrun import check, finish, plan, require  # noqa: E402
+
 ROOT = os.environ.get("GNREV_ROOT", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("BUILD", "build")
 BINARY = os.path.join(ROOT, BUILD, "tests", "test_h5io")  # an absolute BUILD wins in os.path.join
-
-failed = 0
-
-
-def check(cond, name, detail=""):
-    global failed
-    if cond:
-        print(f"ok - {name}")
-    else:
-        failed += 1
-        print(f"not ok - {name}" + (f": {detail}" if detail else ""))
-    sys.stdout.flush()
-    return cond
-
 
 def val(k):
     return 1.0 / (1.0 + float(k))
@@ -54,8 +43,8 @@ def is_vl_utf8(obj, name):
 
 
 def main():
-    if not check(os.path.exists(BINARY), "the C test binary is built", BINARY):
-        return 1
+    plan(27)
+    require(os.path.exists(BINARY), f"the C test binary {BINARY} is built")
     with tempfile.TemporaryDirectory(prefix="gnrev_h5io_py_") as d:
         env = dict(os.environ, H5IO_TEST_DIR=d, OPENBLAS_NUM_THREADS="1")
         run = subprocess.run([BINARY], env=env, capture_output=True, text=True, timeout=120)
@@ -127,8 +116,8 @@ def main():
                 check(exact(f["x"], vals(6, 300)) and f["metrics/loss"].shape == (3,) and
                       f.attrs.get("format") == "gnrev-test-1",
                       f"{name} holds the data, series and attributes written before the flush")
-    return 1 if failed else 0
+    finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -3,7 +3,8 @@
 # by stand-ins on PATH that record their arguments and environment (sbatch runs each array task
 # in turn; srun records, or waits for a signal and exits 75 as gnrev_mpi does after a checkpoint,
 # or runs gnrev_mpi under mpirun). Checked: syntax; the deck and -P options reach the launcher with
-# one BLAS thread and CPU binding; the array index picks the seed / deck; USR1 and TERM sent to
+# one BLAS thread and CPU binding; each script asks SLURM for USR1 before the time limit, allows
+# requeue and appends to its log; the array index picks the seed / deck; USR1 and TERM sent to
 # the batch shell reach the launcher; exit 75 requeues the job by its id, other exits do not;
 # a real gnrev_mpi run through the script on a tiny synthetic deck.
 set -u
@@ -14,11 +15,11 @@ if [ "$(id -u)" = 0 ]; then ROOTFLAG=--allow-run-as-root; else ROOTFLAG=; fi
 MPIFLAGS=${MPIFLAGS:---oversubscribe $ROOTFLAG}
 export MPIRUN MPIFLAGS
 
+. tests/sh/tap.sh
+# 3 job scripts x 3, the launcher 5, requeue 2 + 5 exit codes, signals 2 x 2, arrays 6, real runs 4.
+plan 36
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-failed=0
-ok() { echo "ok - $*"; }
-notok() { echo "not ok - $*"; failed=1; }
 
 # ---- stand-ins ------------------------------------------------------------------------------
 mkdir -p "$tmp/bin" "$tmp/log"
@@ -90,7 +91,9 @@ reset_log() { rm -rf "$FAKE_LOG"; mkdir -p "$FAKE_LOG"; }
 # ---- syntax ------------------------------------------------------------------------------------
 for f in jobs/*.slurm; do
   if bash -n "$f"; then ok "bash -n $f"; else notok "bash -n $f"; fi
-  if grep -q -- '^#SBATCH --signal=B:USR1@120' "$f"; then ok "$f asks SLURM for USR1 120 s before the limit and allows requeue"; else notok "$f asks SLURM for USR1 120 s before the limit and allows requeue"; fi
+  if grep -qx -- '#SBATCH --signal=B:USR1@120' "$f"; then ok "$f asks SLURM for USR1 to the batch shell 120 s before the limit"; else notok "$f asks SLURM for USR1 to the batch shell 120 s before the limit"; fi
+  # A requeued job runs the script again with the same log: it must be allowed and append.
+  if grep -qx -- '#SBATCH --requeue' "$f" && grep -qx -- '#SBATCH --open-mode=append' "$f"; then ok "$f allows requeue and appends to its log"; else notok "$f allows requeue and appends to its log"; fi
 done
 
 # ---- gnrev.slurm: what reaches the launcher ----------------------------------------------------
@@ -124,7 +127,7 @@ if [ "$(cat "$FAKE_LOG/mpirun.args" 2>/dev/null)" = "$(printf '%s\n' -np 3 --bin
 reset_log
 SLURM_JOB_ID=78 bash jobs/gnrev.slurm no/such/deck.nml >"$tmp/out" 2>&1
 rc=$?
-if [ "$rc" = 2 ] && [ ! -e "$FAKE_LOG/srun.args.0" ] && grep -q 'no/such/deck.nml' "$tmp/out"; then ok "gnrev.slurm refuses a missing deck with status 2 before launching"; else notok "gnrev.slurm refuses a missing deck with status 2 before launching"; fi
+if [ "$rc" = 2 ] && [ ! -e "$FAKE_LOG/srun.args.0" ] && grep -q 'cannot read the deck no/such/deck.nml' "$tmp/out"; then ok "gnrev.slurm refuses a missing deck with status 2 before launching"; else notok "gnrev.slurm refuses a missing deck with status 2 before launching"; fi
 
 # ---- exit statuses and requeue -----------------------------------------------------------------
 reset_log
@@ -177,7 +180,8 @@ GNREV_SEEDS="42 7" GNREV_OUT=/scratch/me/fm sbatch --array=1 jobs/seeds.slurm "$
 if grep -qx "run:out_dir='/scratch/me/fm_seed7'" "$FAKE_LOG/srun.args.0"; then ok "seeds.slurm: GNREV_SEEDS and GNREV_OUT choose the seed list and the output base"; else notok "seeds.slurm: GNREV_SEEDS and GNREV_OUT choose the seed list and the output base"; fi
 reset_log
 GNREV_SEEDS="42 7" sbatch --array=2 jobs/seeds.slurm "$DECK"
-if grep -qx 'task 2 rc 2' "$FAKE_LOG/sbatch.status" && [ ! -e "$FAKE_LOG/srun.args.0" ]; then ok "seeds.slurm: an array index past GNREV_SEEDS fails with status 2 before launching"; else notok "seeds.slurm: an array index past GNREV_SEEDS fails with status 2 before launching"; fi
+if grep -qx 'task 2 rc 2' "$FAKE_LOG/sbatch.status" && [ ! -e "$FAKE_LOG/srun.args.0" ] &&
+   grep -q 'array task 2 but GNREV_SEEDS lists 2 seeds' "$FAKE_LOG/sbatch.out"; then ok "seeds.slurm: an array index past GNREV_SEEDS fails with status 2 before launching"; else notok "seeds.slurm: an array index past GNREV_SEEDS fails with status 2 before launching"; fi
 
 reset_log
 sbatch jobs/paper.slurm -P run:epochs=1
@@ -192,13 +196,19 @@ if [ "$decks" = "$want" ]; then ok "paper.slurm: its #SBATCH --array covers inpu
 if [ "$(grep -c 'rc 0' "$FAKE_LOG/sbatch.status")" = "$ndecks" ] && [ "$(cat "$FAKE_LOG"/srun.args.* | grep -cx run:epochs=1)" = "$ndecks" ]; then ok "paper.slurm: every task ran and got the extra -P options"; else notok "paper.slurm: every task ran and got the extra -P options"; fi
 reset_log
 sbatch --array="$ndecks" jobs/paper.slurm
-if grep -qx "task $ndecks rc 2" "$FAKE_LOG/sbatch.status"; then ok "paper.slurm: array task $ndecks (no such deck) fails with status 2"; else notok "paper.slurm: array task $ndecks (no such deck) fails with status 2"; fi
+if grep -qx "task $ndecks rc 2" "$FAKE_LOG/sbatch.status" && grep -q "array task $ndecks outside 0..$((ndecks - 1))" "$FAKE_LOG/sbatch.out" &&
+   [ ! -e "$FAKE_LOG/srun.args.0" ]; then ok "paper.slurm: array task $ndecks (no such deck) fails with status 2"; else notok "paper.slurm: array task $ndecks (no such deck) fails with status 2"; fi
 
 # ---- a real run through the script -------------------------------------------------------------
 # The binary under test: $BUILD's (the sanitized one with make check SANITIZE=1).
 REAL=$ROOT/${BUILD:-build}/gnrev_mpi
 [ -x "$REAL" ] || REAL=$ROOT/gnrev_mpi
-if [ -x "$REAL" ]; then
+if [ ! -x "$REAL" ]; then
+  for what in "a real run through gnrev.slurm" "a deck error of a real run" "USR1 to the batch shell of a real run" \
+    "the requeued real job continues"; do
+    skip "$what" "no gnrev_mpi built in ${BUILD:-build}/ or ./ (run make first)"
+  done
+else
   cat >"$tmp/tiny.nml" <<EOF2
 &run name = 'jobs', out_dir = '$tmp/run', max_steps = 3, log_every = 1 /
 &data source = 'synthetic', dim = 8, classes = 3, synthetic_train = 40, synthetic_test = 20 /
@@ -259,4 +269,4 @@ EOF2
   fi
 fi
 
-exit "$failed"
+tap_finish

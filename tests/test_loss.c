@@ -187,6 +187,7 @@ static void test_hessian_factor(void) {
 
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
+  gt_plan(14); /* the GT_CHECKs below, each made once */
   test_hand_computed_values();
   test_gradients();
   test_residuals();

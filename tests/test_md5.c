@@ -77,6 +77,7 @@ static void test_pieces_and_md5sum(void) {
 
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
+  gt_plan(9);
   test_rfc1321_suite();
   test_pieces_and_md5sum();
   MPI_Finalize();

@@ -10,7 +10,9 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 import gnrun  # noqa: E402
-from gnrun import ROOT, check, finish, metrics, run  # noqa: E402
+from gnrun import ROOT, check, finish, metrics, plan, run  # noqa: E402
+
+plan(7)
 
 MNIST = "/usr/share/datasets/mnist"
 FASHION = "/usr/share/datasets/fashion-mnist"

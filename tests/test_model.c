@@ -491,6 +491,7 @@ static void test_backward(gn_activation act, int B, int linear_first, int bias, 
 
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
+  gt_plan(116); /* one per GT_CHECK made (several in loops over activations, biases and depths) */
   test_bad_shapes_are_rejected();
   test_layout();
   test_inverse();

@@ -452,6 +452,7 @@ static void check_theorem_43(const gn_par *par, gn_activation act, const char *l
 
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
+  gt_plan(30); /* kernels 2 x 9, compare 4, MP steps 3, refusal 1, Theorem 4.3 2 x 2 */
   gn_par par, self;
   gn_par_open(MPI_COMM_WORLD, &par);
   gn_par_open(MPI_COMM_SELF, &self);

@@ -1,4 +1,6 @@
-/* test_optim.c — SGD and Adam against values computed by hand from PyTorch's update rules. */
+/* test_optim.c — SGD and Adam against values computed by hand from PyTorch's update rules, and Adam
+ * with weight decay over several steps against an implementation of torch.optim.Adam's documented
+ * algorithm written here (L2 decay added to the gradient, not AdamW's decoupled decay). */
 #include <string.h>
 
 #include "gnrev/optim/first_order.h"
@@ -64,12 +66,59 @@ static void test_adam(void) {
   GT_CHECK(fabs(th[0] - expect) < 1e-14, "test_adam_second_step_matches_hand_computation");
 }
 
+/* torch.optim.Adam as its documentation states the algorithm (amsgrad off, maximize off):
+ * g <- g + wd theta; m <- beta1 m + (1 - beta1) g; v <- beta2 v + (1 - beta2) g^2;
+ * m_hat = m / (1 - beta1^t); v_hat = v / (1 - beta2^t); theta <- theta - lr m_hat / (sqrt(v_hat) + eps). */
+typedef struct {
+  double m[4], v[4];
+  int t;
+} adam_ref;
+
+static void adam_ref_step(adam_ref *a, const gn_deck *d, double lr, double *theta, const double *grad, int n) {
+  a->t += 1;
+  for (int i = 0; i < n; ++i) {
+    const double g = grad[i] + d->weight_decay * theta[i];
+    a->m[i] = d->beta1 * a->m[i] + (1 - d->beta1) * g;
+    a->v[i] = d->beta2 * a->v[i] + (1 - d->beta2) * g * g;
+    const double m_hat = a->m[i] / (1 - pow(d->beta1, a->t)), v_hat = a->v[i] / (1 - pow(d->beta2, a->t));
+    theta[i] -= lr * m_hat / (sqrt(v_hat) + d->eps);
+  }
+}
+
+/* Six steps with gradients that change sign and size, on four coordinates: a large and a small
+ * weight, one at zero, and one whose loss gradient is always zero (it moves by the decay alone,
+ * about lr per step in Adam's normalised units, where AdamW would move it by lr wd theta only). */
+static void test_adam_weight_decay(double wd, double beta1) {
+  gn_deck d = base(GN_OPT_ADAM, 0, false, wd);
+  d.beta1 = beta1;
+  double m[4] = {0, 0, 0, 0}, v[4] = {0, 0, 0, 0};
+  adam_ref ref = {{0}, {0}, 0};
+  double th[4] = {1.5, -0.02, 0.0, 0.8}, want[4];
+  memcpy(want, th, sizeof th);
+  double err = 0, moved = 0;
+  for (int t = 0; t < 6; ++t) {
+    const double lr = 0.01 * (1 + t % 3);
+    double g[4] = {0.3 * cos(t), -0.004 * (t + 1), 0.05 * (t % 2 ? 1 : -1), 0.0}, gr[4];
+    memcpy(gr, g, sizeof g);
+    gn_adam_rule(&d, lr, t + 1, 4, th, g, m, v);
+    adam_ref_step(&ref, &d, lr, want, gr, 4);
+    for (int i = 0; i < 4; ++i) err = fmax(err, fabs(th[i] - want[i]) / fmax(fabs(want[i]), 1e-3));
+  }
+  moved = 0.8 - th[3];
+  GT_CHECK(err < 1e-13,
+           "test_adam_with_weight_decay_%g_beta1_%g_matches_pytorch_algorithm_over_6_steps: max rel err %.1e, "
+           "decay-only weight moved by %.4f", wd, beta1, err, moved);
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
+  gt_plan(7); /* SGD 3, Adam 2, Adam with weight decay 2 */
   test_sgd_plain();
   test_sgd_momentum_and_decay();
   test_sgd_nesterov();
   test_adam();
+  test_adam_weight_decay(0.01, 0.9);
+  test_adam_weight_decay(0.5, 0.0);
   int rc = gt_finish();
   MPI_Finalize();
   return rc;

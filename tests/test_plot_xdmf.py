@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"))
 import gnrun  # noqa: E402
-from gnrun import check, finish  # noqa: E402
+from gnrun import check, finish, plan, require, skip  # noqa: E402
 
 ROOT = gnrun.ROOT
 BUILD = os.environ.get("BUILD", "build")
@@ -46,8 +46,7 @@ def cka_numpy(X, Y):
 def test_cka_numpy(tmp):
     p = mpirun(2, os.path.join(TEST_BIN, "test_cka"), {"CKA_TEST_DIR": tmp})
     path = os.path.join(tmp, "cka_case.bin")
-    if not check(p.returncode == 0 and os.path.exists(path), "test_cka wrote its case", p.stdout[-500:] + p.stderr[-500:]):
-        return
+    require(p.returncode == 0 and os.path.exists(path), f"test_cka wrote its case: {p.stdout[-300:]} {p.stderr[-300:]}")
     raw = np.fromfile(path, dtype=np.float64)
     n, pp, q = (int(v) for v in raw[:3])
     X = raw[3:3 + n * pp].reshape(n, pp)
@@ -72,9 +71,7 @@ def diag_run(tmp):
 
 
 def metrics_run(tmp):
-    if not os.path.exists(gnrun.BINARY):
-        print("# gnrev_mpi not built: no metrics-only run to overlay")
-        return None
+    require(os.path.exists(gnrun.BINARY), f"{gnrun.BINARY} is built")
     out = os.path.join(tmp, "plain_run")
     p = gnrun.run(gnrun.synthetic_deck(out, method="sgd", lr=0.2, steps=6), np_=1)
     check(p.returncode == 0, "gnrev_mpi metrics-only run", p.stderr[-800:])
@@ -202,7 +199,7 @@ for t in list(r.TimestepValues or [0.0]):
 def test_paraview(tmp, run_dir):
     pv = shutil.which("pvpython")
     if not pv:
-        print("ok - paraview opens run.xmf by absolute path skipped: pvpython not installed")
+        skip("paraview_reads_run_xmf_by_absolute_path_with_the_hdf5_values", "pvpython not installed")
         return
     script = os.path.join(tmp, "pv_read.py")
     with open(script, "w") as f:
@@ -231,9 +228,9 @@ def test_paraview(tmp, run_dir):
 
 
 def main():
+    plan(17)
     for name in ("test_cka", "test_diag"):
-        if not check(os.path.exists(os.path.join(TEST_BIN, name)), f"{name} is built"):
-            finish()
+        require(os.path.exists(os.path.join(TEST_BIN, name)), f"{name} is built")
     with tempfile.TemporaryDirectory(prefix="gnrev_plot_") as tmp:
         test_cka_numpy(tmp)
         run_dir = diag_run(tmp)

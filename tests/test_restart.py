@@ -13,9 +13,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "py"))
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gnrun import BINARY, MPIFLAGS, MPIRUN, check, final_theta, finish, rel, run, synthetic_deck  # noqa: E402
+from gnrun import BINARY, MPIFLAGS, MPIRUN, check, final_theta, finish, plan, rel, run, synthetic_deck  # noqa: E402
 
 import gnrun  # noqa: E402
+plan(18)
 tmp = gnrun.scratch("gnrev_restart_")
 TIMING = {"wall_s", "step_s"}  # wall-clock columns cannot repeat
 

@@ -7,9 +7,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "py"))
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gnrun import check, finish, metrics, final_theta, rel, run, synthetic_deck  # noqa: E402
+from gnrun import check, finish, metrics, final_theta, plan, rel, run, synthetic_deck  # noqa: E402
 
 import gnrun  # noqa: E402
+plan(14)
 tmp = gnrun.scratch("gnrev_train_")
 
 # Training loss falls on synthetic data, for each optimizer.

@@ -1,10 +1,15 @@
-/* testlib.h — the test protocol of gnrev (header-only).
+/* testlib.h — the test protocol of gnrev (header-only), a subset of TAP.
  *
- * A test program calls GT_CHECK for each property, on every rank in the same order; the outcome is
- * reduced over MPI_COMM_WORLD (a property holds only if it holds on every rank) and rank 0 prints
- * "ok - name" or "not ok - name (file:line): detail". gt_finish() returns the exit status.
- * tests/run_tests.sh counts those lines; a test file declares its rank counts in a line
- * "// NP: 1 2 3 4" (default 1). */
+ * A test program first states how many checks it will run with gt_plan(n) (rank 0 prints "1..n"),
+ * then calls GT_CHECK for each property, on every rank in the same order; the outcome is reduced
+ * over MPI_COMM_WORLD (a property holds only if it holds on every rank) and rank 0 prints
+ * "ok - name" or "not ok - name (file:line)". A check that cannot run here (a missing optional
+ * tool or data set) is reported with gt_skip as "ok - name # SKIP reason" and counts as skipped.
+ * GT_REQUIRE states a precondition on the test's own set-up (not a property of the code): when it
+ * does not hold the program prints "Bail out! ..." and stops, which fails it. gt_finish() returns
+ * the exit status, non-zero also when the number of checks run differs from the plan.
+ * tests/run_tests.sh counts those lines and fails a program whose count differs from its plan; a
+ * test file declares its rank counts in a line "// NP: 1 2 3 4" (default 1). */
 #ifndef GNREV_TESTLIB_H
 #define GNREV_TESTLIB_H
 
@@ -15,13 +20,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int gt_passed_ = 0, gt_failed_ = 0;
+static int gt_passed_ = 0, gt_failed_ = 0, gt_skipped_ = 0, gt_planned_ = -1;
 
+/* This process's rank in MPI_COMM_WORLD (0 without MPI); remembered, so that gt_finish may run
+ * after MPI_Finalize. */
 __attribute__((unused)) static int gt_rank(void) {
-  int init = 0, rank = 0;
+  static int rank = -1;
+  int init = 0, fin = 0;
   MPI_Initialized(&init);
-  if (init) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
+  MPI_Finalized(&fin);
+  if (init && !fin) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank < 0 ? 0 : rank;
 }
 
 __attribute__((format(printf, 4, 5))) static int gt_check_(int ok, const char *file, int line,
@@ -49,6 +58,53 @@ __attribute__((format(printf, 4, 5))) static int gt_check_(int ok, const char *f
 /* GT_CHECK(condition, "name with %d formats", ...) */
 #define GT_CHECK(cond, ...) gt_check_(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
+/* Collective. Prints the plan "1..n": the number of checks (GT_CHECK and gt_skip) this run makes.
+ * Call it once, before the first check. */
+__attribute__((unused)) static void gt_plan(int n) {
+  gt_planned_ = n;
+  if (gt_rank() == 0) {
+    printf("1..%d\n", n);
+    fflush(stdout);
+  }
+}
+
+/* Collective. A check that cannot run here: "ok - name # SKIP reason", counted as skipped. */
+__attribute__((format(printf, 2, 3), unused)) static void gt_skip(const char *reason, const char *fmt, ...) {
+  char name[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(name, sizeof name, fmt, ap);
+  va_end(ap);
+  if (gt_rank() == 0) {
+    printf("ok - %s # SKIP %s\n", name, reason);
+    fflush(stdout);
+  }
+  ++gt_skipped_;
+}
+
+__attribute__((format(printf, 4, 5), unused)) static void gt_require_(int ok, const char *file, int line,
+                                                                        const char *fmt, ...) {
+  int init = 0, all = ok;
+  MPI_Initialized(&init);
+  if (init) MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (all) return;
+  char what[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  if (gt_rank() == 0) {
+    printf("Bail out! the test's own set-up failed: %s (%s:%d)\n", what, file, line);
+    fflush(stdout);
+  }
+  if (init) MPI_Finalize();
+  exit(1);
+}
+
+/* Collective. GT_REQUIRE(condition, "what the set-up needs", ...): a precondition on the test's
+ * own inputs or scratch files, never a property of the code under test (use GT_CHECK for those). */
+#define GT_REQUIRE(cond, ...) gt_require_(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+
 /* Relative difference ||a - b|| / max(||b||, tiny), 2-norm over n entries. */
 __attribute__((unused)) static double gt_rel_diff(const double *a, const double *b, size_t n) {
   double num = 0, den = 0;
@@ -72,6 +128,18 @@ __attribute__((format(printf, 1, 2), unused)) static void gt_note(const char *fm
   fflush(stdout);
 }
 
-__attribute__((unused)) static int gt_finish(void) { return gt_failed_ ? 1 : 0; }
+/* The exit status: 1 when a check failed or the count of checks differs from the plan. */
+__attribute__((unused)) static int gt_finish(void) {
+  const int ran = gt_passed_ + gt_failed_ + gt_skipped_;
+  if (gt_planned_ < 0) {
+    gt_note("no plan: call gt_plan(n) before the first check");
+    return 1;
+  }
+  if (ran != gt_planned_) {
+    gt_note("planned %d checks, ran %d", gt_planned_, ran);
+    return 1;
+  }
+  return gt_failed_ ? 1 : 0;
+}
 
 #endif

@@ -1,5 +1,6 @@
 """Helpers for the Python tests: run gnrev_mpi under mpirun on a deck written on the fly, read its
-outputs with h5py, and report checks in the protocol of tests/run_tests.sh."""
+outputs with h5py, and report checks in the protocol of tests/run_tests.sh (a TAP plan first, then
+one line per check; skips counted as skips)."""
 import atexit
 import os
 import shlex
@@ -17,6 +18,8 @@ MPIRUN = os.environ.get("MPIRUN", "mpirun")
 MPIFLAGS = shlex.split(os.environ.get("MPIFLAGS", "--oversubscribe" + (" --allow-run-as-root" if os.geteuid() == 0 else "")))
 
 _failed = 0
+_ran = 0
+_planned = None
 _scratch = []
 
 
@@ -38,10 +41,29 @@ def _remove_scratch():
             shutil.rmtree(d, ignore_errors=True)
 
 
-def check(ok, name, detail=""):
-    global _failed
+def plan(n):
+    """States how many checks (check and skip calls) the test will make: prints "1..n". Call it once,
+    before the first check; tests/run_tests.sh fails a test that runs another number."""
+    global _planned
+    _planned = n
+    print(f"1..{n}")
+    sys.stdout.flush()
+
+
+def check(ok, name, detail="", until=None):
+    """One check: "ok - name" or "not ok - name: detail". until="<the fix>" marks a check known to fail
+    until that fix lands: while it fails it is reported as skipped ("ok - name # SKIP expected to fail
+    until <the fix>"), never as passed; once it passes it counts as an ordinary pass."""
+    global _failed, _ran
+    _ran += 1
     if ok:
         print(f"ok - {name}")
+        if until:
+            print(f"# {name} passes now: remove its expected-failure note (until {until!r})")
+    elif until:
+        print(f"ok - {name} # SKIP expected to fail until {until}")
+        if detail:
+            print("# " + str(detail).replace("\n", "\n# "))
     else:
         _failed += 1
         print(f"not ok - {name}" + (f": {detail}" if detail else ""))
@@ -49,7 +71,31 @@ def check(ok, name, detail=""):
     return ok
 
 
+def skip(name, reason):
+    """A check that cannot run here (a missing optional tool): counted as skipped, never passed."""
+    global _ran
+    _ran += 1
+    print(f"ok - {name} # SKIP {reason}")
+    sys.stdout.flush()
+
+
+def require(ok, what):
+    """A precondition on the test's own set-up (a built binary, a scratch file), not a property of
+    the code under test: when it does not hold the test stops with "Bail out!", which fails it."""
+    if not ok:
+        print(f"Bail out! the test's own set-up failed: {what}")
+        sys.stdout.flush()
+        sys.exit(1)
+
+
 def finish():
+    """Exits 1 when a check failed or the number of checks differs from the plan."""
+    if _planned is None:
+        print("# no plan: call plan(n) before the first check")
+        sys.exit(1)
+    if _ran != _planned:
+        print(f"# planned {_planned} checks, ran {_ran}")
+        sys.exit(1)
     sys.exit(1 if _failed else 0)
 
 
