@@ -584,6 +584,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
     paths = a.runs or find_runs("runs")
     if not a.runs:
+        if not paths:
+            print(f"plot_run: error: no run folder (one holding run.h5) under {os.path.abspath('runs')}; "
+                  "name the runs: plot_run.py runs/a runs/b (make report RUNS=\"runs/a runs/b\")", file=sys.stderr)
+            return 2
         note(f"no run given: reporting the {len(paths)} run(s) found under runs/")
     runs = []
     for p in paths:
