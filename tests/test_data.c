@@ -27,6 +27,10 @@ static void subdir(const char *name, char *out, size_t cap) {
   if (par.rank == 0) mkdir(out, 0700);
 }
 
+static uint32_t be32_of(const unsigned char *b) {
+  return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
+}
+
 static void put_be32(unsigned char *b, uint32_t v) {
   b[0] = (unsigned char)(v >> 24);
   b[1] = (unsigned char)(v >> 16);
@@ -34,7 +38,8 @@ static void put_be32(unsigned char *b, uint32_t v) {
   b[3] = (unsigned char)v;
 }
 
-/* An IDX file: magic, dims (big-endian), then payload bytes; gzipped when gz. */
+/* An IDX file: magic, dims (big-endian), then payload bytes; gzipped when gz (level 1: fast, and
+ * every level decompresses to the same bytes). */
 static void write_idx(const char *path, int gz, uint32_t magic, const uint32_t *dims, int ndims,
                       const uint8_t *payload, size_t bytes) {
   unsigned char head[16];
@@ -42,14 +47,14 @@ static void write_idx(const char *path, int gz, uint32_t magic, const uint32_t *
   for (int k = 0; k < ndims; ++k) put_be32(head + 4 + 4 * k, dims[k]);
   size_t hb = 4 + 4 * (size_t)ndims;
   if (gz) {
-    gzFile f = gzopen(path, "wb");
+    gzFile f = gzopen(path, "wb1");
     gzwrite(f, head, (unsigned)hb);
     if (bytes) gzwrite(f, payload, (unsigned)bytes);
     gzclose(f);
   } else {
     FILE *f = fopen(path, "wb");
     fwrite(head, 1, hb, f);
-    fwrite(payload, 1, bytes, f);
+    if (bytes) fwrite(payload, 1, bytes, f);
     fclose(f);
   }
 }
@@ -228,10 +233,13 @@ static void expect_error(const char *name, const gn_deck *deck, int want, const 
 
 /* ---- tests ---------------------------------------------------------------------------------- */
 
+/* Image side of the IDX tests: MNIST's and Fashion-MNIST's, the only size those sources accept. */
+enum { SIDE = 28, D = SIDE * SIDE };
+
 static void test_idx(int gz) {
   char dir[512];
   subdir(gz ? "idx_gz" : "idx_plain", dir, sizeof dir);
-  idx_spec sp = {.gz = gz, .n = {5, 3}, .rows = 2, .cols = 3};
+  idx_spec sp = {.gz = gz, .n = {5, 3}, .rows = SIDE, .cols = SIDE};
   make_idx(dir, &sp);
   MPI_Barrier(MPI_COMM_WORLD);
   /* plain files as Fashion-MNIST, gzipped as MNIST: both sets of statistics get checked */
@@ -245,7 +253,7 @@ static void test_idx(int gz) {
   GT_CHECK(st == GN_OK, "%s: loads (%s)", tag, st ? gn_error_message() : "ok");
   if (st) return;
   int64_t ntr = gz ? 3 : 5;
-  GT_CHECK(tr.n == ntr && tr.d == 6 && te.n == 3 && te.d == 6 && tr.classes == 10 && te.classes == 10,
+  GT_CHECK(tr.n == ntr && tr.d == D && te.n == 3 && te.d == D && tr.classes == 10 && te.classes == 10,
            "%s: shapes (n_train %s), d = rows x cols, 10 classes", tag,
            gz ? "= 3 keeps the first 3" : "= 0 keeps all");
   int exact = 1;
@@ -253,7 +261,7 @@ static void test_idx(int gz) {
     const gn_dataset *set = s ? &te : &tr;
     for (int64_t i = 0; i < set->n; ++i) {
       exact &= set->y[i] == idx_lab(s, i);
-      for (int64_t j = 0; j < 6; ++j) exact &= set->x[i * 6 + j] == norm1(idx_pix(s, i, j), mean, std);
+      for (int64_t j = 0; j < D; ++j) exact &= set->x[i * D + j] == norm1(idx_pix(s, i, j), mean, std);
     }
   }
   GT_CHECK(exact, "%s: pixels are (p/255 - %.4f)/%.4f in float32 exactly, labels as stored", tag, mean, std);
@@ -261,16 +269,15 @@ static void test_idx(int gz) {
            "%s: stored in node-shared windows", tag);
   if (!gz) {
     int64_t idx[2] = {4, 1};
-    double x[12];
+    static double x[2 * D], x2[D];
     int32_t y[2];
     gn_data_gather(&tr, idx, 2, x, y);
     int same = y[0] == idx_lab(0, 4) && y[1] == idx_lab(0, 1);
-    for (int j = 0; j < 6; ++j)
+    for (int j = 0; j < D; ++j)
       same &= x[j] == (double)norm1(idx_pix(0, 4, j), mean, std) &&
-              x[6 + j] == (double)norm1(idx_pix(0, 1, j), mean, std);
-    double x2[6] = {0};
+              x[D + j] == (double)norm1(idx_pix(0, 1, j), mean, std);
     gn_data_gather(&tr, idx + 1, 1, x2, NULL);
-    same &= memcmp(x2, x + 6, sizeof x2) == 0;
+    same &= memcmp(x2, x + D, sizeof x2) == 0;
     GT_CHECK(same, "gather copies the requested rows in order, as doubles (labels optional)");
   }
   gn_data_free(&tr);
@@ -287,49 +294,49 @@ static void test_idx_errors(void) {
     const char *file, *a, *b;
   } cases[] = {
       {"idx_wrong_magic",
-       {.n = {5, 3}, .rows = 2, .cols = 3, .img_magic = 0x00000804},
+       {.n = {5, 3}, .rows = SIDE, .cols = SIDE, .img_magic = 0x00000804},
        0,
        GN_EINPUT,
        "train-images-idx3-ubyte",
        "magic number 0x00000804",
        "expected 0x00000803"},
       {"idx_truncated_images",
-       {.n = {5, 3}, .rows = 2, .cols = 3, .img_cut = 3},
+       {.n = {5, 3}, .rows = SIDE, .cols = SIDE, .img_cut = 3},
        0,
        GN_EINPUT,
        "train-images-idx3-ubyte",
-       "expected 46 bytes",
-       "got 43"},
+       "expected 3936 bytes", /* 16-byte header + 5 x 784 */
+       "got 3933"},
       {"idx_truncated_labels",
-       {.n = {5, 3}, .rows = 2, .cols = 3, .lab_cut = 2},
+       {.n = {5, 3}, .rows = SIDE, .cols = SIDE, .lab_cut = 2},
        0,
        GN_EINPUT,
        "train-labels-idx1-ubyte",
        "expected 13 bytes",
        "got 11"},
       {"idx_count_mismatch",
-       {.n = {5, 3}, .rows = 2, .cols = 3, .lab_count = 4},
+       {.n = {5, 3}, .rows = SIDE, .cols = SIDE, .lab_count = 4},
        0,
        GN_EINPUT,
        "train-labels-idx1-ubyte",
        "holds 5 images",
        "holds 4 labels"},
       {"idx_label_out_of_range",
-       {.n = {5, 3}, .rows = 2, .cols = 3, .bad_label = 1},
+       {.n = {5, 3}, .rows = SIDE, .cols = SIDE, .bad_label = 1},
        0,
        GN_EINPUT,
        "train-labels-idx1-ubyte",
        "label 10 of sample 3",
        "0..9"},
       {"idx_missing_file",
-       {.n = {5, 3}, .rows = 2, .cols = 3, .skip_test_labels = 1},
+       {.n = {5, 3}, .rows = SIDE, .cols = SIDE, .skip_test_labels = 1},
        0,
        GN_EIO,
        "t10k-labels-idx1-ubyte",
        "cannot open",
        NULL},
       {"idx_n_train_too_large",
-       {.n = {5, 3}, .rows = 2, .cols = 3},
+       {.n = {5, 3}, .rows = SIDE, .cols = SIDE},
        6,
        GN_EINPUT,
        "train-images-idx3-ubyte",
@@ -399,6 +406,42 @@ static void test_cifar(void) {
   if (par.rank == 0) unlink(file);
   MPI_Barrier(MPI_COMM_WORLD);
   expect_error("cifar_missing_batch_file", &deck, GN_EIO, file, "cannot open");
+
+  /* A training file cut inside its second record. */
+  subdir("cifar_cut", dir, sizeof dir);
+  make_cifar(dir, per_file, 3, 0);
+  snprintf(file, sizeof file, "%s/data_batch_5.bin", dir);
+  if (par.rank == 0 && truncate(file, CIFAR_REC + 100) != 0) gt_note("truncate %s: %s", file, strerror(errno));
+  MPI_Barrier(MPI_COMM_WORLD);
+  deck = deck_for(GN_SRC_CIFAR10, dir);
+  expect_error("cifar_training_file_cut_mid_record", &deck, GN_EINPUT, file,
+               "size 3173 bytes is not a multiple of the 3073");
+
+  /* More samples asked for than the five files hold (2 + 1 + 0 + 1 + 2). */
+  subdir("cifar_small", dir, sizeof dir);
+  make_cifar(dir, per_file, 3, 0);
+  MPI_Barrier(MPI_COMM_WORLD);
+  deck = deck_for(GN_SRC_CIFAR10, dir);
+  deck.n_train = 7;
+  char want[700];
+  snprintf(want, sizeof want, "n_train = 7 exceeds the 6 samples available in %s/data_batch_1.bin", dir);
+  expect_error("cifar_n_train_too_large", &deck, GN_EINPUT, want, NULL);
+
+  /* Label 10 in the first record of data_batch_4 (the 4th training sample), past the 2 kept:
+   * every label is checked, not only those of the samples kept. */
+  snprintf(file, sizeof file, "%s/data_batch_4.bin", dir);
+  if (par.rank == 0) {
+    FILE *f = fopen(file, "r+b");
+    if (f) {
+      fputc(10, f);
+      fclose(f);
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  deck = deck_for(GN_SRC_CIFAR10, dir);
+  deck.n_train = 2;
+  expect_error("cifar_label_out_of_range_past_n_train", &deck, GN_EINPUT, file,
+               "record 0 has label 10, expected 0..9");
 }
 
 static void test_hdf5(void) {
@@ -555,6 +598,209 @@ static void test_synthetic(void) {
                "synthetic_train");
 }
 
+/* ---- IDX files against the data set the source names ---------------------------------------- */
+
+/* Headers MNIST cannot have are refused before any pixel is read. */
+static void test_idx_header_refused(void) {
+  char dir[512], file[600];
+  subdir("idx_2x3", dir, sizeof dir);
+  idx_spec sp = {.n = {5, 3}, .rows = 2, .cols = 3};
+  make_idx(dir, &sp);
+  MPI_Barrier(MPI_COMM_WORLD);
+  gn_deck deck = deck_for(GN_SRC_MNIST, dir);
+  snprintf(file, sizeof file, "%s/train-images-idx3-ubyte holds 2 x 3 images", dir);
+  expect_error("idx_2x3_images_refused_as_mnist", &deck, GN_EINPUT, file,
+               "neither MNIST nor Fashion-MNIST");
+
+  /* 10 001 test images: more than MNIST's test set. Headers only: the probe reads no pixels. */
+  subdir("idx_too_many", dir, sizeof dir);
+  idx_spec small = {.n = {5, 0}, .rows = SIDE, .cols = SIDE};
+  make_idx(dir, &small);
+  if (par.rank == 0) {
+    uint32_t idims[3] = {10001, SIDE, SIDE}, ldims[1] = {10001};
+    snprintf(file, sizeof file, "%s/t10k-images-idx3-ubyte", dir);
+    write_idx(file, 0, 0x00000803, idims, 3, NULL, 0);
+    snprintf(file, sizeof file, "%s/t10k-labels-idx1-ubyte", dir);
+    write_idx(file, 0, 0x00000801, ldims, 1, NULL, 0);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  deck = deck_for(GN_SRC_FASHION_MNIST, dir);
+  snprintf(file, sizeof file, "%s/t10k-images-idx3-ubyte holds 10001 images", dir);
+  expect_error("idx_more_test_images_than_fashion_mnist_refused", &deck, GN_EINPUT, file,
+               "more than the 10000 of Fashion-MNIST's test set");
+}
+
+/* The real data sets where installed: MNIST by `make data`, Fashion-MNIST by Debian. */
+static const char *const MNIST_DIR = "/usr/share/datasets/mnist";
+static const char *const FASHION_DIR = "/usr/share/datasets/fashion-mnist";
+static const char *const IDX_NAME[2][2] = {{"train-images-idx3-ubyte", "train-labels-idx1-ubyte"},
+                                           {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}};
+
+/* The file gnrev would read for base name `name` in dir (name.gz first), into out; 0 if none. */
+static int real_file(const char *dir, const char *name, char *out, size_t cap) {
+  snprintf(out, cap, "%s/%s.gz", dir, name);
+  if (access(out, R_OK) == 0) return 1;
+  snprintf(out, cap, "%s/%s", dir, name);
+  return access(out, R_OK) == 0;
+}
+
+static int have_all(const char *dir) {
+  char f[600];
+  for (int s = 0; s < 2; ++s)
+    for (int k = 0; k < 2; ++k)
+      if (!real_file(dir, IDX_NAME[s][k], f, sizeof f)) return 0;
+  return 1;
+}
+
+/* Rank 0 links split `to` of folder dst to split `from` of folder src (suffix kept). */
+static void link_split(const char *dst, int to, const char *src, int from) {
+  if (par.rank != 0) return;
+  for (int k = 0; k < 2; ++k) {
+    char target[600], link[700];
+    real_file(src, IDX_NAME[from][k], target, sizeof target);
+    int gz = strcmp(target + strlen(target) - 3, ".gz") == 0;
+    snprintf(link, sizeof link, "%s/%s%s", dst, IDX_NAME[to][k], gz ? ".gz" : "");
+    if (symlink(target, link) != 0) gt_note("symlink %s -> %s: %s", link, target, strerror(errno));
+  }
+}
+
+/* Loads and expects a refusal whose message holds the folder's file, what it is and its MD5. */
+static void expect_known(const char *name, gn_source source, const char *dir, const char *file,
+                         const char *is, const char *md5) {
+  char a[800];
+  snprintf(a, sizeof a, "%s/%s", dir, file);
+  gn_deck deck = deck_for(source, dir);
+  deck.n_train = 10;
+  deck.n_test = 10;
+  gn_dataset tr, te;
+  gn_error_clear();
+  int st = gn_data_load(&par, &deck, &tr, &te);
+  const char *msg = gn_error_message();
+  int ok = st == GN_EINPUT && strstr(msg, a) && strstr(msg, is) && strstr(msg, md5);
+  if (!ok) gt_note("%s: status %d, message: %s", name, st, msg);
+  GT_CHECK(ok, "%s: refused, the message naming %s, '%s' and MD5 %s", name, file, is, md5);
+  gn_data_free(&tr);
+  gn_data_free(&te);
+}
+
+/* MD5s of the uncompressed files, as published with each data set (not computed here). */
+#define MNIST_TRAIN_IMAGES_MD5 "6bbc9ace898e44ae57da46a324031adb"
+#define MNIST_T10K_IMAGES_MD5 "2646ac647ad5339dbf082846283269ea"
+#define FASHION_TRAIN_IMAGES_MD5 "f4a8712d7a061bf5bd6d2ca38dc4d50a"
+#define FASHION_T10K_IMAGES_MD5 "8181f5470baa50b63fa0f6fddb340f0a"
+
+static void test_known_files_refused_under_the_wrong_source(void) {
+  int mnist = have_all(MNIST_DIR), fashion = have_all(FASHION_DIR);
+  if (fashion)
+    expect_known("fashion_files_refused_as_mnist", GN_SRC_MNIST, FASHION_DIR, "train-images-idx3-ubyte.gz",
+                 "is Fashion-MNIST's train-images-idx3-ubyte", FASHION_TRAIN_IMAGES_MD5);
+  else
+    gt_note("skip: no Fashion-MNIST in %s", FASHION_DIR);
+  if (!mnist) {
+    gt_note("skip: no MNIST in %s (make data installs it): MNIST refusal checks", MNIST_DIR);
+    return;
+  }
+  expect_known("mnist_files_refused_as_fashion_mnist", GN_SRC_FASHION_MNIST, MNIST_DIR,
+               "train-images-idx3-ubyte", "is MNIST's train-images-idx3-ubyte", MNIST_TRAIN_IMAGES_MD5);
+  char dir[512];
+  /* the test set read as the training set */
+  subdir("idx_swapped", dir, sizeof dir);
+  link_split(dir, 0, MNIST_DIR, 1);
+  link_split(dir, 1, MNIST_DIR, 1);
+  MPI_Barrier(MPI_COMM_WORLD);
+  expect_known("mnist_test_files_refused_as_training_files", GN_SRC_MNIST, dir, "train-images-idx3-ubyte",
+               "is MNIST's t10k-images-idx3-ubyte (the MD5 of its content is " MNIST_T10K_IMAGES_MD5
+               "), not its train-images-idx3-ubyte",
+               MNIST_T10K_IMAGES_MD5);
+  if (!fashion) return;
+  /* MNIST's training set with Fashion-MNIST's test set */
+  subdir("idx_mixed", dir, sizeof dir);
+  link_split(dir, 0, MNIST_DIR, 0);
+  link_split(dir, 1, FASHION_DIR, 1);
+  MPI_Barrier(MPI_COMM_WORLD);
+  expect_known("fashion_test_files_beside_mnist_training_files_refused", GN_SRC_MNIST, dir,
+               "t10k-images-idx3-ubyte.gz", "is Fashion-MNIST's t10k-images-idx3-ubyte",
+               FASHION_T10K_IMAGES_MD5);
+}
+
+/* Rank 0 copies the first n samples of MNIST's split s (read from `from`) into dst as IDX files
+ * with count n (gzipped at level 1 when gz); returns the first image and label via img0/lab0. */
+static void copy_idx(const char *from, int s, const char *dst, int64_t n, int gz, uint8_t img0[D],
+                     uint8_t *lab0) {
+  if (par.rank != 0) return;
+  for (int k = 0; k < 2; ++k) {
+    char in[600], out[700];
+    real_file(from, IDX_NAME[s][k], in, sizeof in);
+    gzFile f = gzopen(in, "rb");
+    int64_t item = k == 0 ? D : 1, header = k == 0 ? 16 : 8;
+    unsigned char head[16];
+    int64_t count = 0;
+    if (f && gzread(f, head, (unsigned)header) == header) count = be32_of(head + 4);
+    int64_t keep = n > 0 && n < count ? n : count;
+    uint8_t *buf = malloc((size_t)(keep * item) + 1);
+    int64_t got = f ? gzread(f, buf, (unsigned)(keep * item)) : -1;
+    if (f) gzclose(f);
+    if (got != keep * item) gt_note("copy_idx: short read of %s", in);
+    if (k == 0) memcpy(img0, buf, D);
+    else *lab0 = buf[0];
+    uint32_t dims[3] = {(uint32_t)keep, SIDE, SIDE}, ldims[1] = {(uint32_t)keep};
+    snprintf(out, sizeof out, "%s/%s%s", dst, IDX_NAME[s][k], gz ? ".gz" : "");
+    write_idx(out, gz, k == 0 ? 0x00000803 : 0x00000801, k == 0 ? dims : ldims, k == 0 ? 3 : 1, buf,
+              (size_t)(keep * item));
+    free(buf);
+  }
+}
+
+/* A gzipped copy of MNIST (other bytes than any published .gz) is MNIST by content; a subset of
+ * its own (content unknown) is accepted by its header; both load the images as stored. */
+static void test_mnist_copies_accepted(void) {
+  if (!have_all(MNIST_DIR)) {
+    gt_note("skip: no MNIST in %s (make data installs it): gzipped copy and subset checks", MNIST_DIR);
+    return;
+  }
+  char dir[512];
+  uint8_t img0[D], lab0 = 0, unused[D], lab_unused;
+  subdir("mnist_gz", dir, sizeof dir);
+  copy_idx(MNIST_DIR, 0, dir, 0, 1, img0, &lab0);
+  copy_idx(MNIST_DIR, 1, dir, 0, 1, unused, &lab_unused);
+  MPI_Bcast(img0, D, MPI_UNSIGNED_CHAR, 0, MPI_COMM_WORLD);
+  MPI_Bcast(&lab0, 1, MPI_UNSIGNED_CHAR, 0, MPI_COMM_WORLD);
+  gn_deck deck = deck_for(GN_SRC_MNIST, dir);
+  deck.n_train = 20;
+  deck.n_test = 20;
+  gn_dataset tr, te;
+  int st = gn_data_load(&par, &deck, &tr, &te);
+  GT_CHECK(st == GN_OK, "mnist_gzipped_copy: accepted as MNIST (%s)", st ? gn_error_message() : "ok");
+  if (st == GN_OK) {
+    int same = tr.y[0] == lab0 && tr.d == D;
+    for (int j = 0; j < D; ++j) same &= tr.x[j] == norm1(img0[j], 0.1307, 0.3081);
+    GT_CHECK(same, "mnist_gzipped_copy: first training image and label (%d) equal MNIST's, with MNIST's "
+             "statistics", lab0);
+  }
+  gn_data_free(&tr);
+  gn_data_free(&te);
+  expect_known("mnist_gzipped_copy_refused_as_fashion_mnist", GN_SRC_FASHION_MNIST, dir,
+               "train-images-idx3-ubyte.gz", "is MNIST's train-images-idx3-ubyte", MNIST_TRAIN_IMAGES_MD5);
+
+  subdir("mnist_subset", dir, sizeof dir);
+  copy_idx(MNIST_DIR, 0, dir, 100, 0, img0, &lab0);
+  copy_idx(MNIST_DIR, 1, dir, 50, 0, unused, &lab_unused);
+  MPI_Bcast(img0, D, MPI_UNSIGNED_CHAR, 0, MPI_COMM_WORLD);
+  MPI_Bcast(&lab0, 1, MPI_UNSIGNED_CHAR, 0, MPI_COMM_WORLD);
+  deck = deck_for(GN_SRC_MNIST, dir);
+  st = gn_data_load(&par, &deck, &tr, &te);
+  GT_CHECK(st == GN_OK && tr.n == 100 && te.n == 50,
+           "mnist_subset: 100 + 50 samples of unknown content with MNIST's header accepted (%s)",
+           st ? gn_error_message() : "ok");
+  if (st == GN_OK) {
+    int same = tr.y[0] == lab0;
+    for (int j = 0; j < D; ++j) same &= tr.x[j] == norm1(img0[j], 0.1307, 0.3081);
+    GT_CHECK(same, "mnist_subset: first training image and label equal MNIST's");
+  }
+  gn_data_free(&tr);
+  gn_data_free(&te);
+}
+
 /* A folder only rank 1 is told to use, which does not exist: no hang, one agreed report. */
 static void test_one_rank_error(void) {
   char good[512], missing[600];
@@ -632,6 +878,9 @@ int main(int argc, char **argv) {
     test_cifar();
     test_hdf5();
     test_synthetic();
+    test_idx_header_refused();
+    test_known_files_refused_under_the_wrong_source();
+    test_mnist_copies_accepted();
     test_one_rank_error();
     test_fashion_mnist();
   }

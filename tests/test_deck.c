@@ -546,7 +546,9 @@ static void dump(FILE *fp, const gn_deck *d) {
   R(rtol); R(atol); R(damping); L(gn_reference);
   fprintf(fp, "damping_mode %s\n", (const char *[]){"constant", "bootstrap"}[d->damping_mode]);
   I(every); I(keep); S(restart);
-  I(eval_every); L(batch_change); I(ntk_every); I(ntk_samples); L(ntk_save_matrix); I(cka_every); I(cka_samples);
+  I(eval_every);
+  fprintf(fp, "train_eval %s\n", (const char *[]){"running", "full"}[d->train_eval]);
+  L(batch_change); I(ntk_every); I(ntk_samples); L(ntk_save_matrix); I(cka_every); I(cka_samples);
   I(weights_every); I(ggn_every); I(ggn_samples);
   fprintf(fp, "ggn_mode %s\n", (const char *[]){"exact", "mc"}[d->ggn_mode]);
   I(ggn_mc_samples); I(ggn_top_k);

@@ -34,6 +34,7 @@ program deck_oracle
   character(len=128) :: name
   character(len=1024) :: out_dir, path, restart
   character(len=32) :: source, activation, method, loss, output_hessian, pinv, damping_mode, ggn_mode
+  character(len=32) :: train_eval
   integer(8) :: seed, epochs, max_steps, log_every
   integer(8) :: n_train, n_test, batch_size, dim, classes, synthetic_train, synthetic_test
   integer(8) :: blocks, hidden, every, keep
@@ -48,7 +49,7 @@ program deck_oracle
   namelist /optim/ method, lr, loss, momentum, nesterov, beta1, beta2, eps, weight_decay, &
                    output_hessian, pinv, rtol, atol, damping, gn_reference, damping_mode
   namelist /checkpoint/ every, keep, restart
-  namelist /diagnostics/ eval_every, batch_change, ntk_every, ntk_samples, ntk_save_matrix, &
+  namelist /diagnostics/ eval_every, train_eval, batch_change, ntk_every, ntk_samples, ntk_save_matrix, &
                          cka_every, cka_samples, weights_every, ggn_every, ggn_samples, ggn_mode, &
                          ggn_mc_samples, ggn_top_k
   character(len=4096) :: file
@@ -57,7 +58,7 @@ program deck_oracle
   ! Sentinels: a key missing from an effective deck shows up in the comparison.
   name = 'UNSET'; out_dir = 'UNSET'; path = 'UNSET'; restart = 'UNSET'
   source = 'UNSET'; activation = 'UNSET'; method = 'UNSET'; loss = 'UNSET'
-  output_hessian = 'UNSET'; pinv = 'UNSET'; damping_mode = 'UNSET'; ggn_mode = 'UNSET'
+  output_hessian = 'UNSET'; pinv = 'UNSET'; damping_mode = 'UNSET'; ggn_mode = 'UNSET'; train_eval = 'UNSET'
   seed = -777; epochs = -777; max_steps = -777; log_every = -777
   n_train = -777; n_test = -777; batch_size = -777; dim = -777; classes = -777
   synthetic_train = -777; synthetic_test = -777; blocks = -777; hidden = -777; every = -777
@@ -93,7 +94,7 @@ program deck_oracle
   call wl('gn_reference', gn_reference); call ws('damping_mode', damping_mode)
   call wi('every', every); call wi('keep', keep)
   write(*, '(a,1x,a)') 'restart', trim(restart)
-  call wi('eval_every', eval_every); call wl('batch_change', batch_change)
+  call wi('eval_every', eval_every); call ws('train_eval', train_eval); call wl('batch_change', batch_change)
   call wi('ntk_every', ntk_every); call wi('ntk_samples', ntk_samples)
   call wl('ntk_save_matrix', ntk_save_matrix); call wi('cka_every', cka_every)
   call wi('cka_samples', cka_samples); call wi('weights_every', weights_every)

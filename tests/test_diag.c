@@ -17,6 +17,7 @@
 
 #include "gnrev/diag/cka.h"
 #include "gnrev/diag/diag.h"
+#include "gnrev/diag/diag_plan.h"
 #include "gnrev/curvature/ggn.h"
 #include "gnrev/core/rng.h"
 #include "testlib.h"
@@ -128,12 +129,12 @@ int main(int argc, char **argv) {
   gn_dataset train = make_set(x, y);
   gn_model model;
   memset(&model, 0, sizeof model);
-  int st = gn_model_create(&deck, D, NC, &model);
+  int st = gn_model_create(NULL, &deck, D, NC, &model);
   if (st == GN_OK) st = gn_model_reserve(&model, 3); /* smaller than the probe sets: chunked */
   GT_CHECK(st == GN_OK, "tiny model created");
   const size_t np = model.nparams;
   double *theta0 = malloc(np * sizeof(double)), *theta = malloc(np * sizeof(double));
-  gn_model_init_params(&model, &deck, theta0);
+  gn_model_init_params(&model, &deck, 0, model.nparams, theta0);
   memcpy(theta, theta0, np * sizeof(double));
 
   /* The batch: rows [0, BATCH) of the set, this rank's gn_par_rows share. */

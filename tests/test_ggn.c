@@ -16,6 +16,7 @@
 #include "gnrev/core/rng.h"
 #include "gnrev/linalg/scalapack.h"
 #include "testlib.h"
+#include "testopt.h"
 
 /* Central differences with step 1e-5 on parameters of size ~0.3 give J to ~1e-10 relative
  * (truncation h^2 |f'''| / 6, rounding eps |f| / h), so G to ~1e-9; FD_TOL leaves a margin. */
@@ -50,10 +51,10 @@ static void make_setup(const gn_par *par, setup *s, int64_t N, gn_loss_kind loss
   s->dk.damping_mode = GN_DAMP_CONSTANT;
   s->dk.damping = 0;
   s->N = N;
-  gn_model_create(&s->dk, 8, 3, &s->md);
+  gn_model_create(NULL, &s->dk, 8, 3, &s->md);
   gn_model_reserve(&s->md, N);
   s->theta = malloc(s->md.nparams * sizeof(double));
-  gn_model_init_params(&s->md, &s->dk, s->theta);
+  gn_model_init_params(&s->md, &s->dk, 0, s->md.nparams, s->theta);
   for (size_t i = 0; i < s->md.nparams; ++i) s->theta[i] += 0.05 * gn_rng_normal(3, GN_RNG_TEST, 1, i);
   s->X = malloc((size_t)(N * 8) * sizeof(double));
   s->y = malloc((size_t)N * sizeof(int32_t));
@@ -319,11 +320,12 @@ static void check_rank_invariance(const gn_par *par, const gn_par *self) {
   double *d = malloc(P * sizeof(double)), *d1 = calloc(P, sizeof(double)), dm[3], dm1[3] = {0, 0, 0};
   double buf[2 * 6 * 3 + 3];
   int st = gn_ggn_compute(par, &s.md, &s.dk, s.theta, s.nrows, s.N, s.X + s.row0 * 8, s.y + s.row0, 4, &g);
-  st |= gn_ggn_vivit_direction(par, &s.md, &s.dk, s.theta, s.nrows, s.N, s.X + s.row0 * 8, s.y + s.row0, 4, d, dm);
+  st |= gt_direction(par, &s.md, &s.dk, GN_OPT_GN_VIVIT, false, s.theta, s.nrows, s.N, s.X + s.row0 * 8, s.y + s.row0,
+                     4, d, dm);
   memset(buf, 0, sizeof buf);
   if (par->rank == 0) {
     st |= gn_ggn_compute(self, &s.md, &s.dk, s.theta, s.N, s.N, s.X, s.y, 4, &g1);
-    st |= gn_ggn_vivit_direction(self, &s.md, &s.dk, s.theta, s.N, s.N, s.X, s.y, 4, d1, dm1);
+    st |= gt_direction(self, &s.md, &s.dk, GN_OPT_GN_VIVIT, false, s.theta, s.N, s.N, s.X, s.y, 4, d1, dm1);
     memcpy(buf, g1.gamma, 18 * sizeof(double));
     memcpy(buf + 18, g1.lambda, 18 * sizeof(double));
     memcpy(buf + 36, g1.eigenvalues, 3 * sizeof(double));
@@ -357,10 +359,10 @@ static void check_vivit_equals_mp_for_mse(const gn_par *par) {
   const size_t P = s.md.nparams;
   double *dv = malloc(P * sizeof(double)), *dmp = malloc(P * sizeof(double));
   double *damp = malloc(1000 * sizeof(double));
-  int st = gn_ggn_vivit_direction(par, &s.md, &s.dk, s.theta, s.nrows, s.N, s.X + s.row0 * 8, s.y + s.row0, 0,
-                                  dv, damp);
-  int st2 = gn_ntk_mp_direction(par, &s.md, &s.dk, s.theta, s.nrows, s.N, s.X + s.row0 * 8, s.y + s.row0, 1000,
-                                dmp);
+  int st = gt_direction(par, &s.md, &s.dk, GN_OPT_GN_VIVIT, false, s.theta, s.nrows, s.N, s.X + s.row0 * 8,
+                        s.y + s.row0, 0, dv, damp);
+  int st2 = gt_direction(par, &s.md, &s.dk, GN_OPT_GN, true, s.theta, s.nrows, s.N, s.X + s.row0 * 8, s.y + s.row0, 0,
+                         dmp, NULL);
   gn_ggn g;
   gn_ggn_compute(par, &s.md, &s.dk, s.theta, s.nrows, s.N, s.X + s.row0 * 8, s.y + s.row0, 0, &g);
   /* Both solve with backward-stable eigensolvers: error ~ eps times the condition of the NTK,
@@ -402,8 +404,8 @@ static void check_vivit_explicit(const gn_par *par, gn_damping_mode mode, int64_
   const size_t P = s.md.nparams;
   double *dv = malloc(P * sizeof(double)), *dw = malloc(P * sizeof(double)), *dv2 = malloc(P * sizeof(double));
   double *damp = malloc((size_t)top_k * sizeof(double)), *damp2 = malloc((size_t)top_k * sizeof(double));
-  int st = gn_ggn_vivit_direction(par, &s.md, &s.dk, s.theta, s.nrows, s.N, s.X + s.row0 * 8, s.y + s.row0, 7,
-                                  dv, damp);
+  int st = gt_direction(par, &s.md, &s.dk, GN_OPT_GN_VIVIT, false, s.theta, s.nrows, s.N, s.X + s.row0 * 8,
+                        s.y + s.row0, 7, dv, damp);
   gn_ggn g;
   st |= gn_ggn_compute(par, &s.md, &s.dk, s.theta, s.nrows, s.N, s.X + s.row0 * 8, s.y + s.row0, 7, &g);
   const int64_t k = g.k;
@@ -417,8 +419,8 @@ static void check_vivit_explicit(const gn_par *par, gn_damping_mode mode, int64_
   GT_CHECK(st == GN_OK && r < tol, "test_vivit_step_equals_explicit_damped_newton (%s): rel diff %.2e (tol %.1e)",
            label, r, tol);
   if (mode == GN_DAMP_BOOTSTRAP) {
-    st = gn_ggn_vivit_direction(par, &s.md, &s.dk, s.theta, s.nrows, s.N, s.X + s.row0 * 8, s.y + s.row0, 7, dv2,
-                                damp2);
+    st = gt_direction(par, &s.md, &s.dk, GN_OPT_GN_VIVIT, false, s.theta, s.nrows, s.N, s.X + s.row0 * 8,
+                      s.y + s.row0, 7, dv2, damp2);
     GT_CHECK(st == GN_OK && memcmp(dv, dv2, P * sizeof(double)) == 0 &&
                  memcmp(damp, damp2, (size_t)k * sizeof(double)) == 0,
              "test_vivit_bootstrap_is_deterministic_for_a_seed");

@@ -11,6 +11,7 @@
 #include "gnrev/core/par.h"
 #include "gnrev/core/rng.h"
 #include "testlib.h"
+#include "testshm.h"
 
 static gn_deck tiny_deck(int64_t hidden, gn_loss_kind loss, gn_output_hessian hess, gn_activation act,
                          bool linear_first) {
@@ -47,7 +48,11 @@ static int direction(const gn_par *par, const gn_model *md, const gn_deck *dk, c
   gn_sweep *gn = NULL;
   CHECK(gn_sweep_create(par, md, dk, &gn));
   double *logits = malloc((size_t)(nrows > 0 ? nrows : 1) * md->C * sizeof(double));
-  int st = gn_sweep_direction(gn, theta, nrows, n, X + row0 * md->d, y + row0, logits, delta);
+  /* The direction lands in node-shared memory. */
+  double *shared = gt_shared(par, md->nparams);
+  int st = gn_sweep_direction(gn, theta, nrows, n, X + row0 * md->d, y + row0, logits, shared);
+  if (st == GN_OK) memcpy(delta, shared, md->nparams * sizeof(double));
+  gt_shared_free(shared);
   free(logits);
   gn_sweep_free(gn);
   return st;
@@ -67,13 +72,13 @@ static void check_block_reproduces_residual(const gn_par *par, gn_loss_kind loss
   /* A linear block's features x2 C have rank <= m < n: only nonlinear blocks reach full row rank. */
   gn_deck dk = tiny_deck(hidden, loss, hess, act, false);
   gn_model md;
-  gn_model_create(&dk, d, C, &md);
+  gn_model_create(NULL, &dk, d, C, &md);
   gn_model_reserve(&md, n);
   double *theta = malloc(md.nparams * sizeof(double)), *delta = calloc(md.nparams, sizeof(double));
   double *X = malloc((size_t)(n * d) * sizeof(double));
   int32_t *y = malloc((size_t)n * sizeof(int32_t));
   make_batch(n, d, C, X, y);
-  gn_model_init_params(&md, &dk, theta);
+  gn_model_init_params(&md, &dk, 0, md.nparams, theta);
   for (size_t i = 0; i < md.nparams; ++i) theta[i] += 0.05 * gn_rng_normal(3, GN_RNG_TEST, 1, i);
   int st = direction(par, &md, &dk, theta, n, X, y, delta);
   GT_CHECK(st == GN_OK, "test_gn_direction_succeeds (%s): %s", label, st ? gn_error_message() : "");
@@ -114,14 +119,14 @@ static void check_rank_invariance(const gn_par *par, const gn_par *self, int64_t
   dk.rtol = 1e-2;
   dk.atol = 1e-5;
   gn_model md;
-  gn_model_create(&dk, d, C, &md);
+  gn_model_create(NULL, &dk, d, C, &md);
   gn_model_reserve(&md, n);
   double *theta = malloc(md.nparams * sizeof(double)), *delta = calloc(md.nparams, sizeof(double)),
          *ref = calloc(md.nparams, sizeof(double));
   double *X = malloc((size_t)(n * d) * sizeof(double));
   int32_t *y = malloc((size_t)n * sizeof(int32_t));
   make_batch(n, d, C, X, y);
-  gn_model_init_params(&md, &dk, theta);
+  gn_model_init_params(&md, &dk, 0, md.nparams, theta);
   int st = direction(par, &md, &dk, theta, n, X, y, delta);
   int st1 = GN_OK;
   if (par->rank == 0) st1 = direction(self, &md, &dk, theta, n, X, y, ref);

@@ -159,7 +159,8 @@ def folder(name):
     return d
 
 
-def idx_pair(d, n=4, rows=4, cols=4, labels=None, img_magic=0x803, gz=False, img_bytes=None, lab_bytes=None):
+# 28 x 28: MNIST's image size; source = 'mnist' refuses other sizes before reading any pixel.
+def idx_pair(d, n=4, rows=28, cols=28, labels=None, img_magic=0x803, gz=False, img_bytes=None, lab_bytes=None):
     labels = list(range(n)) if labels is None else labels
     for prefix, count in (("train", n), ("t10k", n)):
         img = img_bytes if img_bytes is not None else struct.pack(">IIII", img_magic, count, rows, cols) + bytes(
@@ -190,6 +191,9 @@ idx_pair(d)
 p = run_raw(mnist_deck(d), args=("--check",)).result()
 check(p.returncode == 0, "test_hostile data: a tiny valid IDX set passes --check (the base of the IDX cases)",
       p.stderr[-800:])
+d = folder("idx_4x4")
+idx_pair(d, rows=4, cols=4)
+hostile_data("IDX of 4 x 4 images under source = 'mnist'", mnist_deck(d), pattern="expects MNIST's 28 x 28 images")
 d = folder("idx_trunc_gz")
 idx_pair(d, gz=True)
 with gzip.open(os.path.join(d, "train-images-idx3-ubyte.gz"), "rb") as f:

@@ -189,17 +189,18 @@ if grep -qx 'task 2 rc 2' "$FAKE_LOG/sbatch.status" && [ ! -e "$FAKE_LOG/srun.ar
 
 reset_log
 sbatch jobs/paper.slurm -P run:epochs=1
+ndecks=$(find input/paper -maxdepth 1 -name '*.nml' | wc -l)
 decks=""
-for t in 0 1 2 3 4 5; do
+for t in $(seq 0 $((ndecks - 1))); do
   decks="$decks $(tail -n 1 "$FAKE_LOG/srun.args.$t" 2>/dev/null)"
 done
 want=""
 for f in input/paper/*.nml; do want="$want $f"; done
 if [ "$decks" = "$want" ]; then ok "paper.slurm: its #SBATCH --array covers input/paper/*.nml, one deck per task"; else notok "paper.slurm: its #SBATCH --array covers input/paper/*.nml, one deck per task"; fi
-if [ "$(grep -c 'rc 0' "$FAKE_LOG/sbatch.status")" = 6 ] && [ "$(cat "$FAKE_LOG"/srun.args.* | grep -cx run:epochs=1)" = 6 ]; then ok "paper.slurm: every task ran and got the extra -P options"; else notok "paper.slurm: every task ran and got the extra -P options"; fi
+if [ "$(grep -c 'rc 0' "$FAKE_LOG/sbatch.status")" = "$ndecks" ] && [ "$(cat "$FAKE_LOG"/srun.args.* | grep -cx run:epochs=1)" = "$ndecks" ]; then ok "paper.slurm: every task ran and got the extra -P options"; else notok "paper.slurm: every task ran and got the extra -P options"; fi
 reset_log
-sbatch --array=6 jobs/paper.slurm
-if grep -qx 'task 6 rc 2' "$FAKE_LOG/sbatch.status"; then ok "paper.slurm: array task 6 (no such deck) fails with status 2"; else notok "paper.slurm: array task 6 (no such deck) fails with status 2"; fi
+sbatch --array="$ndecks" jobs/paper.slurm
+if grep -qx "task $ndecks rc 2" "$FAKE_LOG/sbatch.status"; then ok "paper.slurm: array task $ndecks (no such deck) fails with status 2"; else notok "paper.slurm: array task $ndecks (no such deck) fails with status 2"; fi
 
 # ---- installed scripts, submitted from another folder --------------------------------------------
 # make install of this build into a temporary PREFIX (BUILD as for the tests: no rebuild, and a
@@ -231,14 +232,14 @@ fi
 reset_log
 (cd "$tmp/work" && sbatch "$SHARE/jobs/paper.slurm" -P run:epochs=1)
 decks=""
-for t in 0 1 2 3 4 5; do decks="$decks $(tail -n 1 "$FAKE_LOG/srun.args.$t" 2>/dev/null)"; done
+for t in $(seq 0 $((ndecks - 1))); do decks="$decks $(tail -n 1 "$FAKE_LOG/srun.args.$t" 2>/dev/null)"; done
 want=""
 for f in "$SHARE"/input/paper/*.nml; do [ -r "$f" ] && want="$want $f"; done
-if [ "$decks" = "$want" ] && [ -n "$want" ] && [ "$(grep -c 'rc 0' "$FAKE_LOG/sbatch.status")" = 6 ] &&
+if [ "$decks" = "$want" ] && [ -n "$want" ] && [ "$(grep -c 'rc 0' "$FAKE_LOG/sbatch.status")" = "$ndecks" ] &&
    grep -qx "PWD=$tmp/work" "$FAKE_LOG/srun.env.0"; then
-  ok "installed paper.slurm from another folder runs the six installed paper decks, in that folder"
+  ok "installed paper.slurm from another folder runs the $ndecks installed paper decks, in that folder"
 else
-  notok "installed paper.slurm from another folder runs the six installed paper decks: got$decks, want$want"
+  notok "installed paper.slurm from another folder runs the $ndecks installed paper decks: got$decks, want$want"
 fi
 if [ -x "$PREFIX/bin/gnrev_mpi" ]; then
   cat >"$tmp/work/tiny.nml" <<EOF2

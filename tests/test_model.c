@@ -54,7 +54,7 @@ static double norm(const double *a, size_t n) { return sqrt(dot(a, a, n)); }
 /* Initial parameters plus a nonzero bias, so the ones column takes part. */
 static double *make_theta(const gn_model *md, const gn_deck *deck) {
   double *theta = malloc(md->nparams * sizeof *theta);
-  gn_model_init_params(md, deck, theta);
+  gn_model_init_params(md, deck, 0, md->nparams, theta);
   if (md->hp > md->h)
     for (int k = 0; k < 2 * md->B; ++k)
       gn_rng_fill_normal(99, GN_RNG_TEST, 500 + (uint32_t)k, 0, (size_t)md->m, 0.2,
@@ -65,10 +65,10 @@ static double *make_theta(const gn_model *md, const gn_deck *deck) {
 static void test_bad_shapes_are_rejected(void) {
   gn_deck deck = make_deck(2, 8, GN_ACT_RELU, 1, 1, 1);
   gn_model md;
-  int st = gn_model_create(&deck, 11, 3, &md);
+  int st = gn_model_create(NULL, &deck, 11, 3, &md);
   GT_CHECK(st == GN_EINPUT && strstr(gn_error_message(), "d = 11") && strstr(gn_error_message(), "even"),
            "test_odd_input_width_is_rejected_with_its_value (%s)", gn_error_message());
-  st = gn_model_create(&deck, 4, 5, &md);
+  st = gn_model_create(NULL, &deck, 4, 5, &md);
   GT_CHECK(st == GN_EINPUT && strstr(gn_error_message(), "5 classes"),
            "test_more_classes_than_input_width_is_rejected (%s)", gn_error_message());
   gn_error_clear();
@@ -77,7 +77,7 @@ static void test_bad_shapes_are_rejected(void) {
 static void test_layout(void) {
   gn_deck deck = make_deck(3, 7, GN_ACT_RELU, 1, 1, 1);
   gn_model md;
-  int st = gn_model_create(&deck, 10, 3, &md);
+  int st = gn_model_create(NULL, &deck, 10, 3, &md);
   int ok = st == GN_OK && md.nparams == 2 * 3 * 8 * 5 && md.hp == 8 && md.m == 5;
   for (int k = 0; ok && k < 6; ++k) ok = gn_model_offset(&md, k / 2, k % 2) == (size_t)k * 40;
   ok = ok && md.act[0] == GN_ACT_IDENTITY && md.act[1] == GN_ACT_RELU && md.act[2] == GN_ACT_RELU;
@@ -96,7 +96,7 @@ static void test_inverse(void) {
     for (int bias = 0; bias < 2; ++bias) {
       gn_deck deck = make_deck(B, h, (gn_activation)act, bias, bias, 3 + act);
       gn_model md;
-      ok &= gn_model_create(&deck, d, 4, &md) == GN_OK && gn_model_reserve(&md, n) == GN_OK;
+      ok &= gn_model_create(NULL, &deck, d, 4, &md) == GN_OK && gn_model_reserve(&md, n) == GN_OK;
       double *theta = make_theta(&md, &deck);
       double *X0 = randn((size_t)(n * d), 1, 1.0), *X = malloc((size_t)(n * d) * sizeof *X);
       double logits[5 * 4];
@@ -129,7 +129,7 @@ static void test_output_map(void) {
   const int C = 5;
   gn_deck deck = make_deck(1, 3, GN_ACT_RELU, 1, 1, 17);
   gn_model a, b;
-  int ok = gn_model_create(&deck, d, C, &a) == GN_OK && gn_model_create(&deck, d, C, &b) == GN_OK;
+  int ok = gn_model_create(NULL, &deck, d, C, &a) == GN_OK && gn_model_create(NULL, &deck, d, C, &b) == GN_OK;
   double dev = 0.0;
   for (int i = 0; i < C; ++i)
     for (int j = 0; j < C; ++j) {
@@ -164,7 +164,7 @@ static void test_output_map(void) {
 
   /* MNIST shape: a long Gram-Schmidt still orthonormal to rounding. */
   gn_model big;
-  ok = gn_model_create(&deck, 784, 10, &big) == GN_OK;
+  ok = gn_model_create(NULL, &deck, 784, 10, &big) == GN_OK;
   dev = 0.0;
   for (int i = 0; ok && i < 10; ++i)
     for (int j = 0; j < 10; ++j) {
@@ -195,8 +195,8 @@ static void test_random_parts(void) {
   gn_model a, b, c;
   gn_deck other = deck;
   other.seed = 6;
-  int ok = gn_model_create(&deck, d, 3, &a) == GN_OK && gn_model_create(&deck, d, 3, &b) == GN_OK &&
-           gn_model_create(&other, d, 3, &c) == GN_OK;
+  int ok = gn_model_create(NULL, &deck, d, 3, &a) == GN_OK && gn_model_create(NULL, &deck, d, 3, &b) == GN_OK &&
+           gn_model_create(NULL, &other, d, 3, &c) == GN_OK;
   const size_t np = (size_t)(a.m * h);
   double rv0 = 0, rv1 = 0, rvw = 0;
   int stats = ok && gaussian_stats_ok(a.proj[0], np, 4.0 / (double)h, &rv0) &&
@@ -213,8 +213,8 @@ static void test_random_parts(void) {
   GT_CHECK(differ, "test_projections_differ_for_another_seed_and_between_F_and_G");
 
   double *t1 = malloc(a.nparams * sizeof *t1), *t2 = malloc(a.nparams * sizeof *t2);
-  gn_model_init_params(&a, &deck, t1);
-  gn_model_init_params(&b, &deck, t2);
+  gn_model_init_params(&a, &deck, 0, a.nparams, t1);
+  gn_model_init_params(&b, &deck, 0, b.nparams, t2);
   int wstats = 1, bias_zero = 1;
   for (int k = 0; k < 2; ++k) {
     const double *T = t1 + gn_model_offset(&a, 0, k);
@@ -249,7 +249,7 @@ static void test_half_block_derivatives(int64_t n) {
     for (int bias = 0; bias < 2; ++bias) {
       gn_deck deck = make_deck(2, h, (gn_activation)act, 0, bias, 11 + act);
       gn_model md;
-      int ok = gn_model_create(&deck, d, 3, &md) == GN_OK && gn_model_reserve(&md, n) == GN_OK;
+      int ok = gn_model_create(NULL, &deck, d, 3, &md) == GN_OK && gn_model_reserve(&md, n) == GN_OK;
       double *theta = make_theta(&md, &deck);
       const size_t nm = (size_t)(n * m), nh = (size_t)(n * h), hpm = (size_t)(md.hp * m);
       double *z = randn(nm, 40, 1.0), *v = randn(nm, 41, 1.0), *g = randn(nm, 42, 1.0);
@@ -354,7 +354,7 @@ static void test_linear_routes_agree(void) {
   const int64_t d = 8, m = 4, h = 9, n = 6, k = 2;
   gn_deck deck = make_deck(1, h, GN_ACT_IDENTITY, 1, 1, 31);
   gn_model md;
-  int ok = gn_model_create(&deck, d, 3, &md) == GN_OK && gn_model_reserve(&md, n) == GN_OK;
+  int ok = gn_model_create(NULL, &deck, d, 3, &md) == GN_OK && gn_model_reserve(&md, n) == GN_OK;
   double *theta = make_theta(&md, &deck);
   const size_t nm = (size_t)(n * m), hpm = (size_t)(md.hp * m);
   double *z = randn(nm, 90, 1.0), *v = randn(nm, 91, 1.0), *g = randn(nm, 92, 1.0);
@@ -402,7 +402,7 @@ static void test_backward(gn_activation act, int B, int linear_first, int bias, 
   snprintf(an, sizeof an, "%s, n %lld", ACT_NAME[act], (long long)n);
   gn_deck deck = make_deck(B, h, act, linear_first, bias, 21 + B);
   gn_model md;
-  int ok = gn_model_create(&deck, d, C, &md) == GN_OK && gn_model_reserve(&md, n) == GN_OK;
+  int ok = gn_model_create(NULL, &deck, d, C, &md) == GN_OK && gn_model_reserve(&md, n) == GN_OK;
   double *theta = make_theta(&md, &deck);
   const size_t nd = (size_t)(n * d), np = md.nparams;
   double *X0 = randn(nd, 60, 1.0), *X = malloc(nd * sizeof *X), *dX = malloc(nd * sizeof *dX);

@@ -15,6 +15,8 @@
 #include "gnrev/core/rng.h"
 #include "gnrev/linalg/scalapack.h"
 #include "testlib.h"
+#include "testopt.h"
+#include "testshm.h"
 
 /* Central differences with step 1e-5 on parameters of size ~0.3: truncation h^2 |f'''| / 6 ~
  * 2e-11 and rounding eps |f| / h ~ 2e-11 relative, so J is good to ~1e-10 and J J^T to ~1e-9. */
@@ -47,10 +49,10 @@ static void make_setup(setup *s, int64_t p, int64_t d, int64_t hidden, gn_activa
   s->dk.rtol = 1e-13;
   s->dk.atol = 1e-300;
   s->p = p;
-  gn_model_create(&s->dk, d, 3, &s->md);
+  gn_model_create(NULL, &s->dk, d, 3, &s->md);
   gn_model_reserve(&s->md, p);
   s->theta = malloc(s->md.nparams * sizeof(double));
-  gn_model_init_params(&s->md, &s->dk, s->theta);
+  gn_model_init_params(&s->md, &s->dk, 0, s->md.nparams, s->theta);
   for (size_t i = 0; i < s->md.nparams; ++i) s->theta[i] += 0.05 * gn_rng_normal(3, GN_RNG_TEST, 1, i);
   s->X = malloc((size_t)(p * d) * sizeof(double));
   s->y = malloc((size_t)p * sizeof(int32_t));
@@ -224,7 +226,7 @@ static void check_kernel(const gn_par *par, const gn_par *self, int64_t p, int64
 
   /* A model whose workspace holds 2 rows walks the samples in chunks. */
   gn_model small;
-  gn_model_create(&s.dk, s.md.d, s.md.C, &small);
+  gn_model_create(NULL, &s.dk, s.md.d, s.md.C, &small);
   gn_model_reserve(&small, 2);
   gn_ntk K2;
   st = gn_ntk_compute(par, &small, s.theta, p, s.X + row0 * s.md.d, &K2);
@@ -366,8 +368,8 @@ static void check_mp_direction(const gn_par *par, gn_loss_kind loss, gn_output_h
   int64_t row0, nrows;
   gn_par_rows(p, par->size, par->rank, &row0, &nrows);
   double *delta = malloc(s.md.nparams * sizeof(double)), *ref = malloc(s.md.nparams * sizeof(double));
-  int st = gn_ntk_mp_direction(par, &s.md, &s.dk, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, N,
-                               delta);
+  int st = gt_direction(par, &s.md, &s.dk, GN_OPT_GN, true, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0,
+                        0, delta, NULL);
   double *lg = malloc((size_t)N * sizeof(double)), *eps = malloc((size_t)N * sizeof(double));
   logits_at(&s.md, s.theta, p, s.X, lg);
   gn_loss_residual(loss, hess, p, s.md.C, lg, s.y, eps);
@@ -394,10 +396,11 @@ static void check_mp_refuses_big(const gn_par *par) {
   int64_t row0, nrows;
   gn_par_rows(p, par->size, par->rank, &row0, &nrows);
   double *delta = malloc(s.md.nparams * sizeof(double));
-  int st = gn_ntk_mp_direction(par, &s.md, &s.dk, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, 14,
-                               delta);
-  GT_CHECK(st == GN_EINPUT && strstr(gn_error_message(), "needs the full 15 x 15 NTK of 5 samples x 3 "
-                                     "classes, above the limit of 14 rows"),
+  /* 2731 samples x 3 classes: one row over the limit (the refusal comes before any row is read). */
+  int st = gt_direction(par, &s.md, &s.dk, GN_OPT_GN, true, s.theta, nrows, 2731, s.X + row0 * s.md.d, s.y + row0,
+                        0, delta, NULL);
+  GT_CHECK(st == GN_EINPUT && strstr(gn_error_message(), "needs the full 8193 x 8193 NTK of 2731 samples x 3 "
+                                     "classes, above the limit of 8192 rows"),
            "test_mp_direction_refuses_above_max_rows: \"%s\"", gn_error_message());
   gn_error_clear();
   free(delta);
@@ -420,10 +423,14 @@ static void check_theorem_43(const gn_par *par, gn_activation act, const char *l
   gn_sweep *gn = NULL;
   int st = gn_sweep_create(par, &s.md, &s.dk, &gn);
   double *lloc = malloc((size_t)(nrows > 0 ? nrows : 1) * s.md.C * sizeof(double));
-  if (st == GN_OK) st = gn_sweep_direction(gn, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, lloc, dt);
+  double *shared = gt_shared(par, s.md.nparams);
+  if (st == GN_OK) st = gn_sweep_direction(gn, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, lloc, shared);
+  if (st == GN_OK) memcpy(dt, shared, s.md.nparams * sizeof(double));
+  gt_shared_free(shared);
   gn_sweep_free(gn);
   free(lloc);
-  int st2 = gn_ntk_mp_direction(par, &s.md, &s.dk, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, N, dm);
+  int st2 = gt_direction(par, &s.md, &s.dk, GN_OPT_GN, true, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, 0,
+                         dm, NULL);
   logits_at(&s.md, s.theta, p, s.X, lg);
   gn_loss_residual(s.dk.loss, s.dk.output_hessian, p, s.md.C, lg, s.y, eps);
   for (int64_t i = 0; i < N; ++i) Beps[i] = s.md.B * eps[i];

@@ -18,6 +18,7 @@
 #include "gnrev/core/rng.h"
 #include "gnrev/linalg/scalapack.h" /* serial DGESDD and DSYEVD for the references */
 #include "testlib.h"
+#include "testshm.h"
 
 enum { SEED = 20240917 };
 
@@ -209,7 +210,7 @@ static void run_problem(const gn_par *par, const problem *pb, const variant *vs,
   double *T = malloc(sizeof(double) * (size_t)(nrows * pb->m + 1));
   double *AdT = malloc(sizeof(double) * (size_t)(nrows * pb->m + 1));
   double *Ax = malloc(sizeof(double) * (size_t)(nrows * pb->m + 1));
-  double *dtheta = malloc(sizeof(double) * hm), *dtheta2 = malloc(sizeof(double) * hm);
+  double *dtheta = gt_shared(par, hm), *dtheta2 = gt_shared(par, hm), *ref0 = malloc(sizeof(double) * hm);
   double *ref = malloc(sizeof(double) * hm);
   build(pb, row0, nrows, A, T);
   double *Afull = NULL, *Tfull = NULL;
@@ -255,9 +256,9 @@ static void run_problem(const gn_par *par, const problem *pb, const variant *vs,
       gt_note("%s", gn_error_message());
       continue;
     }
-    memcpy(dtheta2, dtheta, sizeof(double) * hm);
-    MPI_Bcast(dtheta2, (int)hm, MPI_DOUBLE, 0, MPI_COMM_WORLD);
-    GT_CHECK(memcmp(dtheta, dtheta2, sizeof(double) * hm) == 0,
+    memcpy(ref0, dtheta, sizeof(double) * hm);
+    MPI_Bcast(ref0, (int)hm, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    GT_CHECK(memcmp(dtheta, ref0, sizeof(double) * hm) == 0,
              "dtheta is bit-identical on every rank (%s)", name);
     double err = gt_rel_diff(dtheta, ref, hm);
     gt_note("%s: kept %lld of %lld, kappa^2 %.3g, |dtheta - ref| %.2e (tol %.2e), tall %d", name,
@@ -320,7 +321,9 @@ static void run_problem(const gn_par *par, const problem *pb, const variant *vs,
   }
 done:
   gn_pinv_free(ctx);
-  free(A), free(T), free(AdT), free(Ax), free(dtheta), free(dtheta2), free(ref), free(Afull),
+  gt_shared_free(dtheta), gt_shared_free(dtheta2);
+  free(ref0);
+  free(A), free(T), free(AdT), free(Ax), free(ref), free(Afull),
       free(Tfull);
 }
 
@@ -332,7 +335,7 @@ static void test_nonfinite_reported_everywhere(const gn_par *par) {
   gn_par_rows(pb.n, par->size, par->rank, &row0, &nrows);
   double *A = malloc(sizeof(double) * (size_t)(nrows * pb.hp + 1));
   double *T = malloc(sizeof(double) * (size_t)(nrows * pb.m + 1));
-  double *dtheta = malloc(sizeof(double) * (size_t)(pb.hp * pb.m));
+  double *dtheta = gt_shared(par, (size_t)(pb.hp * pb.m));
   build(&pb, row0, nrows, A, T);
   int last = (int)((pb.n - 1) / gn_par_rows(pb.n, par->size, 0, NULL, NULL));
   gn_pinv_ctx *ctx = NULL;
@@ -368,7 +371,8 @@ static void test_nonfinite_reported_everywhere(const gn_par *par) {
   gn_error_clear();
 done:
   gn_pinv_free(ctx);
-  free(A), free(T), free(dtheta);
+  gt_shared_free(dtheta);
+  free(A), free(T);
 }
 
 static void test_memory_estimate(const gn_par *par) {

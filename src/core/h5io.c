@@ -523,9 +523,11 @@ int gn_h5_write_i64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, 
 }
 
 /* Each rank reads its share of the rows (so the file is read once, collectively), then the
- * shares are broadcast, so every rank ends with the whole array. */
+ * shares are broadcast, so every rank ends with the whole array. Into node-shared memory
+ * (node_shared) the shares are those of the node's ranks: every node reads the whole array once,
+ * nothing is broadcast, and the node's ranks see it all after a gn_shm_sync. */
 static int read_replicated(gn_h5 *f, const char *path, int ndims, const int64_t *dims, hid_t mtype,
-                           bool integer_only, size_t elsize, void *data) {
+                           bool integer_only, size_t elsize, void *data, bool node_shared) {
   int status = check_dims(f, path, ndims, dims);
   hid_t d = -1, type = -1;
   int64_t re = 1;
@@ -557,13 +559,17 @@ static int read_replicated(gn_h5 *f, const char *path, int ndims, const int64_t 
   if (status == GN_OK) {
     int64_t row0 = 0, nrows = 0;
     re = row_elems(ndims, dims);
-    gn_par_rows(dims[0], f->par.size, f->par.rank, &row0, &nrows);
+    if (node_shared)
+      gn_par_rows(dims[0], f->par.node_size, f->par.node_rank, &row0, &nrows);
+    else
+      gn_par_rows(dims[0], f->par.size, f->par.rank, &row0, &nrows);
     char *base = nrows > 0 ? (char *)data + (size_t)(row0 * re) * elsize : NULL;
     status = transfer_rows(f, d, path, false, mtype, row0, nrows, re, base);
   }
   close_id(&type);
   close_id(&d);
   CHECK(gn_par_agree(&f->par, status));
+  if (node_shared) return GN_OK;
   for (int r = 0; r < f->par.size; ++r) {
     int64_t row0 = 0, nrows = 0;
     gn_par_rows(dims[0], f->par.size, r, &row0, &nrows);
@@ -576,12 +582,17 @@ static int read_replicated(gn_h5 *f, const char *path, int ndims, const int64_t 
 
 int gn_h5_read_f64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, double *data) {
   return gn_par_agree(&f->par,
-                      read_replicated(f, path, ndims, dims, H5T_NATIVE_DOUBLE, false, sizeof(double), data));
+                      read_replicated(f, path, ndims, dims, H5T_NATIVE_DOUBLE, false, sizeof(double), data, false));
+}
+
+int gn_h5_read_f64_node(gn_h5 *f, const char *path, int ndims, const int64_t *dims, double *data) {
+  return gn_par_agree(&f->par,
+                      read_replicated(f, path, ndims, dims, H5T_NATIVE_DOUBLE, false, sizeof(double), data, true));
 }
 
 int gn_h5_read_i64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, int64_t *data) {
   return gn_par_agree(&f->par,
-                      read_replicated(f, path, ndims, dims, H5T_NATIVE_INT64, true, sizeof(int64_t), data));
+                      read_replicated(f, path, ndims, dims, H5T_NATIVE_INT64, true, sizeof(int64_t), data, false));
 }
 
 int gn_h5_shape(gn_h5 *f, const char *path, int *ndims, int64_t dims[3]) {
@@ -591,6 +602,28 @@ int gn_h5_shape(gn_h5 *f, const char *path, int *ndims, int64_t dims[3]) {
   close_id(&d);
   CHECK(status);
   return GN_OK;
+}
+
+int gn_h5_read_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows,
+                        double *local) {
+  int status = rows < 0 || cols < 0 || row0 < 0 || nrows < 0 || row0 > rows - nrows
+                   ? GN_RAISE(GN_EINTERNAL, "%s: rows [%lld, %lld) of dataset '%s' lie outside its %lld rows", f->name,
+                              (long long)row0, (long long)(row0 + nrows), path, (long long)rows)
+                   : GN_OK;
+  CHECK(gn_par_agree(&f->par, status));
+  hid_t d = -1;
+  status = open_dataset(f, path, &d);
+  if (status == GN_OK) {
+    int nd = 0;
+    int64_t found[3];
+    status = dataset_shape(f, d, path, &nd, found, NULL);
+    if (status == GN_OK && (nd != 2 || found[0] != rows || found[1] != cols))
+      status = GN_RAISE(GN_EINPUT, "%s: dataset '%s' is not %lld x %lld", f->name, path, (long long)rows, (long long)cols);
+  }
+  CHECK(gn_par_agree(&f->par, status));
+  status = transfer_rows(f, d, path, false, H5T_NATIVE_DOUBLE, row0, nrows, cols, local);
+  close_id(&d);
+  return gn_par_agree(&f->par, status);
 }
 
 int gn_h5_write_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows,

@@ -1,7 +1,7 @@
-/* ggn.c — the GGN in the manner of ViViT (DESIGN.md section 5, papers/003): G = V V^T with
+/* ggn.c — the GGN in the manner of ViViT (Dangel et al.; docs/algorithm.md): G = V V^T with
  * V = J^T S / sqrt(N), its nonzero spectrum from the Gram matrix V^T V = S^T K S / N on the NTK,
- * per-sample directional gradients gamma_nk and curvatures lambda_nk with their SNRs, and ViViT's
- * damped Newton step with constant or bootstrap (section 4.2) damping per direction.
+ * and per-sample directional gradients gamma_nk and curvatures lambda_nk with their SNRs. The
+ * damped Newton step built on them is the gn_vivit optimizer (src/optim/gn_vivit.c).
  *
  * Index (n, j) = n * cols + j runs over samples n and factor columns j (cols = C exact, or the
  * number of MC samples). With T = K blockdiag(S_m) (this rank's rows, (n_loc C) x (N cols)):
@@ -13,25 +13,26 @@
  *
  * The Gram matrix (N cols square) stays row-split and goes through the distributed eigensolver
  * (symeig_scalapack.c, PDSYEVD); every rank receives the same eigenvalues and top-k eigenvectors,
- * so the bootstrap, drawn from the counter-based generator, is replicated without communication.
+ * so whatever is built on them (the ViViT step's bootstrap) is replicated without communication.
  * Cost per call: the NTK (ntk.c) plus O(n_loc C N cols (C + cols)) for T and the Gram rows,
  * O((N cols)^3 / P) for the eigensolver, and one backpropagation per mean gradient or step.
  * Memory per rank: the NTK rows, T and the Gram rows, and about 3 (N cols)^2 / P for the 2-D
  * copies and PDSYEVD workspace. */
-#include "gnrev/core/blas.h"
 #include "gnrev/curvature/ggn.h"
 
-#include <assert.h>
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gnrev/model/loss.h"
-#include "gnrev/curvature/ntk.h"
+#include "gnrev/core/array.h"
+#include "gnrev/core/blas.h"
 #include "gnrev/core/rng.h"
+#include "gnrev/core/shm.h"
+#include "gnrev/curvature/ntk.h"
 #include "gnrev/linalg/symeig.h"
+#include "gnrev/model/loss.h"
 
 /* Gram eigenvalues at or below EIG_RTOL * lambda_max count as zero. A backward-stable solver
  * returns the eigenvalues of Gram + E with |E| ~ n eps |Gram| (Weyl), so anything under a few
@@ -39,15 +40,6 @@
  * structural zeros (CE's S_n has rank C - 1, so the Gram has at least N) land near 1e-16. */
 static const double EIG_RTOL = 1e-12;
 
-/* Bootstrap damping: replicates, and the candidate grid delta_j = lambda_ref 10^(j - 6),
- * j = 0 .. 12 (1e-6 .. 1e6 times the mean of the top-k eigenvalues lambda_ref): relative to the
- * curvature scale so that the grid spans both "pure Newton" and "SGD with step 1/delta". */
-enum { BOOT_REPLICATES = 100, BOOT_GRID = 13, BOOT_GRID_LOW = -6 };
-/* The 5% quantile of R over replicates is the order statistic R_(ceil(0.05 B)) (the 5th smallest
- * of 100): a conservative lower bound without interpolation. */
-static const double BOOT_QUANTILE = 0.05;
-
-static double *dalloc(size_t n) { return malloc((n ? n : 1) * sizeof(double)); }
 
 
 void gn_ggn_free(gn_ggn *g) {
@@ -62,18 +54,10 @@ void gn_ggn_free(gn_ggn *g) {
   memset(g, 0, sizeof *g);
 }
 
-/* What the ViViT step needs beyond gn_ggn: the factors S of every sample and the top-k Gram
- * eigenvectors, both replicated. */
-typedef struct {
-  int64_t cols, row0;
-  double *S;     /* N x C x cols: S_n row-major (row = output unit, column = factor column) */
-  double *evecs; /* k x (N cols): e~_k as rows, for the k largest eigenvalues */
-} ggn_extra;
-
-static void extra_free(ggn_extra *x) {
-  free(x->S);
-  free(x->evecs);
-  memset(x, 0, sizeof *x);
+void gn_ggn_factors_free(gn_ggn_factors *f) {
+  free(f->S);
+  free(f->evecs);
+  memset(f, 0, sizeof *f);
 }
 
 /* The factor of sample n (global index) from its logits l: exact columns from loss.c; MC columns
@@ -123,11 +107,11 @@ static void mean_snr(int64_t N, int64_t k, int64_t kk, const double *x, double *
   *snr = v > 0 ? mu * mu / v : (mu != 0 ? INFINITY : 0.0);
 }
 
-/* The whole analysis; extra (may be NULL) keeps S and the eigenvectors for the ViViT step, and
- * want_overlap asks for the mean gradient (one backpropagation). */
+/* The whole analysis; extra (may be NULL) keeps S and the eigenvectors for a step built on them,
+ * and want_overlap asks for the mean gradient (one backpropagation). */
 static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck, const double *theta,
                    int64_t n_local, int64_t N, const double *X_local, const int32_t *y_local, int64_t step,
-                   int want_overlap, gn_ggn *out, ggn_extra *extra) {
+                   int want_overlap, gn_ggn *out, gn_ggn_factors *extra) {
   memset(out, 0, sizeof *out);
   const int C = model->C;
   const int mc = deck->ggn_mode == GN_GGN_MC;
@@ -148,11 +132,12 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   int status = GN_OK;
   gn_ntk K = {0};
   MPI_Datatype row_s = MPI_DATATYPE_NULL, row_k = MPI_DATATYPE_NULL;
-  double *X = dalloc((size_t)(n_local * d)), *logits = dalloc((size_t)(n_local * C));
-  double *r = dalloc((size_t)(n_local * C)), *S = dalloc((size_t)(N * SC));
-  double *T = dalloc((size_t)(n_local * C * Ncols));
-  double *Gl = dalloc((size_t)(n_local * cols * Ncols));
-  double *eig = dalloc((size_t)Ncols), *evecs = NULL, *wv = dalloc((size_t)Ncols), *grad = NULL;
+  double *X = gn_alloc((size_t)(n_local * d)), *logits = gn_alloc((size_t)(n_local * C));
+  double *r = gn_alloc((size_t)(n_local * C)), *S = gn_alloc((size_t)(N * SC));
+  double *T = gn_alloc((size_t)(n_local * C * Ncols));
+  double *Gl = gn_alloc((size_t)(n_local * cols * Ncols));
+  double *eig = gn_alloc((size_t)Ncols), *evecs = NULL, *wv = gn_alloc((size_t)Ncols), *grad = NULL;
+  gn_shm grad_mem = {.win = MPI_WIN_NULL};
   int *cnt = malloc(2 * (size_t)par->size * sizeof(int)), *dsp = cnt ? cnt + par->size : NULL;
   if (!X || !logits || !r || !S || !T || !Gl || !eig || !wv || !cnt)
     status = GN_RAISE(GN_ENOMEM, "ggn: out of memory for the %lld x %lld Gram matrix and its work arrays",
@@ -173,12 +158,7 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
       mc_factor(deck, step, row0 + i, C, cols, logits + i * C, S + (row0 + i) * SC);
   CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(SC), MPI_DOUBLE, &row_s));
   CHECK_MPI_GOTO(MPI_Type_commit(&row_s));
-  for (int q = 0; q < par->size; ++q) {
-    int64_t q0, qn;
-    gn_par_rows(N, par->size, q, &q0, &qn);
-    cnt[q] = (int)qn;
-    dsp[q] = (int)q0;
-  }
+  gn_par_counts(N, par->size, 1, cnt, dsp);
   CHECK_MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, S, cnt, dsp, row_s, par->comm));
 
   /* T = K blockdiag(S_m), then this rank's Gram rows S_n^T T_n / N. */
@@ -194,7 +174,7 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   /* The Gram stays row-split: the distributed eigensolver gives every rank the eigenvalues and
    * the top-k eigenvectors (sign fixed there, which keeps gamma's sign across rank counts). */
   const int64_t kmax = deck->ggn_top_k < Ncols ? deck->ggn_top_k : Ncols;
-  evecs = dalloc((size_t)(kmax * Ncols));
+  evecs = gn_alloc((size_t)(kmax * Ncols));
   CHECK_GOTO(gn_par_agree(par, evecs ? GN_OK : GN_RAISE(GN_ENOMEM, "ggn: out of memory for %lld Gram "
                                                         "eigenvectors", (long long)kmax)));
   const int64_t block = gn_par_rows(N, par->size, par->rank, NULL, NULL) * cols;
@@ -207,13 +187,13 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   out->N = N;
   out->n_eig = n_eig;
   out->k = k;
-  out->eigenvalues = dalloc((size_t)n_eig);
-  out->gamma = dalloc((size_t)(N * k));
-  out->lambda = dalloc((size_t)(N * k));
-  out->gamma_mean = dalloc((size_t)k);
-  out->lambda_mean = dalloc((size_t)k);
-  out->gamma_snr = dalloc((size_t)k);
-  out->lambda_snr = dalloc((size_t)k);
+  out->eigenvalues = gn_alloc((size_t)n_eig);
+  out->gamma = gn_alloc((size_t)(N * k));
+  out->lambda = gn_alloc((size_t)(N * k));
+  out->gamma_mean = gn_alloc((size_t)k);
+  out->lambda_mean = gn_alloc((size_t)k);
+  out->gamma_snr = gn_alloc((size_t)k);
+  out->lambda_snr = gn_alloc((size_t)k);
   status = out->eigenvalues && out->gamma && out->lambda && out->gamma_mean && out->lambda_mean &&
                    out->gamma_snr && out->lambda_snr
                ? GN_OK
@@ -248,11 +228,12 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
 
   if (want_overlap) {
     /* grad L = J^T r / N by backpropagation, independent of the Gram route. */
-    grad = dalloc(model->nparams);
-    CHECK_GOTO(gn_par_agree(par, grad ? GN_OK : GN_RAISE(GN_ENOMEM, "ggn: out of memory for the gradient")));
+    CHECK_GOTO(gn_par_agree(par, gn_shm_alloc(par, model->nparams * sizeof(double), "the gradient", &grad_mem)));
+    grad = grad_mem.base;
     for (int64_t i = 0; i < n_local * C; ++i) r[i] /= (double)N;
     CHECK_GOTO(gn_ntk_jt_apply(par, model, theta, n_local, X_local, r, grad));
     const double g2 = cblas_ddot(gn_int((int64_t)model->nparams), grad, 1, grad, 1);
+    grad = NULL;
     double top = 0;
     for (int64_t kk = 0; kk < k; ++kk) top += out->gamma_mean[kk] * out->gamma_mean[kk];
     out->grad_overlap = g2 > 0 ? top / g2 : 0.0;
@@ -277,7 +258,7 @@ fail:
   free(eig);
   free(evecs);
   free(wv);
-  free(grad);
+  gn_shm_free(&grad_mem);
   free(cnt);
   if (status != GN_OK) gn_ggn_free(out);
   return status;
@@ -286,110 +267,11 @@ fail:
 int gn_ggn_compute(const gn_par *par, const gn_model *model, const gn_deck *deck, const double *theta,
                    int64_t n_local, int64_t N, const double *X_local, const int32_t *y_local,
                    int64_t step, gn_ggn *out) {
-  CHECK(analyse(par, model, deck, theta, n_local, N, X_local, y_local, step, 1, out, NULL));
-  return GN_OK;
+  return analyse(par, model, deck, theta, n_local, N, X_local, y_local, step, 1, out, NULL);
 }
 
-static int cmp_double(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-/* ViViT section 4.2 (our DESIGN.md 5): per direction the damping on the grid whose 5% quantile of
- * the bootstrap loss reduction R = -s gamma' - s^2 lambda' / 2 is largest, the step
- * s = -gamma / (lambda + delta) taken from the means over one resample of the N samples and R
- * scored with the means over an independent one. Ties go to the larger damping (the safer step).
- * Replicated: every rank draws the same resamples from (seed, GN_RNG_BOOTSTRAP, step). */
-static int bootstrap_damping(const gn_deck *deck, int64_t step, const gn_ggn *g, double *damping) {
-  const int64_t N = g->N, k = g->k, B = BOOT_REPLICATES;
-  double lam_ref = 0;
-  for (int64_t kk = 0; kk < k; ++kk) lam_ref += g->lambda_mean[kk];
-  lam_ref /= (double)k;
-  double grid[BOOT_GRID];
-  for (int j = 0; j < BOOT_GRID; ++j) grid[j] = lam_ref * pow(10.0, BOOT_GRID_LOW + j);
-  double *R = dalloc((size_t)(BOOT_GRID * k * B)), *mean = dalloc((size_t)(4 * k));
-  if (!R || !mean) {
-    free(R);
-    free(mean);
-    GN_FAIL(GN_ENOMEM, "ggn: out of memory for the bootstrap of %lld directions", (long long)k);
-  }
-  const uint64_t seed = (uint64_t)deck->seed;
-  for (int64_t b = 0; b < B; ++b) {
-    /* mean[0:k] gamma, [k:2k] lambda over resample 1; [2k:3k], [3k:4k] over resample 2. */
-    memset(mean, 0, (size_t)(4 * k) * sizeof(double));
-    for (int half = 0; half < 2; ++half)
-      for (int64_t i = 0; i < N; ++i) {
-        const int64_t n = (int64_t)gn_rng_below(seed, GN_RNG_BOOTSTRAP, (uint32_t)step,
-                                                (uint64_t)((2 * b + half) * N + i), (uint64_t)N);
-        for (int64_t kk = 0; kk < k; ++kk) {
-          mean[2 * half * k + kk] += g->gamma[n * k + kk] / (double)N;
-          mean[(2 * half + 1) * k + kk] += g->lambda[n * k + kk] / (double)N;
-        }
-      }
-    for (int j = 0; j < BOOT_GRID; ++j)
-      for (int64_t kk = 0; kk < k; ++kk) {
-        const double s = -mean[kk] / (mean[k + kk] + grid[j]);
-        R[(j * k + kk) * B + b] = -s * mean[2 * k + kk] - 0.5 * s * s * mean[3 * k + kk];
-      }
-  }
-  const int64_t qi = (int64_t)ceil(BOOT_QUANTILE * (double)B) - 1;
-  for (int64_t kk = 0; kk < k; ++kk) {
-    double best = -INFINITY;
-    int jbest = BOOT_GRID - 1;
-    for (int j = BOOT_GRID - 1; j >= 0; --j) {
-      double *Rj = R + (j * k + kk) * B;
-      qsort(Rj, (size_t)B, sizeof *Rj, cmp_double);
-      if (Rj[qi] > best) {
-        best = Rj[qi];
-        jbest = j;
-      }
-    }
-    damping[kk] = grid[jbest];
-  }
-  free(R);
-  free(mean);
-  return GN_OK;
-}
-
-int gn_ggn_vivit_direction(const gn_par *par, const gn_model *model, const gn_deck *deck,
-                           const double *theta, int64_t n_local, int64_t N, const double *X_local,
-                           const int32_t *y_local, int64_t step, double *delta, double *damping_out) {
-  if (deck->ggn_top_k < 1)
-    GN_FAIL(GN_EINPUT, "ggn: the ViViT step needs ggn_top_k >= 1 directions (found %lld)",
-            (long long)deck->ggn_top_k);
-  if (deck->damping_mode == GN_DAMP_CONSTANT && !(deck->damping >= 0 && isfinite(deck->damping)))
-    GN_FAIL(GN_EINPUT, "ggn: constant damping = %g; expected a finite damping >= 0", deck->damping);
-  gn_ggn g;
-  ggn_extra x = {0};
-  CHECK(analyse(par, model, deck, theta, n_local, N, X_local, y_local, step, 0, &g, &x));
-  const int64_t k = g.k, C = model->C, cols = x.cols, row0 = x.row0;
-  int status = GN_OK;
-  double *damp = dalloc((size_t)k), *c = dalloc((size_t)(N * cols)), *w = dalloc((size_t)(n_local * C));
-  status = damp && c && w ? GN_OK : GN_RAISE(GN_ENOMEM, "ggn: out of memory for the ViViT step");
-  CHECK_GOTO(gn_par_agree(par, status));
-  if (k > 0 && deck->damping_mode == GN_DAMP_BOOTSTRAP)
-    CHECK_GOTO(bootstrap_damping(deck, step, &g, damp));
-  else
-    for (int64_t kk = 0; kk < k; ++kk) damp[kk] = deck->damping;
-  /* sum_k gamma_k / (lambda_k + delta_k) e_k = J^T S c with c = sum_k a_k e~_k,
-   * a_k = gamma_k / ((lambda_k + delta_k) sqrt(N lambda_k)): one backpropagation of S c. */
-  memset(c, 0, (size_t)(N * cols) * sizeof(double));
-  for (int64_t kk = 0; kk < k; ++kk) {
-    const double lam = g.eigenvalues[kk];
-    const double a = g.gamma_mean[kk] / ((lam + damp[kk]) * sqrt((double)N * lam));
-    cblas_daxpy(gn_int(N * cols), a, x.evecs + kk * N * cols, 1, c, 1);
-  }
-  for (int64_t i = 0; i < n_local; ++i)
-    gn_gemm(CblasNoTrans, CblasNoTrans, C, 1, cols, 1.0, x.S + (row0 + i) * C * cols, cols, c + (row0 + i) * cols,
-         1, 0.0, w + i * C, 1);
-  CHECK_GOTO(gn_ntk_jt_apply(par, model, theta, n_local, X_local, w, delta));
-  if (damping_out)
-    for (int64_t kk = 0; kk < deck->ggn_top_k; ++kk) damping_out[kk] = kk < k ? damp[kk] : NAN;
-fail:
-  free(damp);
-  free(c);
-  free(w);
-  extra_free(&x);
-  gn_ggn_free(&g);
-  return status;
+int gn_ggn_compute_factors(const gn_par *par, const gn_model *model, const gn_deck *deck, const double *theta,
+                           int64_t n_local, int64_t N, const double *X_local, const int32_t *y_local,
+                           int64_t step, gn_ggn *out, gn_ggn_factors *factors) {
+  return analyse(par, model, deck, theta, n_local, N, X_local, y_local, step, 0, out, factors);
 }

@@ -1,5 +1,6 @@
-/* ntk.c — the empirical NTK on the logits from the per-half-block structure (DESIGN.md section
- * 5), its spectrum, its drift against a baseline, and the Moore-Penrose GN step built on it.
+/* ntk.c — the empirical NTK on the logits from the per-half-block structure (docs/algorithm.md),
+ * its spectrum, its drift against a baseline, and J^T w for raising output-space vectors to
+ * parameter space (the Moore-Penrose and ViViT steps of src/optim use both).
  *
  * K = J J^T splits over half-blocks: the parameters Theta of half-block (b, s) enter logit
  * (i, a) only through A_i Theta, so dlogit_ia/dTheta = A_i^T g_ia with g_ia = dlogit_ia/dy (y the
@@ -15,34 +16,21 @@
  * allgather p (hp + C m) doubles, GEMMs O(n p hp + n C p C m). Memory per rank: K n C x p C,
  * the g Gram of the same size, the cotangents n C d, gathered A p hp and g p C m.
  *
- * The spectrum goes through the distributed eigensolver (symeig_scalapack.c); the MP step solves on
- * the gathered K on rank 0 (bounded by max_rows), so it is replicated and deterministic. */
-#include "gnrev/core/blas.h"
+ * The spectrum goes through the distributed eigensolver (symeig_scalapack.c). */
 #include "gnrev/curvature/ntk.h"
 
-#include <assert.h>
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gnrev/model/loss.h"
+#include "gnrev/core/array.h"
+#include "gnrev/core/blas.h"
 #include "gnrev/core/rng.h"
-#include "gnrev/linalg/scalapack.h"
-#include "gnrev/linalg/sl_grid.h"
+#include "gnrev/core/shm.h"
+#include "gnrev/model/backprop.h"
 #include "gnrev/linalg/symeig.h"
-
-enum { WORK_SLACK = 256 };
-
-static double *dalloc(size_t n) { return malloc((n ? n : 1) * sizeof(double)); }
-
-
-static int all_finite(const double *v, size_t n) {
-  for (size_t i = 0; i < n; ++i)
-    if (!isfinite(v[i])) return 0;
-  return 1;
-}
 
 /* The model kernels hold at most model->nmax rows: rows are independent, so walk in chunks. */
 static int64_t chunk_rows(const gn_model *md) { return md->nmax; }
@@ -60,16 +48,6 @@ static void forward_rows(const gn_model *md, const double *theta, int64_t n, dou
   for (int64_t r = 0; r < n; r += ch) {
     const int64_t nc = n - r < ch ? n - r : ch;
     gn_model_forward(md, theta, nc, X + r * md->d, logits ? logits + r * md->C : NULL);
-  }
-}
-
-/* Per rank (rank index r) counts and displacements, in rows of `per` units, of a gn_par_rows split. */
-static void split_counts(int64_t p, int size, int64_t per, int *cnt, int *dsp) {
-  for (int r = 0; r < size; ++r) {
-    int64_t row0, nrows;
-    gn_par_rows(p, size, r, &row0, &nrows);
-    cnt[r] = (int)(nrows * per);
-    dsp[r] = (int)(row0 * per);
   }
 }
 
@@ -107,10 +85,10 @@ static int add_half_block(walk *w, int b, int s, const double *z, int64_t off, d
   double *Gloc = w->Gall + w->row0 * C * m;
   for (int64_t r = 0; r < n * C; ++r) memcpy(Gloc + r * m, w->dX + r * d + off, (size_t)m * sizeof(double));
   const int P = w->par->size;
-  split_counts(p, P, 1, w->cnt, w->dsp);
+  gn_par_counts(p, P, 1, w->cnt, w->dsp);
   CHECK_MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, w->Aall, w->cnt, w->dsp, w->row_hp,
                           w->par->comm));
-  split_counts(p, P, C, w->cnt, w->dsp);
+  gn_par_counts(p, P, C, w->cnt, w->dsp);
   CHECK_MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, w->Gall, w->cnt, w->dsp, w->row_m,
                           w->par->comm));
   gn_gemm(CblasNoTrans, CblasTrans, n, p, hp, 1.0, w->Aall + w->row0 * hp, hp, w->Aall, hp, 0.0, w->Ga, p);
@@ -166,12 +144,12 @@ int gn_ntk_compute(const gn_par *par, const gn_model *model, const double *theta
   K->K = calloc((size_t)(n * C * pC > 0 ? n * C * pC : 1), sizeof(double));
   K->nhalf = 2 * model->B;
   K->half_trace = w.half_trace = calloc((size_t)K->nhalf, sizeof(double));
-  w.X = dalloc((size_t)(n * d));
-  w.dX = dalloc((size_t)(n * C * d));
-  w.Aall = dalloc((size_t)(p * hp));
-  w.Gall = dalloc((size_t)(pC * m));
-  w.Ga = dalloc((size_t)(n * p));
-  w.Gg = dalloc((size_t)(n * C * pC));
+  w.X = gn_alloc((size_t)(n * d));
+  w.dX = gn_alloc((size_t)(n * C * d));
+  w.Aall = gn_alloc((size_t)(p * hp));
+  w.Gall = gn_alloc((size_t)(pC * m));
+  w.Ga = gn_alloc((size_t)(n * p));
+  w.Gg = gn_alloc((size_t)(n * C * pC));
   w.cnt = malloc(2 * (size_t)par->size * sizeof(int));
   if (w.cnt) w.dsp = w.cnt + par->size;
   if (!K->K || !K->half_trace || !w.X || !w.dX || !w.Aall || !w.Gall || !w.Ga || !w.Gg || !w.cnt)
@@ -199,7 +177,7 @@ int gn_ntk_compute(const gn_par *par, const gn_model *model, const double *theta
     if (b > 0) invert_and_pull(&w, theta, b, 0, m, 0);
   }
   CHECK_GOTO(gn_par_sum(par, K->half_trace, (size_t)K->nhalf));
-  status = all_finite(K->K, (size_t)(n * C * pC))
+  status = gn_all_finite(K->K, (size_t)(n * C * pC))
                ? GN_OK
                : GN_RAISE(GN_ENUMERIC, "ntk: the NTK has a non-finite entry on rank %d: the "
                           "parameters or the probe inputs hold inf or NaN", par->rank);
@@ -224,7 +202,7 @@ int gn_ntk_eigenvalues(const gn_par *par, const gn_ntk *K, int64_t k, double *to
   if (k < 1 || k > N)
     GN_FAIL(GN_EINPUT, "ntk: asked for the %lld largest eigenvalues of the %lld x %lld NTK; expected "
             "1 <= k <= %lld", (long long)k, (long long)N, (long long)N, (long long)N);
-  double *w = dalloc((size_t)N);
+  double *w = gn_alloc((size_t)N);
   CHECK(gn_par_agree(par, w ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for %lld eigenvalues",
                                                (long long)N)));
   const int64_t block = gn_par_rows(K->p, par->size, par->rank, NULL, NULL) * K->C;
@@ -242,7 +220,7 @@ int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_
             "x %d (or split differently); expected the same probe set", (long long)K->p, K->C,
             (long long)K0->p, K0->C);
   const int64_t N = K->p * K->C, rows = K->nrows * K->C;
-  double *v = dalloc((size_t)N);
+  double *v = gn_alloc((size_t)N);
   CHECK(gn_par_agree(par, v ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for a probe vector")));
   gn_rng_fill_normal(seed, GN_RNG_PROBE, 0, 0, (size_t)N, 1.0, v);
   /* s = [|K - K0|^2, |K0|^2, (K0 v).(K v), |K0 v|^2, |K v|^2, <K0, K>, |K|^2] summed over the
@@ -279,120 +257,23 @@ int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_
 int gn_ntk_jt_apply(const gn_par *par, const gn_model *model, const double *theta, int64_t n_local,
                     const double *X_local, const double *w_local, double *delta) {
   CHECK(need_workspace(model));
-  const int64_t d = model->d, ch = chunk_rows(model);
-  memset(delta, 0, model->nparams * sizeof(double));
-  double *X = dalloc((size_t)(n_local * d)), *dX = dalloc((size_t)(n_local * d));
-  int status = gn_par_agree(par, X && dX ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for %lld "
-                                                            "rows of state and cotangent", (long long)n_local));
-  if (status == GN_OK && n_local > 0) {
-    memcpy(X, X_local, (size_t)(n_local * d) * sizeof(double));
+  const int64_t d = model->d;
+  double *X = gn_alloc((size_t)(n_local * d)), *dX = gn_alloc((size_t)(n_local * d));
+  double *half = gn_alloc((size_t)model->hp * (size_t)model->m);
+  int status = gn_par_agree(par, X && dX && half ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for %lld "
+                                                                    "rows of state and cotangent", (long long)n_local));
+  if (status == GN_OK) {
+    if (n_local > 0) memcpy(X, X_local, (size_t)(n_local * d) * sizeof(double));
     forward_rows(model, theta, n_local, X, NULL);
-    gn_gemm(CblasNoTrans, CblasTrans, n_local, d, model->C, 1.0, w_local, model->C, model->U, model->C, 0.0,
-         dX, d);
-    for (int64_t r = 0; r < n_local; r += ch) {
-      const int64_t nc = n_local - r < ch ? n_local - r : ch;
-      gn_model_backward(model, theta, nc, X + r * d, dX + r * d, delta);
-    }
+    gn_gemm(CblasNoTrans, CblasTrans, n_local, d, model->C, 1.0, w_local, model->C, model->U, model->C, 0.0, dX, d);
+    status = gn_backprop_sum(par, model, theta, n_local, X, dX, delta, half);
   }
   free(X);
   free(dX);
+  free(half);
   CHECK(status);
-  CHECK(gn_par_sum(par, delta, model->nparams));
-  return gn_par_agree(par, all_finite(delta, model->nparams) ? GN_OK : GN_RAISE(GN_ENUMERIC,
+  size_t lo, hi;
+  gn_shm_slice(par, model->nparams, sizeof(double), &lo, &hi);
+  return gn_par_agree(par, gn_all_finite(delta + lo, hi - lo) ? GN_OK : GN_RAISE(GN_ENUMERIC,
                       "ntk: J^T w has a non-finite entry: the output cotangent holds inf or NaN"));
-}
-
-/* Rank 0: w = V diag(f) V^T eps for the full N x N kernel Kf (overwritten), keeping eigenvalues
- * mu >= max(rtol^2 mu_max, atol^2) (singular values sigma = sqrt(mu) of J against rtol, atol). */
-static int mp_solve_rank0(int64_t N, double *Kf, const double *eps, double rtol, double atol, double *w) {
-  int n = (int)N, info = 0, lwork = -1, liwork = -1, iq = 0, status = GN_OK;
-  double q = 0;
-  dsyevd_("V", "L", &n, Kf, &n, w, &q, &lwork, &iq, &liwork, &info, 1, 1);
-  CHECK(gn_sl_error("DSYEVD (workspace query)", info, "no convergence"));
-  const double lw = fmax(q, 1 + 6.0 * n + 2.0 * n * n) + WORK_SLACK;
-  if (lw > INT_MAX)
-    GN_FAIL(GN_EINPUT, "ntk: the %d x %d NTK of the MP step needs more DSYEVD workspace than a "
-            "32-bit LAPACK can index; lower max_rows or the batch size", n, n);
-  lwork = (int)lw;
-  liwork = (iq > 3 + 5 * n ? iq : 3 + 5 * n) + WORK_SLACK;
-  double *work = dalloc((size_t)lwork), *mu = dalloc((size_t)n), *t = dalloc((size_t)n);
-  int *iwork = malloc((size_t)liwork * sizeof(int));
-  if (!work || !mu || !t || !iwork)
-    FAIL_GOTO(GN_ENOMEM, "ntk: out of memory for the eigen-decomposition of the %d x %d NTK", n, n);
-  /* Row-major K is column-major K^T = K; eigenvector k comes back as row k of Kf. */
-  dsyevd_("V", "L", &n, Kf, &n, mu, work, &lwork, iwork, &liwork, &info, 1, 1);
-  CHECK_GOTO(gn_sl_error("DSYEVD", info, "the eigensolver did not converge"));
-  double mu_max = 0;
-  for (int i = 0; i < n; ++i) mu_max = fmax(mu_max, mu[i]);
-  const double cut = fmax(rtol * rtol * mu_max, atol * atol);
-  cblas_dgemv(CblasRowMajor, CblasNoTrans, n, n, 1.0, Kf, n, eps, 1, 0.0, t, 1);
-  for (int i = 0; i < n; ++i) t[i] = (mu[i] > 0 && mu[i] >= cut) ? t[i] / mu[i] : 0.0;
-  cblas_dgemv(CblasRowMajor, CblasTrans, n, n, 1.0, Kf, n, t, 1, 0.0, w, 1);
-  if (!all_finite(w, (size_t)n))
-    FAIL_GOTO(GN_ENUMERIC, "ntk: K^+ eps has a non-finite entry (the residual holds inf or NaN)");
-fail:
-  free(work);
-  free(mu);
-  free(t);
-  free(iwork);
-  return status;
-}
-
-int gn_ntk_mp_direction(const gn_par *par, const gn_model *model, const gn_deck *deck,
-                        const double *theta, int64_t n_local, int64_t n_global, const double *X_local,
-                        const int32_t *y_local, int64_t max_rows, double *delta) {
-  const int64_t C = model->C, N = n_global * C, d = model->d;
-  if (n_global < 1 || N > max_rows)
-    GN_FAIL(GN_EINPUT, "ntk: the Moore-Penrose GN step (gn_reference) needs the full %lld x %lld NTK "
-            "of %lld samples x %lld classes, above the limit of %lld rows; use a smaller batch "
-            "(batch_size <= %lld) or switch gn_reference off", (long long)N, (long long)N,
-            (long long)n_global, (long long)C, (long long)max_rows, (long long)(max_rows / C));
-  int64_t row0, nrows;
-  gn_par_rows(n_global, par->size, par->rank, &row0, &nrows);
-  CHECK(gn_par_agree(par, nrows == n_local ? GN_OK : GN_RAISE(GN_EINTERNAL, "ntk: rank %d holds %lld "
-                     "rows of the batch; the split of %lld rows gives it %lld", par->rank,
-                     (long long)n_local, (long long)n_global, (long long)nrows)));
-  CHECK(need_workspace(model));
-  gn_ntk K;
-  CHECK(gn_ntk_compute(par, model, theta, n_global, X_local, &K));
-  int status = GN_OK;
-  MPI_Datatype row_t = MPI_DATATYPE_NULL, row_c = MPI_DATATYPE_NULL;
-  int *cnt = malloc(2 * (size_t)par->size * sizeof(int));
-  double *X = dalloc((size_t)(n_local * d)), *eps = dalloc((size_t)N), *w = dalloc((size_t)N);
-  double *Kf = par->rank == 0 ? dalloc((size_t)N * (size_t)N) : NULL;
-  if (!cnt || !X || !eps || !w || (par->rank == 0 && !Kf))
-    status = GN_RAISE(GN_ENOMEM, "ntk: out of memory for the gathered %lld x %lld NTK of the MP step",
-                      (long long)N, (long long)N);
-  CHECK_GOTO(gn_par_agree(par, status));
-  int *dsp = cnt + par->size;
-  /* This rank's residual rows, in place in the global eps, then gathered with K on rank 0. */
-  if (n_local > 0) {
-    memcpy(X, X_local, (size_t)(n_local * d) * sizeof(double));
-    double *logits = w; /* scratch: w is written only after the gathers */
-    forward_rows(model, theta, n_local, X, logits);
-    gn_loss_residual(deck->loss, deck->output_hessian, n_local, (int)C, logits, y_local, eps + row0 * C);
-  }
-  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(N), MPI_DOUBLE, &row_t));
-  CHECK_MPI_GOTO(MPI_Type_commit(&row_t));
-  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(C), MPI_DOUBLE, &row_c));
-  CHECK_MPI_GOTO(MPI_Type_commit(&row_c));
-  split_counts(n_global, par->size, C, cnt, dsp);
-  CHECK_MPI_GOTO(MPI_Gatherv(K.K, cnt[par->rank], row_t, Kf, cnt, dsp, row_t, 0, par->comm));
-  split_counts(n_global, par->size, 1, cnt, dsp);
-  CHECK_MPI_GOTO(MPI_Gatherv(par->rank == 0 ? MPI_IN_PLACE : eps + row0 * C, cnt[par->rank], row_c, eps, cnt,
-                       dsp, row_c, 0, par->comm));
-  status = par->rank == 0 ? mp_solve_rank0(N, Kf, eps, deck->rtol, deck->atol, w) : GN_OK;
-  CHECK_GOTO(gn_par_agree(par, status));
-  CHECK_GOTO(gn_par_bcast(par, w, (size_t)N * sizeof(double), 0));
-  CHECK_GOTO(gn_ntk_jt_apply(par, model, theta, n_local, X_local, w + row0 * C, delta));
-fail:
-  if (row_t != MPI_DATATYPE_NULL) MPI_Type_free(&row_t);
-  if (row_c != MPI_DATATYPE_NULL) MPI_Type_free(&row_c);
-  free(cnt);
-  free(X);
-  free(eps);
-  free(w);
-  free(Kf);
-  gn_ntk_free(&K);
-  return status;
 }

@@ -6,14 +6,17 @@
  * Loading runs in phases with an agreement between each, so that an error seen by one rank
  * ends the load on every rank before the next collective step: probe (every rank opens its files
  * and checks headers), sizes (n_train/n_test, shapes equal on every rank), allocation (window,
- * or a private heap copy when the window cannot be made), fill, label checks. */
+ * or a private heap copy when the window cannot be made), fill (with, for MNIST and
+ * Fashion-MNIST, the check that the files are the data set the source names), label checks. */
 #include "gnrev/input/data.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "gnrev/core/sysmem.h"
 #include "gnrev/input/data_readers.h"
@@ -32,6 +35,7 @@ typedef struct {
   const gn_deck *deck;
   gn_dataset *set[2];     /* train, test */
   gn_data_shape shape[2]; /* what the source holds */
+  gn_data_idx_files idx[2]; /* IDX sources: headers, file names, content MD5s once read */
   float *x[2];            /* writable views of set[s]->x and ->y while filling */
   int32_t *y[2];
   bool shared;    /* node-shared windows, else private heap copies */
@@ -60,13 +64,27 @@ static void reset(gn_dataset *set) {
   set->win = MPI_WIN_NULL;
 }
 
+/* IDX files of split s: headers, then whether the source's data set can have them. MNIST's
+ * default folder exists only once `make data` has run, and the message says so. */
+static int probe_idx(loader *L, int s) {
+  const gn_deck *deck = L->deck;
+  struct stat st;
+  if (deck->source == GN_SRC_MNIST && strcmp(deck->path, gn_deck_default_path(GN_SRC_MNIST)) == 0 &&
+      stat(deck->path, &st) != 0)
+    GN_FAIL(GN_EIO, "cannot open %s: %s; MNIST is installed there by `make data` (tools/fetch-mnist.sh), or set "
+            "path to a folder holding its files", deck->path, strerror(errno));
+  CHECK(gn_data_idx_probe(deck->path, IDX_PREFIX[s], &L->shape[s], &L->idx[s]));
+  CHECK(gn_data_known_check_header(deck->source, s, &L->idx[s]));
+  return GN_OK;
+}
+
 /* Phase 1, local: every rank checks the files it could be asked to read. */
 static int probe(loader *L) {
   const gn_deck *deck = L->deck;
   for (int s = 0; s < 2; ++s) {
     switch (deck->source) {
       case GN_SRC_FASHION_MNIST:
-      case GN_SRC_MNIST: CHECK(gn_data_idx_probe(deck->path, IDX_PREFIX[s], &L->shape[s])); break;
+      case GN_SRC_MNIST: CHECK(probe_idx(L, s)); break;
       case GN_SRC_CIFAR10: CHECK(gn_data_cifar_probe(deck->path, s == 0, &L->shape[s])); break;
       case GN_SRC_SYNTHETIC: CHECK(gn_data_synth_probe(deck, s, &L->shape[s])); break;
       case GN_SRC_HDF5:
@@ -226,8 +244,11 @@ static int fill_split(loader *L, int s) {
   switch (deck->source) {
     case GN_SRC_FASHION_MNIST:
     case GN_SRC_MNIST:
-      if (whole)
-        CHECK(gn_data_idx_read(deck->path, IDX_PREFIX[s], &L->shape[s], set->n, &nrm, L->x[s], L->y[s]));
+      if (whole) {
+        CHECK(gn_data_idx_read(deck->path, IDX_PREFIX[s], &L->shape[s], set->n, &nrm, L->x[s], L->y[s],
+                               &L->idx[s]));
+        CHECK(gn_data_known_check_content(deck->source, s, &L->idx[s]));
+      }
       break;
     case GN_SRC_CIFAR10:
       if (whole) CHECK(gn_data_cifar_read(deck->path, s == 0, set->n, &nrm, L->x[s], L->y[s]));

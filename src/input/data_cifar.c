@@ -65,28 +65,33 @@ int gn_data_cifar_read(const char *dir, bool train, int64_t n, const gn_pixel_no
   int64_t done = 0;
   char path[GN_PATH_MAX + 64];
   uint8_t rec[RECORD];
-  for (int k = 0; k < n_files(train) && done < n; ++k) {
+  /* Every record's label is checked, as for IDX files: past the first n only the label byte is
+   * read and the pixels are skipped. */
+  for (int k = 0; k < n_files(train); ++k) {
     file_path(dir, train, k, path, sizeof path);
     FILE *f = fopen(path, "rb");
     if (!f) GN_FAIL(GN_EIO, "cannot open %s: %s", path, strerror(errno));
-    for (int64_t r = 0; done < n; ++r) {
-      size_t got = fread(rec, 1, RECORD, f);
+    for (int64_t r = 0;; ++r) {
+      size_t want = done < n ? RECORD : 1;
+      size_t got = fread(rec, 1, want, f);
       if (got == 0 && feof(f)) break;
-      if (got != RECORD) {
+      if (got != want || (want == 1 && fseek(f, PIXELS, SEEK_CUR) != 0)) {
         int err = ferror(f) ? errno : 0;
         fclose(f);
         if (err) GN_FAIL(GN_EIO, "cannot read %s: %s", path, strerror(err));
-        GN_FAIL(GN_EIO, "%s changed while being read: record %lld has %zu of %d bytes", path, (long long)r,
-                got, RECORD);
+        GN_FAIL(GN_EIO, "%s changed while being read: record %lld is shorter than %d bytes", path,
+                (long long)r, RECORD);
       }
       if (rec[0] >= CLASSES) {
         fclose(f);
         GN_FAIL(GN_EINPUT, "%s: record %lld has label %d, expected 0..%d", path, (long long)r, rec[0],
                 CLASSES - 1);
       }
-      y[done] = rec[0];
-      gn_pixels_to_float(nrm, rec + 1, x + done * PIXELS);
-      ++done;
+      if (done < n) {
+        y[done] = rec[0];
+        gn_pixels_to_float(nrm, rec + 1, x + done * PIXELS);
+        ++done;
+      }
     }
     fclose(f);
   }

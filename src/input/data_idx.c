@@ -1,6 +1,7 @@
 /* data_idx.c — reader of the IDX files of MNIST and Fashion-MNIST (gzipped or plain): header
- * checks, truncation checks, labels in range. zlib's gzread reads plain files unchanged, so one
- * code path serves both. */
+ * checks, truncation checks, labels in range, and the MD5 of each file's content as it is read
+ * (so that data_known.c can recognise the files without reading them twice). zlib's gzread reads
+ * plain files unchanged, so one code path serves both. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "gnrev/core/md5.h"
 #include "gnrev/input/data_readers.h"
 
 enum { IMAGES_MAGIC = 0x00000803, LABELS_MAGIC = 0x00000801, CLASSES = 10 };
@@ -19,6 +21,8 @@ typedef struct {
   int64_t count;      /* items the header announces */
   int64_t item_bytes; /* bytes per item (rows * cols for images, 1 for labels) */
   int64_t header;     /* header bytes */
+  unsigned char head[16]; /* the header as read, the start of the content's MD5 */
+  int64_t rows, cols; /* image size (images only) */
 } idx_file;
 
 static uint32_t be32(const unsigned char *b) {
@@ -65,7 +69,7 @@ static int open_idx(const char *dir, const char *base, bool images, idx_file *f)
   }
   gzbuffer(f->gz, 1 << 17);
   f->header = images ? 16 : 8;
-  unsigned char h[16];
+  unsigned char *h = f->head;
   int64_t got = read_full(f->gz, h, f->header);
   if (got < 0) {
     int status = GN_RAISE(GN_EIO, "cannot read %s: %s", f->path, gz_reason(f->gz));
@@ -91,6 +95,10 @@ static int open_idx(const char *dir, const char *base, bool images, idx_file *f)
   /* Both factors are 32-bit: multiply unsigned 64-bit, then bound, so no header can overflow. */
   const uint64_t pixels = images ? (uint64_t)be32(h + 8) * (uint64_t)be32(h + 12) : 1;
   f->item_bytes = pixels > (1ull << 40) ? 0 : (int64_t)pixels;
+  if (images) {
+    f->rows = be32(h + 8);
+    f->cols = be32(h + 12);
+  }
   if (images && f->item_bytes == 0) {
     int status =
         GN_RAISE(GN_EINPUT, "%s declares images of %u x %u pixels", f->path, be32(h + 8), be32(h + 12));
@@ -122,12 +130,18 @@ static int open_pair(const char *dir, const char *prefix, idx_file *img, idx_fil
   return GN_OK;
 }
 
-int gn_data_idx_probe(const char *dir, const char *prefix, gn_data_shape *shape) {
+int gn_data_idx_probe(const char *dir, const char *prefix, gn_data_shape *shape, gn_data_idx_files *files) {
   idx_file img, lab;
   CHECK(open_pair(dir, prefix, &img, &lab));
   shape->n_avail = img.count;
   shape->d = img.item_bytes;
   snprintf(shape->what, sizeof shape->what, "%s", img.path);
+  memset(files, 0, sizeof *files);
+  files->count = img.count;
+  files->rows = img.rows;
+  files->cols = img.cols;
+  snprintf(files->images, sizeof files->images, "%s", img.path);
+  snprintf(files->labels, sizeof files->labels, "%s", lab.path);
   close_idx(&img);
   close_idx(&lab);
   return GN_OK;
@@ -144,13 +158,17 @@ static int truncated(const idx_file *f, int64_t got_items_bytes) {
           (long long)(f->header + got_items_bytes));
 }
 
-/* Reads all images (the first n into x), so a truncated tail is found even when n is small. */
-static int read_images(idx_file *img, int64_t n, const gn_pixel_norm *nrm, float *x) {
+/* Reads all images (the first n into x), so a truncated tail is found even when n is small, and
+ * the MD5 of the header and every image byte goes into md5. */
+static int read_images(idx_file *img, int64_t n, const gn_pixel_norm *nrm, float *x, char md5[33]) {
   int64_t d = img->item_bytes;
   int64_t per_chunk = d >= (1 << 20) ? 1 : (1 << 20) / d;
   uint8_t *buf = malloc((size_t)(per_chunk * d));
   CHECK_ALLOC(buf);
   int status = GN_OK;
+  gn_md5 sum;
+  gn_md5_init(&sum);
+  gn_md5_update(&sum, img->head, (size_t)img->header);
   int64_t done = 0;
   while (done < img->count) {
     int64_t k = img->count - done < per_chunk ? img->count - done : per_chunk;
@@ -160,16 +178,19 @@ static int read_images(idx_file *img, int64_t n, const gn_pixel_norm *nrm, float
       status = truncated(img, done * d + got);
       goto fail;
     }
+    gn_md5_update(&sum, buf, (size_t)got);
     for (int64_t i = 0; i < k && done + i < n; ++i)
       gn_pixels_to_float(nrm, buf + i * d, x + (done + i) * d);
     done += k;
   }
+  gn_md5_hex(&sum, md5);
 fail:
   free(buf);
   return status;
 }
 
-static int read_labels(idx_file *lab, int64_t n, int32_t *y) {
+/* Reads and checks every label (the first n into y); their MD5 with the header goes into md5. */
+static int read_labels(idx_file *lab, int64_t n, int32_t *y, char md5[33]) {
   uint8_t *buf = malloc((size_t)(lab->count > 0 ? lab->count : 1));
   CHECK_ALLOC(buf);
   int status = GN_OK;
@@ -184,13 +205,18 @@ static int read_labels(idx_file *lab, int64_t n, int32_t *y) {
       FAIL_GOTO(GN_EINPUT, "%s: label %d of sample %lld is out of range (expected 0..%d)", lab->path, buf[i],
                 (long long)i, CLASSES - 1);
   for (int64_t i = 0; i < n; ++i) y[i] = buf[i];
+  gn_md5 sum;
+  gn_md5_init(&sum);
+  gn_md5_update(&sum, lab->head, (size_t)lab->header);
+  gn_md5_update(&sum, buf, (size_t)lab->count);
+  gn_md5_hex(&sum, md5);
 fail:
   free(buf);
   return status;
 }
 
 int gn_data_idx_read(const char *dir, const char *prefix, const gn_data_shape *shape, int64_t n,
-                     const gn_pixel_norm *nrm, float *x, int32_t *y) {
+                     const gn_pixel_norm *nrm, float *x, int32_t *y, gn_data_idx_files *files) {
   idx_file img, lab;
   CHECK(open_pair(dir, prefix, &img, &lab));
   int status = GN_OK;
@@ -203,8 +229,9 @@ int gn_data_idx_read(const char *dir, const char *prefix, const gn_data_shape *s
   if (nrm->channels * nrm->per_channel != img.item_bytes)
     FAIL_GOTO(GN_EINTERNAL, "normalisation set up for %lld features, %s has %lld",
               (long long)(nrm->channels * nrm->per_channel), img.path, (long long)img.item_bytes);
-  CHECK_GOTO(read_images(&img, n, nrm, x));
-  CHECK_GOTO(read_labels(&lab, n, y));
+  files->images_md5[0] = files->labels_md5[0] = '\0';
+  CHECK_GOTO(read_images(&img, n, nrm, x, files->images_md5));
+  CHECK_GOTO(read_labels(&lab, n, y, files->labels_md5));
 fail:
   close_idx(&img);
   close_idx(&lab);

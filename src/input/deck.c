@@ -19,7 +19,8 @@
 _Static_assert(sizeof(gn_source) == sizeof(int) && sizeof(gn_activation) == sizeof(int) &&
                    sizeof(gn_method) == sizeof(int) && sizeof(gn_loss_kind) == sizeof(int) &&
                    sizeof(gn_output_hessian) == sizeof(int) && sizeof(gn_pinv_kind) == sizeof(int) &&
-                   sizeof(gn_ggn_mode) == sizeof(int) && sizeof(gn_damping_mode) == sizeof(int),
+                   sizeof(gn_ggn_mode) == sizeof(int) && sizeof(gn_damping_mode) == sizeof(int) &&
+                   sizeof(gn_train_eval) == sizeof(int),
                "deck enums must be int-sized");
 
 /* ---------------------------------------------------------------- names */
@@ -33,6 +34,7 @@ static const char *const HESS_NAMES[] = {"identity", "exact"};
 static const char *const PINV_NAMES[] = {"gram", "svd", "damped"};
 static const char *const GGN_NAMES[] = {"exact", "mc"};
 static const char *const DAMP_NAMES[] = {"constant", "bootstrap"};
+static const char *const TRAIN_EVAL_NAMES[] = {"running", "full"};
 #define NAMES(a) a, (int)(sizeof a / sizeof a[0])
 
 static const char *enum_name(const char *const *names, int n, int v) {
@@ -77,7 +79,7 @@ static const key_def KEYS[] = {
     KE("optim", pinv, PINV_NAMES), KR("optim", rtol), KR("optim", atol), KR("optim", damping),
     KB("optim", gn_reference), KE("optim", damping_mode, DAMP_NAMES),
     KI("checkpoint", every), KI("checkpoint", keep), KS("checkpoint", restart),
-    KI("diagnostics", eval_every), KB("diagnostics", batch_change), KI("diagnostics", ntk_every),
+    KI("diagnostics", eval_every), KE("diagnostics", train_eval, TRAIN_EVAL_NAMES), KB("diagnostics", batch_change), KI("diagnostics", ntk_every),
     KI("diagnostics", ntk_samples), KB("diagnostics", ntk_save_matrix), KI("diagnostics", cka_every),
     KI("diagnostics", cka_samples), KI("diagnostics", weights_every), KI("diagnostics", ggn_every),
     KI("diagnostics", ggn_samples), KE("diagnostics", ggn_mode, GGN_NAMES),
@@ -111,7 +113,7 @@ static void set_str(char *dst, size_t cap, const char *src) {
   snprintf(dst, cap, "%s", src);
 }
 
-static const char *default_path(gn_source s) {
+const char *gn_deck_default_path(gn_source s) {
   switch (s) {
     case GN_SRC_FASHION_MNIST: return "/usr/share/datasets/fashion-mnist";
     case GN_SRC_MNIST: return "/usr/share/datasets/mnist";
@@ -128,7 +130,7 @@ static bool resolve_derived(gn_deck *d) {
     memset(d->out_dir, 0, sizeof d->out_dir);
     ok = snprintf(d->out_dir, sizeof d->out_dir, "runs/%s", d->name) < (int)sizeof d->out_dir;
   }
-  if (d->path[0] == '\0') set_str(d->path, sizeof d->path, default_path(d->source));
+  if (d->path[0] == '\0') set_str(d->path, sizeof d->path, gn_deck_default_path(d->source));
   return ok;
 }
 
@@ -175,6 +177,7 @@ void gn_deck_defaults(gn_deck *d) {
   d->keep = 3;
   set_str(d->restart, sizeof d->restart, "auto");
   d->eval_every = 10;
+  d->train_eval = GN_TRAIN_RUNNING;
   d->batch_change = false;
   d->ntk_every = 0;
   d->ntk_samples = 32;

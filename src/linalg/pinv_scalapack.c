@@ -22,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gnrev/core/array.h"
+#include "gnrev/core/blas.h"
+#include "gnrev/core/shm.h"
 #include "gnrev/linalg/scalapack.h"
 #include "gnrev/linalg/sl_grid.h"
 
@@ -92,8 +95,6 @@ static int make_desc(int *desc, int64_t rows, int64_t cols, int mb, int nb, int 
   return gn_sl_error("DESCINIT", info, "invalid descriptor");
 }
 
-static double *alloc_doubles(size_t n) { return malloc((n ? n : 1) * sizeof(double)); }
-
 void gn_pinv_free(gn_pinv_ctx *ctx) {
   if (!ctx) return;
   if (ctx->ctxt >= 0) Cblacs_gridexit(ctx->ctxt);
@@ -122,10 +123,10 @@ static int create_tall_rank0(gn_pinv_ctx *c) {
             "32-bit LAPACK can index; use a batch with n <= hp", (long long)hp, (long long)hp);
   c->tall_lwork = (int)lw;
   c->tall_liwork = liw;
-  c->tall_mu = alloc_doubles((size_t)hp);
-  c->tall_tmp = alloc_doubles((size_t)hp * (size_t)c->m);
-  c->tall_w = alloc_doubles(2 * (size_t)hp);
-  c->tall_work = alloc_doubles((size_t)c->tall_lwork);
+  c->tall_mu = gn_alloc((size_t)hp);
+  c->tall_tmp = gn_alloc((size_t)hp * (size_t)c->m);
+  c->tall_w = gn_alloc(2 * (size_t)hp);
+  c->tall_work = gn_alloc((size_t)c->tall_lwork);
   c->tall_iwork = malloc((size_t)c->tall_liwork * sizeof(int));
   if (!c->tall_mu || !c->tall_tmp || !c->tall_w || !c->tall_work || !c->tall_iwork)
     GN_FAIL(GN_ENOMEM, "pinv: out of memory for the eigen-decomposition of the %lld x %lld normal "
@@ -136,7 +137,7 @@ static int create_tall_rank0(gn_pinv_ctx *c) {
 static int create_tall(gn_pinv_ctx *c) {
   size_t hp = (size_t)c->hp;
   int status = GN_OK;
-  c->mr = alloc_doubles(hp * hp + hp * (size_t)c->m);
+  c->mr = gn_alloc(hp * hp + hp * (size_t)c->m);
   if (!c->mr)
     status = GN_RAISE(GN_ENOMEM, "pinv: out of memory for the %zu x %zu normal matrix A^T A", hp, hp);
   else if (c->par.rank == 0)
@@ -169,18 +170,18 @@ static int create_wide_local(gn_pinv_ctx *c) {
   c->k_len = (size_t)lr_n * (size_t)lc_n;
   c->t_len = (size_t)lr_m * (size_t)lc_n;
 
-  c->at = alloc_doubles(c->at_len);
-  c->k = alloc_doubles(c->k_len);
-  c->v = alloc_doubles(c->k_len);
-  c->t2 = alloc_doubles(c->t_len);
-  c->w2 = alloc_doubles(c->t_len);
-  c->x2 = alloc_doubles(c->t_len);
-  c->pack = alloc_doubles((size_t)c->nrows * (size_t)(hp > m ? hp : m));
-  c->z = alloc_doubles((size_t)c->nrows * (size_t)m);
+  c->at = gn_alloc(c->at_len);
+  c->k = gn_alloc(c->k_len);
+  c->v = gn_alloc(c->k_len);
+  c->t2 = gn_alloc(c->t_len);
+  c->w2 = gn_alloc(c->t_len);
+  c->x2 = gn_alloc(c->t_len);
+  c->pack = gn_alloc((size_t)c->nrows * (size_t)(hp > m ? hp : m));
+  c->z = gn_alloc((size_t)c->nrows * (size_t)m);
   c->counts = malloc(4 * (size_t)c->par.size * sizeof(int));
-  c->mu = alloc_doubles((size_t)n);
-  c->f = alloc_doubles((size_t)n);
-  c->g = alloc_doubles((size_t)n);
+  c->mu = gn_alloc((size_t)n);
+  c->f = gn_alloc((size_t)n);
+  c->g = gn_alloc((size_t)n);
   if (!c->at || !c->k || !c->v || !c->t2 || !c->w2 || !c->x2 || !c->pack || !c->z || !c->counts ||
       !c->mu || !c->f || !c->g)
     GN_FAIL(GN_ENOMEM, "pinv: out of memory for the distributed %lld x %lld Gram matrix and the "
@@ -216,7 +217,7 @@ static int create_wide(gn_pinv_ctx *c) {
   if (status == GN_OK) {
     c->lwork = (int)lw;
     c->liwork = imax(iq, 7 * n + 8 * c->q + 2) + WORK_SLACK;
-    c->work = alloc_doubles((size_t)c->lwork);
+    c->work = gn_alloc((size_t)c->lwork);
     c->iwork = malloc((size_t)c->liwork * sizeof(int));
     if (!c->work || !c->iwork)
       status = GN_RAISE(GN_ENOMEM, "pinv: out of memory for the PDSYEVD workspace (%d doubles)",
@@ -318,11 +319,6 @@ static void make_weights(const gn_pinv_opts *o, int64_t n, const double *s, int 
   if (info->kept > 0) info->sigma_min_kept = sqrt(fmax(min_kept, 0.0));
 }
 
-static int all_finite(const double *v, size_t n) {
-  for (size_t i = 0; i < n; ++i)
-    if (!isfinite(v[i])) return 0;
-  return 1;
-}
 
 /* The lower triangle of the local part of the 2-D Gram matrix (PDSYRK leaves the rest unset). */
 static int gram_finite(const gn_pinv_ctx *c) {
@@ -364,7 +360,7 @@ static int gram_eigen(gn_pinv_ctx *c, gn_pinv_info *info) {
   info->t_eig += gn_par_wtime() - t0;
   CHECK(gn_par_agree(&c->par, gn_sl_error("PDSYEVD", err, "the divide-and-conquer eigensolver of the "
                                         "Gram matrix did not converge")));
-  return gn_par_agree(&c->par, all_finite(c->mu, (size_t)n) ? GN_OK : GN_RAISE(GN_ENUMERIC,
+  return gn_par_agree(&c->par, gn_all_finite(c->mu, (size_t)n) ? GN_OK : GN_RAISE(GN_ENUMERIC,
                       "pinv: PDSYEVD returned non-finite eigenvalues of the %d x %d Gram matrix", n, n));
 }
 
@@ -375,7 +371,7 @@ static int gram_eigen(gn_pinv_ctx *c, gn_pinv_info *info) {
  * dominates: 11 s against 13 s for the 1024 x 8001 A on 2 ranks; gram takes 0.35 s. */
 static int svd_vectors(gn_pinv_ctx *c, gn_pinv_info *info) {
   int n = (int)c->n, hp = (int)c->hp, one = 1, two = 2, err = 0;
-  CHECK(gn_par_agree(&c->par, all_finite(c->at, c->at_len) ? GN_OK : GN_RAISE(GN_ENUMERIC,
+  CHECK(gn_par_agree(&c->par, gn_all_finite(c->at, c->at_len) ? GN_OK : GN_RAISE(GN_ENUMERIC,
         "pinv: the feature matrix A has a non-finite entry (inf or NaN)")));
   if (!c->svd_work) {
     int query = -1, err2 = 0;
@@ -391,8 +387,8 @@ static int svd_vectors(gn_pinv_ctx *c, gn_pinv_info *info) {
                         "than a 32-bit ScaLAPACK can index; use pinv = 'gram'", hp, n);
     if (status == GN_OK) {
       c->svd_lwork = (int)lw;
-      c->svd_work = alloc_doubles((size_t)c->svd_lwork);
-      c->svd_tau = alloc_doubles((size_t)local_count(n, c->nb, c->mycol, c->q));
+      c->svd_work = gn_alloc((size_t)c->svd_lwork);
+      c->svd_tau = gn_alloc((size_t)local_count(n, c->nb, c->mycol, c->q));
       if (!c->svd_work || !c->svd_tau)
         status = GN_RAISE(GN_ENOMEM, "pinv: out of memory for the PDGESVD workspace (%d doubles)",
                           c->svd_lwork);
@@ -414,7 +410,7 @@ static int svd_vectors(gn_pinv_ctx *c, gn_pinv_info *info) {
   CHECK(gn_par_agree(&c->par, gn_sl_error("PDGESVD", err, err == n + 1
       ? "the singular values differ across ranks (heterogeneous arithmetic)"
       : "the bidiagonal QR iteration (DBDSQR) did not converge")));
-  return gn_par_agree(&c->par, all_finite(c->mu, (size_t)n) ? GN_OK : GN_RAISE(GN_ENUMERIC,
+  return gn_par_agree(&c->par, gn_all_finite(c->mu, (size_t)n) ? GN_OK : GN_RAISE(GN_ENUMERIC,
                       "pinv: PDGESVD returned non-finite singular values of A"));
 }
 
@@ -490,6 +486,52 @@ static int rows_from_2d(gn_pinv_ctx *c, int64_t w, const double *local, double *
   return GN_OK;
 }
 
+/* Rows of dTheta per piece of the node-shared sum: pieces of about 8 MB bound the private buffers. */
+enum { PIECE_DOUBLES = 1 << 20 };
+
+/* Collective. dtheta (hp x m, node-shared) = sum over the ranks of A_r^T Z_r, formed and summed in
+ * pieces of rows of dTheta so that no rank holds more than two pieces. Returns -1 when out of
+ * memory (on this rank), 1 when a rank's partial product is not finite, 0 otherwise (the sums are
+ * complete on every rank of each node on return). */
+static int sum_rows_to_node(gn_pinv_ctx *c, const double *A, const double *Z, double *dtheta, gn_pinv_info *info) {
+  const int64_t hp = c->hp, m = c->m, nrows = c->nrows;
+  int64_t rows = PIECE_DOUBLES / m;
+  if (rows < 1) rows = 1;
+  if (rows > hp) rows = hp;
+  double *buf[2] = {gn_alloc((size_t)(rows * m)), gn_alloc((size_t)(rows * m))};
+  int bad = buf[0] && buf[1] ? 0 : -1;
+  int oom = bad;
+  CHECK(gn_par_agree(&c->par, oom ? GN_RAISE(GN_ENOMEM, "pinv: out of memory for two pieces of %lld rows of dTheta",
+                                            (long long)rows) : GN_OK));
+  gn_par_pending pend[2];
+  int live[2] = {0, 0}, status = GN_OK;
+  for (int64_t i0 = 0, k = 0; i0 < hp && status == GN_OK; i0 += rows, ++k) {
+    const int64_t r = hp - i0 < rows ? hp - i0 : rows;
+    double *piece = buf[k % 2];
+    double t0 = gn_par_wtime();
+    if (live[k % 2]) status = gn_par_sum_to_node_end(&c->par, &pend[k % 2]);
+    live[k % 2] = 0;
+    info->t_comm += gn_par_wtime() - t0;
+    t0 = gn_par_wtime();
+    gn_gemm(CblasTrans, CblasNoTrans, r, m, nrows, 1.0, A + i0, hp, Z, m, 0.0, piece, m);
+    if (!gn_all_finite(piece, (size_t)(r * m))) bad = 1;
+    info->t_apply += gn_par_wtime() - t0;
+    t0 = gn_par_wtime();
+    if (status == GN_OK) status = gn_par_sum_to_node_begin(&c->par, piece, (size_t)(r * m), dtheta + i0 * m, &pend[k % 2]);
+    if (status == GN_OK) live[k % 2] = 1;
+    info->t_comm += gn_par_wtime() - t0;
+  }
+  const double t0 = gn_par_wtime();
+  for (int j = 0; j < 2; ++j)
+    if (live[j] && gn_par_sum_to_node_end(&c->par, &pend[j]) != GN_OK) status = GN_EMPI;
+  if (status == GN_OK) status = gn_shm_sync(&c->par);
+  info->t_comm += gn_par_wtime() - t0;
+  free(buf[0]);
+  free(buf[1]);
+  CHECK(status);
+  return bad;
+}
+
 static int apply_wide(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, const double *T,
                       double *dtheta, double *AdT, gn_pinv_info *info) {
   int n = (int)c->n, hp = (int)c->hp, m = (int)c->m, one = 1;
@@ -525,19 +567,14 @@ static int apply_wide(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, co
   info->t_comm += gn_par_wtime() - t0;
 
   t0 = gn_par_wtime();
-  if (nrows > 0)
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hp, m, (int)nrows, 1.0, A, hp, c->z, m,
-                0.0, dtheta, m);
-  else
-    memset(dtheta, 0, (size_t)hp * (size_t)m * sizeof(double));
-  info->t_apply += gn_par_wtime() - t0;
-
-  t0 = gn_par_wtime();
-  CHECK(gn_par_sum(&c->par, dtheta, (size_t)hp * (size_t)m));
-  info->t_comm += gn_par_wtime() - t0;
-  return gn_par_agree(&c->par, all_finite(dtheta, (size_t)hp * (size_t)m) ? GN_OK : GN_RAISE(
-      GN_ENUMERIC, "pinv: the update dTheta = A^+ T has a non-finite entry: the right-hand side T "
-      "holds inf or NaN"));
+  const int bad = sum_rows_to_node(c, A, c->z, dtheta, info);
+  CHECK(gn_par_agree(&c->par, bad < 0 ? GN_RAISE(GN_ENOMEM, "pinv: out of memory for the pieces of dTheta")
+                              : bad ? GN_RAISE(GN_ENUMERIC, "pinv: the update dTheta = A^+ T has a non-finite "
+                                               "entry: the right-hand side T holds inf or NaN")
+                                    : GN_OK));
+  const double N = (double)n, P = (double)c->par.size;
+  info->flops = (sv ? 0.0 : N * N * hp) / P + (AdT ? 3.0 : 2.0) * 2.0 * m * N * N / P + 2.0 * (double)nrows * hp * m;
+  return GN_OK;
 }
 
 /* Rank 0 of the tall route: dTheta = V diag(f) V^T R from the summed M and R. */
@@ -556,7 +593,7 @@ static int tall_solve(gn_pinv_ctx *c, const gn_pinv_opts *o, double *dtheta, dou
           &c->tall_liwork, &err, 1, 1);
   info->t_eig += gn_par_wtime() - t0;
   CHECK(gn_sl_error("DSYEVD", err, "the eigensolver of the normal matrix A^T A did not converge"));
-  if (!all_finite(c->tall_mu, (size_t)hp))
+  if (!gn_all_finite(c->tall_mu, (size_t)hp))
     GN_FAIL(GN_ENUMERIC, "pinv: DSYEVD returned non-finite eigenvalues of the %d x %d normal "
             "matrix A^T A", hp, hp);
   t0 = gn_par_wtime();
@@ -570,7 +607,7 @@ static int tall_solve(gn_pinv_ctx *c, const gn_pinv_opts *o, double *dtheta, dou
   stats[0] = (double)info->kept;
   stats[1] = info->sigma_max;
   stats[2] = info->sigma_min_kept;
-  if (!all_finite(dtheta, (size_t)hp * (size_t)m))
+  if (!gn_all_finite(dtheta, (size_t)hp * (size_t)m))
     GN_FAIL(GN_ENUMERIC, "pinv: the least-squares update dTheta has a non-finite entry: the "
             "right-hand side T holds inf or NaN");
   return GN_OK;
@@ -596,7 +633,10 @@ static int apply_tall(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, co
   int status = c->par.rank == 0 ? tall_solve(c, o, dtheta, stats, info) : GN_OK;
   CHECK(gn_par_agree(&c->par, status));
   t0 = gn_par_wtime();
-  CHECK(gn_par_bcast(&c->par, dtheta, (size_t)hp * (size_t)m * sizeof(double), 0));
+  /* dTheta is in rank 0's node's shared memory: the other nodes' leaders receive it. */
+  if (c->par.nnodes > 1 && c->par.node_rank == 0)
+    CHECK_MPI(MPI_Bcast(dtheta, gn_int((int64_t)hp * m), MPI_DOUBLE, 0, c->par.cross));
+  CHECK(gn_shm_sync(&c->par));
   CHECK(gn_par_bcast(&c->par, stats, sizeof stats, 0));
   info->t_comm += gn_par_wtime() - t0;
   info->kept = (int64_t)stats[0];
@@ -608,6 +648,9 @@ static int apply_tall(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, co
                 AdT, m);
     info->t_apply += gn_par_wtime() - t0;
   }
+  /* A^T A and A^T T here, V^T R and V (.) on rank 0 (its share counted on rank 0 only). */
+  info->flops = (double)nrows * hp * hp + 2.0 * nrows * hp * m + (AdT ? 2.0 * nrows * m * hp : 0.0) +
+                (c->par.rank == 0 ? 4.0 * (double)hp * hp * m : 0.0);
   return GN_OK;
 }
 

@@ -16,6 +16,7 @@
 #include "gnrev/model/model.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
@@ -136,6 +137,33 @@ static void vjp_from_features(const gn_model *md, const double *theta, int b, in
   if (dtheta) gn_gemm(CblasTrans, CblasNoTrans, hp, m, n, 1.0, md->wA, hp, g, ldg, 1.0, dtheta, m);
 }
 
+/* kind 'f' forward (features, then A Theta), 'j' JVP (v C, then times W), 'v' VJP with dtheta:
+ * features, g W^T, times C^T and A^T g; the linear route replaces the h-wide products by C W. */
+double gn_model_flops_half(const gn_model *md, int b, int64_t n, char kind) {
+  const double nn = (double)n, m = (double)md->m, h = (double)md->h, hp = (double)md->hp;
+  const double cw = 2 * m * m * h; /* C W */
+  const bool lin = linear_route(md, b, n);
+  switch (kind) {
+    case 'f': return lin ? cw + 2 * nn * m * m : 2 * nn * m * h + 2 * nn * hp * m;
+    case 'j': return lin ? cw + 2 * nn * m * m : 4 * nn * m * h;
+    default: /* the VJP of backpropagation: the inverse's forward, then the two VJP products */
+      return lin ? cw + 2 * nn * m * m + 4 * nn * m * m + 2 * h * m * m
+                 : 2 * nn * m * h + 2 * nn * hp * m + 4 * nn * h * m + 2 * hp * nn * m;
+  }
+}
+
+double gn_model_flops_forward(const gn_model *md, int64_t n) {
+  double f = 2.0 * (double)n * (double)md->d * md->C;
+  for (int b = 0; b < md->B; ++b) f += 2 * gn_model_flops_half(md, b, n, 'f');
+  return f;
+}
+
+double gn_model_flops_backward(const gn_model *md, int64_t n) {
+  double f = 0;
+  for (int b = 0; b < md->B; ++b) f += 2 * gn_model_flops_half(md, b, n, 'v');
+  return f;
+}
+
 void gn_model_features(const gn_model *model, int b, int s, int64_t n, const double *z, int64_t ldz,
                        double *A) {
   features_into(model, b, s, n, z, ldz, A, model->hp);
@@ -233,16 +261,22 @@ static void half_backward(const gn_model *md, const double *theta, int b, int s,
   vjp_from_features(md, theta, b, s, n, g, d, gz, d, dtheta);
 }
 
-void gn_model_backward(const gn_model *model, const double *theta, int64_t n, double *X, double *dX,
-                       double *grad) {
+void gn_model_backward_half(const gn_model *model, const double *theta, int b, int s, int64_t n, double *X,
+                            double *dX, double *dtheta) {
   assert(n <= model->nmax);
   const int64_t m = model->m;
-  double *y1 = X, *y2 = X + m, *g1 = dX, *g2 = dX + m;
-  for (int b = model->B - 1; b >= 0; --b) {
-    /* y2 -> x2 and gy1 += J_G^T gy2; then y1 -> x1 and gx2 = gy2 + J_F^T gy1. */
-    half_backward(model, theta, b, 1, n, y1, y2, g2, g1, grad ? grad + gn_model_offset(model, b, 1) : NULL);
-    half_backward(model, theta, b, 0, n, y2, y1, g1, g2, grad ? grad + gn_model_offset(model, b, 0) : NULL);
-  }
+  /* G: y2 -> x2 and gy1 += J_G^T gy2; F: y1 -> x1 and gx2 = gy2 + J_F^T gy1. */
+  if (s == 1)
+    half_backward(model, theta, b, 1, n, X, X + m, dX + m, dX, dtheta);
+  else
+    half_backward(model, theta, b, 0, n, X + m, X, dX, dX + m, dtheta);
+}
+
+void gn_model_backward(const gn_model *model, const double *theta, int64_t n, double *X, double *dX,
+                       double *grad) {
+  for (int b = model->B - 1; b >= 0; --b)
+    for (int s = 1; s >= 0; --s)
+      gn_model_backward_half(model, theta, b, s, n, X, dX, grad ? grad + gn_model_offset(model, b, s) : NULL);
 }
 
 /* Orthonormalises the columns of the row-major d x C matrix U in place: modified Gram-Schmidt,
@@ -272,8 +306,26 @@ static int orthonormalise_columns(int64_t d, int C, double *U) {
   return GN_OK;
 }
 
-int gn_model_create(const gn_deck *deck, int64_t d, int C, gn_model *model) {
+/* Local. Entries [lo, hi) of the fixed block: the 2B projections C (N(0, proj_gain^2 / h), one
+ * stream sub per half-block) followed by the Gaussian matrix of U (d x C), before U's
+ * orthonormalisation. */
+static void draw_fixed(const gn_model *md, const gn_deck *deck, size_t lo, size_t hi, double *block) {
+  const uint64_t seed = (uint64_t)deck->seed;
+  const size_t psize = (size_t)md->m * (size_t)md->h, nproj = 2 * (size_t)md->B * psize;
+  const double cscale = deck->proj_gain / sqrt((double)md->h);
+  for (size_t k = lo / psize; k < 2 * (size_t)md->B && k * psize < hi; ++k) {
+    const size_t a = lo > k * psize ? lo : k * psize, b = hi < (k + 1) * psize ? hi : (k + 1) * psize;
+    gn_rng_fill_normal(seed, GN_RNG_PROJ_C, (uint32_t)k, a - k * psize, b - a, cscale, block + a);
+  }
+  if (hi > nproj) {
+    const size_t a = lo > nproj ? lo : nproj;
+    gn_rng_fill_normal(seed, GN_RNG_OUT_U, 0, a - nproj, hi - a, 1.0, block + a);
+  }
+}
+
+int gn_model_create(const gn_par *par, const gn_deck *deck, int64_t d, int C, gn_model *model) {
   memset(model, 0, sizeof *model);
+  model->fixed.win = MPI_WIN_NULL;
   if (d < 2 || d % 2 != 0 || d > INT_MAX)
     GN_FAIL(GN_EINPUT, "model: input width d = %lld; expected an even number in [2, %d] (the state "
             "splits into two halves of d/2)", (long long)d, INT_MAX);
@@ -293,28 +345,32 @@ int gn_model_create(const gn_deck *deck, int64_t d, int C, gn_model *model) {
   model->hp = deck->hidden + (deck->bias ? 1 : 0);
   model->C = C;
   model->nparams = 2 * (size_t)model->B * (size_t)model->hp * (size_t)model->m;
-  const uint64_t seed = (uint64_t)deck->seed;
   const size_t psize = (size_t)model->m * (size_t)model->h;
+  const size_t nproj = 2 * (size_t)model->B * psize, nfixed = nproj + (size_t)d * (size_t)C;
 
   model->act = malloc((size_t)model->B * sizeof *model->act);
   model->proj = calloc(2 * (size_t)model->B, sizeof *model->proj);
-  model->U = malloc((size_t)d * (size_t)C * sizeof *model->U);
   model->wM = malloc(2 * (size_t)model->m * (size_t)model->m * sizeof *model->wM);
-  if (!model->act || !model->proj || !model->U || !model->wM)
-    FAIL_GOTO(GN_ENOMEM, "model: out of memory for the output map U (%lld x %d) and workspace",
-              (long long)d, C);
+  status = model->act && model->proj && model->wM ? GN_OK : GN_RAISE(GN_ENOMEM, "model: out of memory for its workspace");
+  if (par) status = gn_par_agree(par, status);
+  CHECK_GOTO(status);
+  status = gn_shm_alloc(par, nfixed * sizeof(double), "the fixed projections C and the output map U", &model->fixed);
+  if (par) status = gn_par_agree(par, status);
+  CHECK_GOTO(status);
+  double *block = model->fixed.base;
   for (int b = 0; b < model->B; ++b)
     model->act[b] = (b == 0 && deck->linear_first_block) ? GN_ACT_IDENTITY : deck->activation;
-  const double cscale = deck->proj_gain / sqrt((double)model->h);
-  for (int k = 0; k < 2 * model->B; ++k) {
-    model->proj[k] = malloc(psize * sizeof *model->proj[k]);
-    if (!model->proj[k])
-      FAIL_GOTO(GN_ENOMEM, "model: out of memory for projection C %d of %d (%zu bytes)", k + 1,
-                2 * model->B, psize * sizeof(double));
-    gn_rng_fill_normal(seed, GN_RNG_PROJ_C, (uint32_t)k, 0, psize, cscale, model->proj[k]);
-  }
-  gn_rng_fill_normal(seed, GN_RNG_OUT_U, 0, 0, (size_t)d * (size_t)C, 1.0, model->U);
-  CHECK_GOTO(orthonormalise_columns(d, C, model->U));
+  for (int k = 0; k < 2 * model->B; ++k) model->proj[k] = block + (size_t)k * psize;
+  model->U = block + nproj;
+  size_t lo, hi;
+  gn_shm_slice(par, nfixed, sizeof(double), &lo, &hi);
+  draw_fixed(model, deck, lo, hi, block);
+  CHECK_GOTO(gn_shm_sync(par));
+  /* U's columns are orthonormalised by one rank of the node (a few d C^2 flops). */
+  if (!par || par->node_rank == 0) status = orthonormalise_columns(d, C, model->U);
+  if (par) status = gn_par_agree(par, status);
+  CHECK_GOTO(status);
+  CHECK_GOTO(gn_shm_sync(par));
   return GN_OK;
 fail:
   gn_model_free(model);
@@ -322,15 +378,14 @@ fail:
 }
 
 void gn_model_free(gn_model *model) {
-  if (model->proj)
-    for (int k = 0; k < 2 * model->B; ++k) free(model->proj[k]);
+  gn_shm_free(&model->fixed);
   free(model->proj);
   free(model->act);
-  free(model->U);
   free(model->wA);
   free(model->wV);
   free(model->wM);
   memset(model, 0, sizeof *model);
+  model->fixed.win = MPI_WIN_NULL;
 }
 
 int gn_model_reserve(gn_model *model, int64_t n) {
@@ -364,11 +419,19 @@ size_t gn_model_bytes(const gn_model *model, int64_t n) {
   return fixed + (size_t)n * (size_t)(model->hp + model->h) * sizeof(double);
 }
 
-void gn_model_init_params(const gn_model *model, const gn_deck *deck, double *theta) {
-  const size_t wsize = (size_t)model->h * (size_t)model->m;
-  for (int k = 0; k < 2 * model->B; ++k) {
-    double *Theta = theta + (size_t)k * (size_t)model->hp * (size_t)model->m;
-    gn_rng_fill_normal((uint64_t)deck->seed, GN_RNG_INIT_W, (uint32_t)k, 0, wsize, deck->init_std, Theta);
-    if (model->hp > model->h) memset(Theta + wsize, 0, (size_t)model->m * sizeof(double));
+void gn_model_init_params(const gn_model *model, const gn_deck *deck, size_t lo, size_t hi, double *theta) {
+  const size_t hm = (size_t)model->hp * (size_t)model->m, wsize = (size_t)model->h * (size_t)model->m;
+  for (size_t k = lo / hm; k < 2 * (size_t)model->B && k * hm < hi; ++k) {
+    double *Theta = theta + k * hm;
+    const size_t a = lo > k * hm ? lo - k * hm : 0, b = hi < (k + 1) * hm ? hi - k * hm : hm;
+    /* W: the first wsize entries of the block; the bias row after them is zero. */
+    if (a < wsize) {
+      const size_t wb = b < wsize ? b : wsize;
+      gn_rng_fill_normal((uint64_t)deck->seed, GN_RNG_INIT_W, (uint32_t)k, a, wb - a, deck->init_std, Theta + a);
+    }
+    if (b > wsize) {
+      const size_t za = a > wsize ? a : wsize;
+      memset(Theta + za, 0, (b - za) * sizeof(double));
+    }
   }
 }

@@ -1,4 +1,4 @@
-/* gn_update.c — the GN sweep. Rows stay where they are (row-local forward, inverse and JVPs);
+/* gn_sweep.c — the GN sweep. Rows stay where they are (row-local forward, inverse and JVPs);
  * only the pseudo-inverse couples samples, and it lives behind pinv.h. */
 #include "gnrev/optim/gn_sweep.h"
 
@@ -140,6 +140,7 @@ static int solve_half(gn_sweep *gn, gn_pinv_ctx *ctx, int b, int s, const double
   gn->stats.t_eig += info.t_eig;
   gn->stats.t_apply += info.t_apply;
   gn->stats.t_comm += info.t_comm;
+  gn->stats.flops += info.flops;
   if (!all_finite(delta + gn_model_offset(md, b, s), (size_t)(md->hp * md->m)))
     GN_FAIL(GN_ENUMERIC, "non-finite GN update in block %d, half %s", b, s ? "G" : "F");
   return GN_OK;
@@ -169,6 +170,11 @@ int gn_sweep_direction(gn_sweep *gn, const double *theta, int64_t n, int64_t n_g
   CHECK(context_for(gn, n_global, &ctx));
   gn_sweep_stats *st = &gn->stats;
   st->t_forward = st->t_sweep = st->t_gram = st->t_eig = st->t_apply = st->t_comm = 0;
+  /* Row-local products: the forward, the state cotangent eps U^T, per block the inverse with both
+   * feature matrices (features and A Theta for each half) and three JVPs. */
+  st->flops = gn_model_flops_forward(md, n) + 2.0 * (double)n * (double)d * md->C;
+  for (int b = 0; b < md->B; ++b)
+    st->flops += 2 * (2.0 * n * m * md->h + 2.0 * n * md->hp * m) + 3 * gn_model_flops_half(md, b, n, 'j');
   st->tall = 0;
 
   double t0 = gn_par_wtime();

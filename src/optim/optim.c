@@ -1,95 +1,89 @@
-/* optim.c — SGD with momentum/Nesterov and Adam, written to match PyTorch update for update, so
- * runs can be compared with the reference code's baselines. */
+/* optim.c — the optimizer registry and the interface's entry points (optim.h); what the methods
+ * share lives in update.c. */
 #include "gnrev/optim/optim.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gnrev/core/array.h"
 #include "gnrev/core/err.h"
+#include "gnrev/core/shm.h"
 
-int gn_optim_create(const gn_deck *deck, size_t n, gn_optim *opt) {
-  memset(opt, 0, sizeof *opt);
-  opt->method = deck->method;
-  opt->n = n;
-  if (deck->method == GN_OPT_SGD && deck->momentum > 0) {
-    opt->buf1 = calloc(n, sizeof(double));
-    CHECK_ALLOC(opt->buf1);
-  } else if (deck->method == GN_OPT_ADAM) {
-    opt->buf1 = calloc(n, sizeof(double));
-    opt->buf2 = calloc(n, sizeof(double));
-    if (!opt->buf1 || !opt->buf2) {
-      gn_optim_free(opt);
-      GN_FAIL(GN_ENOMEM, "out of memory for Adam state (%zu parameters)", n);
-    }
+/* The method of a deck: &optim method, with gn_reference choosing the Moore-Penrose GN step. */
+static const gn_opt_ops *ops_for(const gn_deck *deck) {
+  switch (deck->method) {
+    case GN_OPT_SGD: return &gn_opt_sgd_ops;
+    case GN_OPT_ADAM: return &gn_opt_adam_ops;
+    case GN_OPT_GN: return deck->gn_reference ? &gn_opt_gn_reference_ops : &gn_opt_gn_ops;
+    case GN_OPT_GN_VIVIT: return &gn_opt_gn_vivit_ops;
   }
+  return NULL;
+}
+
+int gn_opt_create(const gn_par *par, const gn_deck *deck, const gn_model *model, gn_opt **out) {
+  *out = NULL;
+  const gn_opt_ops *ops = ops_for(deck);
+  if (!ops) GN_FAIL(GN_EINTERNAL, "optim: no implementation of method %d", (int)deck->method);
+  gn_opt *opt = calloc(1, sizeof *opt);
+  int status = opt ? GN_OK : GN_RAISE(GN_ENOMEM, "optim: out of memory");
+  CHECK(gn_par_agree(par, status));
+  opt->delta_mem.win = MPI_WIN_NULL;
+  status = gn_par_agree(par, gn_shm_alloc(par, model->nparams * sizeof(double), "the update", &opt->delta_mem));
+  if (status == GN_OK) {
+    opt->delta = opt->delta_mem.base;
+    opt->ops = ops;
+    opt->par = par;
+    opt->deck = deck;
+    opt->model = model;
+    if (ops->create) status = ops->create(opt);
+  }
+  status = gn_par_agree(par, status);
+  if (status != GN_OK) {
+    gn_opt_free(opt);
+    return status;
+  }
+  *out = opt;
   return GN_OK;
 }
 
-void gn_optim_free(gn_optim *opt) {
-  free(opt->buf1);
-  free(opt->buf2);
-  opt->buf1 = opt->buf2 = NULL;
+void gn_opt_free(gn_opt *opt) {
+  if (!opt) return;
+  if (opt->ops && opt->ops->destroy) opt->ops->destroy(opt);
+  else free(opt->impl);
+  gn_opt_gradient_free(opt);
+  gn_shm_free(&opt->delta_mem);
+  free(opt);
 }
 
-static void sgd_step(gn_optim *opt, const gn_deck *deck, double lr, double *theta, double *g) {
-  const size_t n = opt->n;
-  const double wd = deck->weight_decay, mu = deck->momentum;
-  if (wd != 0)
-    for (size_t i = 0; i < n; ++i) g[i] += wd * theta[i];
-  if (mu > 0) {
-    double *buf = opt->buf1;
-    if (!opt->has_buf1) {
-      memcpy(buf, g, n * sizeof *g);
-      opt->has_buf1 = 1;
-    } else {
-      for (size_t i = 0; i < n; ++i) buf[i] = mu * buf[i] + g[i];
-    }
-    if (deck->nesterov)
-      for (size_t i = 0; i < n; ++i) g[i] += mu * buf[i];
-    else
-      memcpy(g, buf, n * sizeof *g);
+const char *gn_opt_name(const gn_opt *opt) { return opt->ops->name; }
+
+int gn_opt_step(gn_opt *opt, double *theta, const gn_batch *batch, gn_step_info *info) {
+  info->loss = info->acc = NAN;
+  int st = opt->ops->step(opt, theta, batch, info);
+  if (st != GN_OK) {
+    char msg[2048];
+    snprintf(msg, sizeof msg, "step %lld: %s", (long long)batch->step, gn_error_message());
+    gn_error_set_message(msg, gn_error_traceback());
   }
-  for (size_t i = 0; i < n; ++i) theta[i] -= lr * g[i];
+  return st;
 }
 
-/* torch.optim.Adam (foreach=False, amsgrad=False): denom = sqrt(v)/sqrt(bc2) + eps,
- * theta -= (lr/bc1) m/denom. */
-static void adam_step(gn_optim *opt, const gn_deck *deck, double lr, double *theta, double *g) {
-  const size_t n = opt->n;
-  const double b1 = deck->beta1, b2 = deck->beta2, eps = deck->eps, wd = deck->weight_decay;
-  opt->t += 1;
-  const double bc1 = 1.0 - pow(b1, (double)opt->t);
-  const double bc2 = 1.0 - pow(b2, (double)opt->t);
-  const double step_size = lr / bc1, sqrt_bc2 = sqrt(bc2);
-  double *m = opt->buf1, *v = opt->buf2;
-  for (size_t i = 0; i < n; ++i) {
-    double gi = g[i] + wd * theta[i];
-    m[i] += (gi - m[i]) * (1.0 - b1);
-    v[i] = v[i] * b2 + (1.0 - b2) * gi * gi;
-    double denom = sqrt(v[i]) / sqrt_bc2 + eps;
-    theta[i] -= step_size * m[i] / denom;
-  }
+int gn_opt_arrays(gn_opt *opt, gn_opt_array *out, int cap) {
+  return opt->ops->arrays ? opt->ops->arrays(opt, out, cap) : 0;
 }
 
-void gn_optim_step(gn_optim *opt, const gn_deck *deck, double lr, double *theta, double *grad) {
-  if (opt->method == GN_OPT_ADAM)
-    adam_step(opt, deck, lr, theta, grad);
-  else
-    sgd_step(opt, deck, lr, theta, grad);
-  if (opt->method != GN_OPT_ADAM) opt->t += 1;
+int gn_opt_last_record(const gn_opt *opt, gn_opt_record *rec) {
+  return opt->ops->record ? opt->ops->record(opt, rec) : 0;
 }
 
-int gn_optim_state(gn_optim *opt, const char *names[2], double *arrays[2]) {
-  int k = 0;
-  if (opt->method == GN_OPT_SGD && opt->buf1) {
-    names[k] = "momentum_buffer";
-    arrays[k++] = opt->buf1;
-  } else if (opt->method == GN_OPT_ADAM) {
-    names[k] = "exp_avg";
-    arrays[k++] = opt->buf1;
-    names[k] = "exp_avg_sq";
-    arrays[k++] = opt->buf2;
-  }
-  return k;
+int gn_opt_reset(gn_opt *opt) {
+  opt->t = 0;
+  opt->has_momentum = 0;
+  gn_opt_array arrays[8];
+  const int k = gn_opt_arrays(opt, arrays, 8);
+  for (int i = 0; i < k; ++i) CHECK(gn_opt_zero(opt, arrays[i].data, arrays[i].n));
+  return GN_OK;
 }
+

@@ -13,7 +13,9 @@
 
 #include <zlib.h>
 
+#include "gnrev/core/array.h"
 #include "gnrev/core/err.h"
+#include "gnrev/core/shm.h"
 #include "gnrev/core/h5io.h"
 #include "gnrev/input/deck.h"
 #include "gnrev/core/version.h"
@@ -35,13 +37,15 @@ static int64_t crc_of(const double *v, size_t n) {
   return (int64_t)crc;
 }
 
-static int64_t crc_optimizer(gn_optim *opt) {
-  if (!opt) return 0;
-  const char *names[2];
-  double *arrays[2];
-  int k = gn_optim_state(opt, names, arrays);
+enum { MAX_ARRAYS = 8 };
+
+static const char *const SUM_NAMES[GN_CKPT_SUMS] = {"epoch_loss_sum", "epoch_correct_sum", "epoch_samples"};
+
+static int64_t crc_optimizer(gn_opt *opt) {
+  gn_opt_array arrays[MAX_ARRAYS];
+  const int k = gn_opt_arrays(opt, arrays, MAX_ARRAYS);
   int64_t crc = 0;
-  for (int i = 0; i < k; ++i) crc ^= crc_of(arrays[i], opt->n) * (i + 1);
+  for (int i = 0; i < k; ++i) crc ^= crc_of(arrays[i].data, arrays[i].n) * (i + 1);
   return crc;
 }
 
@@ -111,7 +115,7 @@ static void fault_injection(const gn_par *par, int64_t step) {
 }
 
 int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *meta,
-                  const gn_model *model, const double *theta, gn_optim *opt) {
+                  const gn_model *model, const double *theta, gn_opt *opt) {
   char dir[GN_PATH_MAX + 32], path[GN_PATH_MAX + 64];
   snprintf(dir, sizeof dir, "%s/checkpoints", deck->out_dir);
   int st = GN_OK;
@@ -131,21 +135,20 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   CHECK_GOTO(gn_h5_attr_str(f, "/", "version", gn_version));
   CHECK_GOTO(write_model(f, model, theta));
   fault_injection(par, meta->step);
-  CHECK_GOTO(gn_h5_attr_str(f, "/", "optimizer", gn_deck_method_name(deck->method)));
-  CHECK_GOTO(gn_h5_attr_i64(f, "/", "optimizer_t", opt ? opt->t : 0));
-  CHECK_GOTO(gn_h5_attr_i64(f, "/", "optimizer_has_momentum", opt ? opt->has_buf1 : 0));
-  if (opt) {
-    const char *names[2];
-    double *arrays[2];
-    int k = gn_optim_state(opt, names, arrays);
-    for (int i = 0; i < k; ++i) {
-      char p[128];
-      snprintf(p, sizeof p, "/optimizer/%s", names[i]);
-      int64_t dims[1] = {(int64_t)opt->n};
-      CHECK_GOTO(gn_h5_write_f64(f, p, 1, dims, arrays[i]));
-      CHECK_GOTO(gn_h5_describe(f, p, "optimizer state in the flat parameter order of docs/output-format.md", "1", "parameter"));
-    }
+  CHECK_GOTO(gn_h5_attr_str(f, "/", "optimizer", gn_opt_name(opt)));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "optimizer_t", opt->t));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "optimizer_has_momentum", opt->has_momentum));
+  gn_opt_array arrays[MAX_ARRAYS];
+  const int k = gn_opt_arrays(opt, arrays, MAX_ARRAYS);
+  for (int i = 0; i < k; ++i) {
+    char p[128];
+    snprintf(p, sizeof p, "/optimizer/%s", arrays[i].name);
+    int64_t dims[1] = {(int64_t)arrays[i].n};
+    CHECK_GOTO(gn_h5_write_f64(f, p, 1, dims, arrays[i].data));
+    CHECK_GOTO(gn_h5_describe(f, p, "optimizer state in the flat parameter order of docs/output-format.md", "1", "parameter"));
   }
+  if (meta->sums)
+    for (int i = 0; i < GN_CKPT_SUMS; ++i) CHECK_GOTO(gn_h5_attr_f64(f, "/", SUM_NAMES[i], meta->sums[i]));
   if (meta->extra) CHECK_GOTO(meta->extra(meta->extra_ctx, f));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_theta", crc_of(theta, model->nparams)));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_optimizer", crc_optimizer(opt)));
@@ -166,7 +169,7 @@ fail:
 static const char *const MAY_CHANGE[] = {
     "run:name", "run:out_dir", "run:epochs", "run:max_steps", "run:log_every",
     "checkpoint:every", "checkpoint:keep", "checkpoint:restart",
-    "diagnostics:eval_every", "diagnostics:batch_change", "diagnostics:ntk_every",
+    "diagnostics:eval_every", "diagnostics:train_eval", "diagnostics:batch_change", "diagnostics:ntk_every",
     "diagnostics:ntk_save_matrix", "diagnostics:cka_every", "diagnostics:weights_every",
     "diagnostics:ggn_every"};
 
@@ -234,20 +237,24 @@ static int compare_decks(const gn_par *par, const char *path, const char *old_te
   return GN_OK;
 }
 
-static int same_fixed(gn_h5 *f, const char *path, const char *what, int nd, const int64_t *dims,
-                      const double *expect, size_t n, const char *ckpt) {
-  double *buf = malloc(n * sizeof(double));
-  CHECK_ALLOC(buf);
-  int st = gn_h5_read_f64(f, path, nd, dims, buf);
-  if (st == GN_OK && memcmp(buf, expect, n * sizeof(double)) != 0)
+/* Collective. Whether the rows x cols dataset `path` equals `expect` (this build's fixed matrix):
+ * each rank compares its share of the rows, so no rank holds a whole copy. */
+static int same_fixed(const gn_par *par, gn_h5 *f, const char *path, const char *what, int64_t rows, int64_t cols,
+                      const double *expect, const char *ckpt) {
+  int64_t row0, nrows;
+  gn_par_rows(rows, par->size, par->rank, &row0, &nrows);
+  double *buf = gn_alloc((size_t)(nrows * cols));
+  CHECK(gn_par_agree(par, buf ? GN_OK : GN_RAISE(GN_ENOMEM, "out of memory reading %s of %s", what, ckpt)));
+  int st = gn_h5_read_rows_f64(f, path, rows, cols, row0, nrows, buf);
+  if (st == GN_OK && nrows > 0 && memcmp(buf, expect + row0 * cols, (size_t)(nrows * cols) * sizeof(double)) != 0)
     st = GN_RAISE(GN_EINPUT, "checkpoint %s: %s differs from the one this build makes from the seed "
                   "(another gnrev version or BLAS?): refusing to continue", ckpt, what);
   free(buf);
-  return st;
+  return gn_par_agree(par, st);
 }
 
 int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, const gn_model *md,
-                 double *theta, gn_optim *opt, gn_ckpt_state *state) {
+                 double *theta, gn_opt *opt, gn_ckpt_state *state) {
   gn_h5 *f = NULL;
   CHECK(gn_h5_open(par, path, false, &f));
   int status = GN_OK;
@@ -265,8 +272,7 @@ int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, con
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "nranks", &nranks));
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "crc32_theta", &crc_t));
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "crc32_optimizer", &crc_o));
-  int64_t du[2] = {md->d, md->C};
-  CHECK_GOTO(same_fixed(f, "/model/U", "the output map U", 2, du, md->U, (size_t)(md->d * md->C), path));
+  CHECK_GOTO(same_fixed(par, f, "/model/U", "the output map U", md->d, md->C, md->U, path));
   for (int b = 0; b < md->B; ++b)
     for (int s = 0; s < 2; ++s) {
       char p[128], what[64];
@@ -274,35 +280,38 @@ int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, con
       double *th = theta + gn_model_offset(md, b, s);
       snprintf(p, sizeof p, "/model/block_%03d/%s/C", b, half);
       snprintf(what, sizeof what, "the projection C of block %d, %s", b, half);
-      int64_t dc[2] = {md->m, md->h};
-      CHECK_GOTO(same_fixed(f, p, what, 2, dc, md->proj[2 * b + s], (size_t)(md->m * md->h), path));
+      CHECK_GOTO(same_fixed(par, f, p, what, md->m, md->h, md->proj[2 * b + s], path));
       snprintf(p, sizeof p, "/model/block_%03d/%s/W", b, half);
       int64_t dw[2] = {md->h, md->m};
-      CHECK_GOTO(gn_h5_read_f64(f, p, 2, dw, th));
+      CHECK_GOTO(gn_h5_read_f64_node(f, p, 2, dw, th));
       if (md->hp > md->h) {
         snprintf(p, sizeof p, "/model/block_%03d/%s/b", b, half);
         int64_t db[1] = {md->m};
-        CHECK_GOTO(gn_h5_read_f64(f, p, 1, db, th + md->h * md->m));
+        CHECK_GOTO(gn_h5_read_f64_node(f, p, 1, db, th + md->h * md->m));
       }
     }
+  CHECK_GOTO(gn_shm_sync(par));
   if (crc_of(theta, md->nparams) != crc_t)
     FAIL_GOTO(GN_EIO, "checkpoint %s: the weights do not match their checksum (damaged file)", path);
-  if (opt) {
-    CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_t", &t));
-    CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_has_momentum", &has_mom));
-    opt->t = t;
-    opt->has_buf1 = (int)has_mom;
-    const char *names[2];
-    double *arrays[2];
-    int k = gn_optim_state(opt, names, arrays);
-    for (int i = 0; i < k; ++i) {
-      char p[128];
-      snprintf(p, sizeof p, "/optimizer/%s", names[i]);
-      int64_t dims[1] = {(int64_t)opt->n};
-      CHECK_GOTO(gn_h5_read_f64(f, p, 1, dims, arrays[i]));
-    }
-    if (crc_optimizer(opt) != crc_o)
-      FAIL_GOTO(GN_EIO, "checkpoint %s: the optimizer state does not match its checksum (damaged file)", path);
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_t", &t));
+  CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_has_momentum", &has_mom));
+  opt->t = t;
+  opt->has_momentum = has_mom;
+  gn_opt_array arrays[MAX_ARRAYS];
+  const int k = gn_opt_arrays(opt, arrays, MAX_ARRAYS);
+  for (int i = 0; i < k; ++i) {
+    char p[128];
+    snprintf(p, sizeof p, "/optimizer/%s", arrays[i].name);
+    int64_t dims[1] = {(int64_t)arrays[i].n};
+    CHECK_GOTO(gn_h5_read_f64_node(f, p, 1, dims, arrays[i].data));
+  }
+  CHECK_GOTO(gn_shm_sync(par));
+  if (crc_optimizer(opt) != crc_o)
+    FAIL_GOTO(GN_EIO, "checkpoint %s: the optimizer state does not match its checksum (damaged file)", path);
+  /* Running sums of the epoch (absent from checkpoints of older versions: then zero). */
+  for (int i = 0; i < GN_CKPT_SUMS; ++i) {
+    state->sums[i] = 0;
+    if (gn_h5_read_attr_f64(f, "/", SUM_NAMES[i], &state->sums[i]) != GN_OK) gn_error_clear();
   }
   state->step = step;
   state->epoch = epoch;
@@ -321,7 +330,7 @@ fail:
 static int cmp_desc(const void *a, const void *b) { return -cmp_i64(a, b); }
 
 int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
-                    const gn_model *model, double *theta, gn_optim *opt, char *path, size_t cap,
+                    const gn_model *model, double *theta, gn_opt *opt, char *path, size_t cap,
                     gn_ckpt_state *state) {
   path[0] = '\0';
   memset(state, 0, sizeof *state);

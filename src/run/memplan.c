@@ -9,7 +9,7 @@
 
 #include "gnrev/core/err.h"
 #include "gnrev/core/sysmem.h"
-#include "gnrev/diag/diag.h"
+#include "gnrev/diag/diag_plan.h"
 #include "gnrev/linalg/pinv.h"
 
 void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C, int64_t n_train,

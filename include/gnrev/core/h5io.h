@@ -64,6 +64,9 @@ int gn_h5_write_i64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, 
  * Missing dataset: GN_EIO. read_i64 refuses floating-point data (GN_EINPUT). */
 int gn_h5_read_f64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, double *data);
 int gn_h5_read_i64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, int64_t *data);
+/* The same into node-shared memory (shm.h): each node reads the array once, its ranks a share of
+ * the rows each; complete on every rank of the node after a gn_shm_sync. */
+int gn_h5_read_f64_node(gn_h5 *f, const char *path, int ndims, const int64_t *dims, double *data);
 /* Local. Shape of a dataset (ndims <= 3; missing: GN_EIO, more dimensions: GN_EINPUT). */
 int gn_h5_shape(gn_h5 *f, const char *path, int *ndims, int64_t dims[3]);
 
@@ -72,6 +75,10 @@ int gn_h5_shape(gn_h5 *f, const char *path, int *ndims, int64_t dims[3]);
  * all ranks, give GN_EINTERNAL on every rank. Overwrites like gn_h5_write_f64. */
 int gn_h5_write_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0,
                          int64_t nrows, const double *local);
+/* Reads this rank's rows [row0, row0 + nrows) of a rows x cols dataset (nrows may be 0); a shape
+ * other than rows x cols is GN_EINPUT. */
+int gn_h5_read_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows,
+                        double *local);
 /* Extendible 1-D series: appends one value to each dataset group/names[i] (created, chunked,
  * on first use). Every rank passes the same values; rank 0 writes them. Each series grows by
  * one, whatever its length (series added later are shorter). */

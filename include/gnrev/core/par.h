@@ -13,9 +13,12 @@ typedef struct {
   MPI_Comm comm;  /* the run's communicator (a dup of MPI_COMM_WORLD or a test's) */
   int rank;       /* rank in comm */
   int size;       /* ranks in comm */
-  MPI_Comm node;  /* ranks sharing this node's memory */
+  MPI_Comm node;  /* ranks sharing this node's memory (see gn_par_open) */
   int node_rank;  /* rank in node */
   int node_size;  /* ranks in node */
+  MPI_Comm cross; /* one rank of every node: those with this node_rank (the node leaders for 0) */
+  int nnodes;     /* nodes */
+  int uniform;    /* every node has node_size ranks */
 } gn_par;
 
 #define CHECK_MPI(call)                                                            \
@@ -36,7 +39,10 @@ int gn_par_mpi_status(int rc, const char *call, const char *file, int line, cons
 #define CHECK_MPI_GOTO(call) CHECK_GOTO(gn_par_mpi_status((call), #call, __FILE__, __LINE__, __func__))
 
 /* Collective on comm. Fills par for comm (duplicated, so library traffic cannot mix with ours)
- * and splits off the shared-memory node communicator. Errors return MPI codes as MPI_ERRORS_RETURN. */
+ * and splits off the shared-memory node communicator. GNREV_RANKS_PER_NODE=k (for tests) makes
+ * every k consecutive ranks of a shared-memory node act as one node, so that several nodes can be
+ * tried on one machine. Errors return MPI codes as MPI_ERRORS_RETURN; a bad GNREV_RANKS_PER_NODE
+ * is GN_EINPUT. */
 int gn_par_open(MPI_Comm comm, gn_par *par);
 
 /* Collective on par->comm. Frees the communicators made by gn_par_open. */
@@ -61,6 +67,10 @@ void gn_par_report(const gn_par *par, int status);
  * none. Returns the block size ceil(n/size) (at least 1). */
 int64_t gn_par_rows(int64_t n, int size, int rank, int64_t *row0, int64_t *nrows);
 
+/* Local. MPI counts and displacements of every rank's gn_par_rows(n, size) share, in units of
+ * `per` elements (cnt[r], dsp[r] for r < size): for gathers of row-split arrays. */
+void gn_par_counts(int64_t n, int size, int64_t per, int *cnt, int *dsp);
+
 /* Collective on par->comm. In-place sum of n doubles over all ranks (chunked past INT_MAX). */
 int gn_par_sum(const gn_par *par, double *buf, size_t n);
 
@@ -72,6 +82,25 @@ int gn_par_max(const gn_par *par, double *buf, size_t n);
 
 /* Collective on par->comm. Broadcast of n bytes from rank root (chunked past INT_MAX). */
 int gn_par_bcast(const gn_par *par, void *buf, size_t n, int root);
+
+/* A sum into node-shared memory in flight (gn_par_sum_to_node_begin / _end). */
+typedef struct {
+  int n;               /* requests */
+  MPI_Request *req;
+  int *counts;         /* per piece, the node ranks' shares */
+  const double *src;   /* what the sum was started with, for the second stage */
+  double *dst;
+  size_t len;
+} gn_par_pending;
+
+/* Collective on par->comm. dst (len doubles of node-shared memory, shm.h) = the sum over every
+ * rank of its private src (len doubles). Within a node the sum is reduce-scattered in pieces
+ * straight into dst, each node rank receiving a share; across nodes each share is summed once
+ * (by the ranks of equal node_rank) or, on nodes of unequal sizes, by the node leaders. Begin
+ * starts the first stage and returns (src and dst stay untouched by the caller until _end);
+ * _end completes it. dst is visible to the whole node only after a gn_shm_sync. */
+int gn_par_sum_to_node_begin(const gn_par *par, const double *src, size_t len, double *dst, gn_par_pending *p);
+int gn_par_sum_to_node_end(const gn_par *par, gn_par_pending *p);
 
 /* Local. Wall-clock seconds. */
 double gn_par_wtime(void);

@@ -1,7 +1,8 @@
 /* ggn.h — curvature of the generalised Gauss-Newton matrix in the manner of ViViT (Dangel et al.,
- * ../shared/papers/003_*.txt; DESIGN.md section 5): G = V V^T with V = J^T S / sqrt(N); its
- * nonzero spectrum from the Gram matrix V^T V = S^T K S / N built on the NTK; per-sample
- * directional gradients and curvatures, their SNRs; and ViViT's damped Newton step. */
+ * "ViViT: Curvature access through the generalized Gauss-Newton's low-rank structure";
+ * docs/algorithm.md): G = V V^T with V = J^T S / sqrt(N); its nonzero spectrum from the Gram matrix
+ * V^T V = S^T K S / N built on the NTK; per-sample directional gradients and curvatures and their
+ * SNRs. The diagnostics record them; the gn_vivit optimizer steps along them. */
 #ifndef GNREV_GGN_H
 #define GNREV_GGN_H
 
@@ -38,17 +39,19 @@ int gn_ggn_compute(const gn_par *par, const gn_model *model, const gn_deck *deck
                    int64_t step, gn_ggn *out);
 void gn_ggn_free(gn_ggn *g);
 
-/* Collective on par->comm. ViViT's damped Newton direction in the top-k eigenspace (method
- * gn_vivit): delta = sum_k gamma_k / (lambda_k + delta_k) e_k, so theta_new = theta - lr * delta;
- * delta_k = deck->damping (damping_mode constant, >= 0) or chosen per direction by the bootstrap
- * of ViViT section 4.2 (GN_RNG_BOOTSTRAP, sub = step; 100 replicates; the 5% quantile of the loss
- * reduction is the 5th smallest of them; candidates lambda_ref 10^j, j = -6..6, lambda_ref the
- * mean of the top-k eigenvalues; ties go to the larger damping). With damping 0 and every
- * direction kept this is G^+ grad L (for MSE exactly the Moore-Penrose step J^+ eps).
- * damping_out (NULL or ggn_top_k entries) receives the damping of each of the k directions used
- * and NaN for the entries past k. */
-int gn_ggn_vivit_direction(const gn_par *par, const gn_model *model, const gn_deck *deck,
-                           const double *theta, int64_t n_local, int64_t N, const double *X_local,
-                           const int32_t *y_local, int64_t step, double *delta, double *damping_out);
+/* What a step along the top-k directions needs beyond gn_ggn, replicated on every rank. */
+typedef struct {
+  int64_t cols;   /* columns of S per sample (C exact, ggn_mc_samples mc) */
+  int64_t row0;   /* this rank's first sample */
+  double *S;      /* N x C x cols: S_n row-major (row = output unit, column = factor column) */
+  double *evecs;  /* k x (N cols): the Gram eigenvectors e~_k as rows, largest eigenvalue first */
+} gn_ggn_factors;
+
+/* Collective on par->comm. gn_ggn_compute without the gradient overlap (left 0), keeping the
+ * factors S and the top-k Gram eigenvectors in *factors (free with gn_ggn_factors_free). */
+int gn_ggn_compute_factors(const gn_par *par, const gn_model *model, const gn_deck *deck, const double *theta,
+                           int64_t n_local, int64_t N, const double *X_local, const int32_t *y_local,
+                           int64_t step, gn_ggn *out, gn_ggn_factors *factors);
+void gn_ggn_factors_free(gn_ggn_factors *f);
 
 #endif

@@ -1,7 +1,8 @@
 /* ntk.h — the empirical neural tangent kernel on the logits, K = J J^T over all trained
- * parameters, from the per-half-block structure of DESIGN.md section 5 (J is never formed):
+ * parameters, from the per-half-block structure (docs/algorithm.md; J is never formed):
  * K[(i,a),(j,c)] = sum over half-blocks of (A[i] . A[j]) (g_ia . g_jc), g_ia = dlogit_ia/d(half-block
- * output). Also the Moore-Penrose GN step built on it (deck gn_reference). */
+ * output); and J^T w, which raises output-space vectors to parameter space. The diagnostics
+ * measure K; the Moore-Penrose and ViViT steps (src/optim) solve with it. */
 #ifndef GNREV_NTK_H
 #define GNREV_NTK_H
 
@@ -54,22 +55,11 @@ typedef struct {
 int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_t seed,
                    gn_ntk_change *out);
 
-/* Collective on par->comm. delta (nparams, replicated) = J^T w: the parameter gradient of
+/* Collective on par->comm. delta (nparams, node-shared: shm.h) = J^T w: the parameter gradient of
  * sum_i w_i . logit_i over all ranks' rows, by one backpropagation of the output cotangent w
  * (state cotangent w U^T). X_local (n_local x d) is not modified; w_local is n_local x C. Used
  * to raise output-space vectors to parameter space (MP step, ViViT directions, mean gradient). */
 int gn_ntk_jt_apply(const gn_par *par, const gn_model *model, const double *theta, int64_t n_local,
                     const double *X_local, const double *w_local, double *delta);
-
-/* Collective on par->comm. The textbook Moore-Penrose GN direction delta = J^+ eps (nparams,
- * replicated) for the batch of n_global rows (local rows X_local, labels y_local), with eps the GN
- * residual of the deck's loss/output_hessian and the deck's rtol/atol truncation on the NTK's
- * eigenvalues: keep mu >= max(rtol^2 mu_max, atol^2), i.e. sigma >= max(rtol sigma_max, atol).
- * delta = J^T K^+ eps: K is gathered on rank 0 and solved by serial DSYEVD, the weights K^+ eps
- * broadcast (replicated, deterministic), then one backpropagation. Refuses (GN_EINPUT) when
- * n_global*C exceeds max_rows. Rank 0 holds the whole K and ~2 (n_global C)^2 of workspace. */
-int gn_ntk_mp_direction(const gn_par *par, const gn_model *model, const gn_deck *deck,
-                        const double *theta, int64_t n_local, int64_t n_global, const double *X_local,
-                        const int32_t *y_local, int64_t max_rows, double *delta);
 
 #endif

@@ -1,4 +1,4 @@
-/* diag.h — the diagnostics a run records beside its losses (DESIGN.md section 5, deck
+/* diag.h — the diagnostics a run records beside its losses (docs/algorithm.md, deck
  * &diagnostics): NTK matrices and their drift, CKA of every half-block's output against step 0,
  * weight drift, and the GGN spectrum and noise. Results go to run.h5 (docs/output-format.md,
  * groups /ntk, /cka, /weights, /ggn) and the ParaView index run.xmf. */
@@ -40,14 +40,6 @@ int gn_diag_step(gn_diag *diag, int64_t step, const double *theta, int64_t n_loc
 /* Collective on par->comm. The NTK, CKA and weight diagnostics at the final parameters (step T),
  * whatever their period, unless already recorded at T (the GGN needs a batch: not run). */
 int gn_diag_final(gn_diag *diag, int64_t step, const double *theta);
-
-/* Local. Cost and memory per rank of each switched-on diagnostic for the deck on par->size
- * ranks, input width d and C classes, as text for --check (malloc'ed; NULL when out of memory;
- * "" when every diagnostic is off). */
-char *gn_diag_plan(const gn_par *par, const gn_deck *deck, int64_t d, int C);
-
-/* Local. Bytes per rank the switched-on diagnostics hold (for the memory plan). */
-size_t gn_diag_bytes(const gn_par *par, const gn_deck *deck, int64_t d, int C);
 
 /* Collective. gn_diag_save writes theta0 under /diagnostics of an open checkpoint file.
  * gn_diag_load reads it back from the checkpoint of step `step` (its attribute "step"), rebuilds

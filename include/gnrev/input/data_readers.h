@@ -1,6 +1,7 @@
 /* data_readers.h — internal interface of the data module: what data.c (windows, normalisation,
  * dispatch) and the one-format readers data_idx.c, data_cifar.c, data_hdf5.c and
- * data_synthetic.c expect of each other. Not part of the public API.
+ * data_synthetic.c expect of each other, and the check of IDX files against the data sets gnrev
+ * knows (data_known.c). Not part of the public API.
  *
  * Every reader works in two steps. A probe, run by every rank, opens the files, checks headers
  * and sizes and reports the shape, so a file that one rank cannot see fails before any
@@ -25,16 +26,42 @@ typedef struct {
 
 /* ---- IDX (MNIST, Fashion-MNIST): data_idx.c ------------------------------------------------ */
 
+/* One split's pair of IDX files: what their headers say (from the probe) and the MD5 of each
+ * file's content after decompression (from the read), by which data_known.c recognises them. */
+typedef struct {
+  int64_t count;                       /* samples: images = labels */
+  int64_t rows, cols;                  /* image size in pixels */
+  char images[GN_PATH_MAX + 64];       /* the files opened (.gz or plain) */
+  char labels[GN_PATH_MAX + 64];
+  char images_md5[33], labels_md5[33]; /* hex, as md5sum prints for the plain file; "" if not read */
+} gn_data_idx_files;
+
 /* Local. prefix is "train" or "t10k". Opens dir/<prefix>-images-idx3-ubyte(.gz) and
  * dir/<prefix>-labels-idx1-ubyte(.gz) (.gz tried first), checks both magic numbers and that the
- * image and label counts agree; reports the count and d = rows * cols. */
-int gn_data_idx_probe(const char *dir, const char *prefix, gn_data_shape *shape);
+ * image and label counts agree; reports the count and d = rows * cols in shape, the headers and
+ * file names in files (its MD5s set to ""). */
+int gn_data_idx_probe(const char *dir, const char *prefix, gn_data_shape *shape, gn_data_idx_files *files);
 
 /* Local. Reads the first n images (normalised with nrm) into x (n x d) and their labels into y,
- * checking that both files are as long as their headers say and that every label is < 10.
- * shape is what gn_data_idx_probe reported; a file that changed since is an error. */
+ * checking that both files are as long as their headers say and that every label is < 10. Both
+ * files are read to their end, and the MD5 of what was read goes into files->images_md5 and
+ * files->labels_md5. shape is what gn_data_idx_probe reported; a file that changed since is an
+ * error. */
 int gn_data_idx_read(const char *dir, const char *prefix, const gn_data_shape *shape, int64_t n,
-                     const gn_pixel_norm *nrm, float *x, int32_t *y);
+                     const gn_pixel_norm *nrm, float *x, int32_t *y, gn_data_idx_files *files);
+
+/* ---- known data sets: data_known.c ----------------------------------------------------------- */
+
+/* Local. source is mnist or fashion-mnist, split 0 (train) or 1 (t10k). Refuses headers that the
+ * source's data set cannot have: images other than 28 x 28, or more samples than its split holds
+ * (60 000 / 10 000). Files of another size are no subset of MNIST or Fashion-MNIST. */
+int gn_data_known_check_header(gn_source source, int split, const gn_data_idx_files *files);
+
+/* Local. After gn_data_idx_read: refuses a file whose content MD5 is that of a known file other
+ * than the one its name says (Fashion-MNIST's under source = 'mnist', the test images read as
+ * training images, ...), naming what the file is. Unknown content (a subset of your own) passes:
+ * its header was checked by gn_data_known_check_header. */
+int gn_data_known_check_content(gn_source source, int split, const gn_data_idx_files *files);
 
 /* ---- CIFAR-10 binary: data_cifar.c ---------------------------------------------------------- */
 
@@ -43,7 +70,8 @@ int gn_data_idx_read(const char *dir, const char *prefix, const gn_data_shape *s
 int gn_data_cifar_probe(const char *dir, bool train, gn_data_shape *shape);
 
 /* Local. Reads the first n records (pixels normalised with nrm, kept in the file's channel-major
- * R, G, B order) into x (n x 3072) and their labels into y, checking labels < 10. */
+ * R, G, B order) into x (n x 3072) and their labels into y, checking that every label of every
+ * file, not only the first n, is < 10. */
 int gn_data_cifar_read(const char *dir, bool train, int64_t n, const gn_pixel_norm *nrm, float *x,
                        int32_t *y);
 

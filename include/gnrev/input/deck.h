@@ -18,6 +18,7 @@ typedef enum { GN_HESS_IDENTITY, GN_HESS_EXACT } gn_output_hessian;
 typedef enum { GN_PINV_GRAM, GN_PINV_SVD, GN_PINV_DAMPED } gn_pinv_kind;
 typedef enum { GN_GGN_EXACT, GN_GGN_MC } gn_ggn_mode;
 typedef enum { GN_DAMP_CONSTANT, GN_DAMP_BOOTSTRAP } gn_damping_mode;
+typedef enum { GN_TRAIN_RUNNING, GN_TRAIN_FULL } gn_train_eval;
 
 typedef struct {
   /* &run */
@@ -66,6 +67,8 @@ typedef struct {
   char restart[GN_PATH_MAX];  /* "auto", "none" or a checkpoint path; default "auto" */
   /* &diagnostics */
   int64_t eval_every;         /* test-set evaluation every this many steps; 0 = only at the end */
+  gn_train_eval train_eval;   /* mini-batch train columns: running mean over the epoch's batches, or
+                               * the whole training set at each evaluation (full); default running */
   bool batch_change;          /* loss of the batch before and after its own update */
   int64_t ntk_every, ntk_samples;
   bool ntk_save_matrix;
@@ -103,5 +106,10 @@ const char *gn_deck_source_name(gn_source v);
 const char *gn_deck_method_name(gn_method v);
 const char *gn_deck_loss_name(gn_loss_kind v);
 const char *gn_deck_activation_name(gn_activation v);
+
+/* Local. The folder (or "") that path defaults to for a source: /usr/share/datasets/mnist for
+ * mnist (where `make data` installs it), /usr/share/datasets/fashion-mnist for fashion-mnist
+ * (Debian's dataset-fashion-mnist), data/cifar-10-batches-bin for cifar10. */
+const char *gn_deck_default_path(gn_source s);
 
 #endif

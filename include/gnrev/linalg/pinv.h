@@ -22,6 +22,7 @@ typedef struct {
   double sigma_min_kept; /* smallest kept singular value (0 if none kept) */
   int tall;           /* 1 if the n > hp (least-squares) route was taken */
   double t_gram, t_eig, t_apply, t_comm; /* seconds in each phase on this rank */
+  double flops;       /* this rank's share of the matrix products (eigensolver not counted) */
 } gn_pinv_info;
 
 typedef struct gn_pinv_ctx gn_pinv_ctx;
@@ -39,7 +40,8 @@ void gn_pinv_free(gn_pinv_ctx *ctx);
 size_t gn_pinv_bytes(int nranks, int64_t n, int64_t hp, int64_t m);
 
 /* Collective on par->comm. A_local is this rank's nrows x hp block of A (row-major), T_local its
- * nrows x m block of T; on return dtheta (hp x m row-major, bit-identical on every rank) = A^+ T
+ * nrows x m block of T; on return dtheta (hp x m row-major, node-shared memory: shm.h, complete on
+ * every rank of each node) = A^+ T
  * with the truncation of opts, and AdTheta_local (nrows x m, optional: NULL skips it) = the local
  * rows of A A^+ T = A dtheta. info may be NULL. Every rank returns the same status: GN_ENUMERIC
  * when A, its Gram matrix, the eigenvalues or dtheta hold inf/NaN, GN_ELIB when ScaLAPACK/LAPACK

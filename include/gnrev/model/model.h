@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gnrev/core/par.h"
+#include "gnrev/core/shm.h"
 #include "gnrev/input/deck.h"
 
 typedef struct {
@@ -21,6 +23,7 @@ typedef struct {
   gn_activation *act; /* activation of each block (block 0 identity if linear_first_block) */
   double **proj;    /* proj[2b+s]: fixed C matrix of half-block (b, s), m x h row-major */
   double *U;        /* output map, d x C row-major, orthonormal columns */
+  gn_shm fixed;     /* the block holding every C and U, once per node */
   size_t nparams;   /* 2 B hp m */
   /* workspace, sized by gn_model_reserve: hot paths never allocate. Every kernel below may
    * overwrite any of them, so callers keep their own copies of anything they need. */
@@ -30,9 +33,11 @@ typedef struct {
   double *wM;       /* 2 m x m: C W and z^T g, for linear blocks evaluated as z (C W) */
 } gn_model;
 
-/* Local. Builds the fixed parts (C from GN_RNG_PROJ_C, U from GN_RNG_OUT_U) for input width d
- * and C classes from the deck's &model and seed. */
-int gn_model_create(const gn_deck *deck, int64_t d, int C, gn_model *model);
+/* Collective on par->node (Local with par == NULL). Builds the fixed parts (C from GN_RNG_PROJ_C,
+ * U from GN_RNG_OUT_U) for input width d and C classes from the deck's &model and seed, once per
+ * node in node-shared memory (the node's ranks draw a slice each); par == NULL keeps them in this
+ * process's memory. */
+int gn_model_create(const gn_par *par, const gn_deck *deck, int64_t d, int C, gn_model *model);
 void gn_model_free(gn_model *model);
 
 /* Local. Makes the workspace big enough for batches of up to n rows. */
@@ -41,11 +46,20 @@ int gn_model_reserve(gn_model *model, int64_t n);
 /* Local. Offset of half-block (b, s) in theta. */
 size_t gn_model_offset(const gn_model *model, int b, int s);
 
-/* Local. Initial parameters: W ~ N(0, init_std^2) from GN_RNG_INIT_W, b = 0. */
-void gn_model_init_params(const gn_model *model, const gn_deck *deck, double *theta);
+/* Local. Entries [lo, hi) of the initial parameters: W ~ N(0, init_std^2) from GN_RNG_INIT_W,
+ * b = 0 (whatever [lo, hi), each entry gets the value of the whole vector's draw). */
+void gn_model_init_params(const gn_model *model, const gn_deck *deck, size_t lo, size_t hi, double *theta);
 
 /* Local. Bytes of fixed data plus workspace for batches of n rows (for the memory plan). */
 size_t gn_model_bytes(const gn_model *model, int64_t n);
+
+/* Local. Flops of the matrix products (not the element-wise passes) that one call of
+ * gn_model_forward (with logits) or gn_model_backward (with grad) makes on n rows; and those of one
+ * half-block's forward, JVP and VJP (with dtheta) on n rows, as the kernels below choose their
+ * route. For benchmarks: the rate of a step is its counted flops over its time. */
+double gn_model_flops_forward(const gn_model *model, int64_t n);
+double gn_model_flops_backward(const gn_model *model, int64_t n);
+double gn_model_flops_half(const gn_model *model, int b, int64_t n, char kind);
 
 /* Local. A = A(z) for half-block (b, s): z is n x m with leading dimension ldz; A is n x hp. */
 void gn_model_features(const gn_model *model, int b, int s, int64_t n, const double *z, int64_t ldz,
@@ -80,6 +94,12 @@ void gn_model_block_inverse(const gn_model *model, const double *theta, int b, i
 /* Local. Whole network in place: X (n x d) becomes X_B; logits (n x C) = X_B U unless logits is
  * NULL. */
 void gn_model_forward(const gn_model *model, const double *theta, int64_t n, double *X, double *logits);
+
+/* Local. One half-block of gn_model_backward, in its order (b = B-1 .. 0, G before F): X and dX
+ * (n x d) go from the half-block's output to its input, and dtheta (hp x m, NULL: none) += the
+ * gradient of its Theta for these rows. */
+void gn_model_backward_half(const gn_model *model, const double *theta, int b, int s, int64_t n, double *X,
+                            double *dX, double *dtheta);
 
 /* Local. Backpropagation from the top: X holds X_B on entry and X_0 on return (inputs are
  * recomputed with the inverse, no activations stored); dX holds dL/dX_B on entry (n x d) and

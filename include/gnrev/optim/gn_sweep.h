@@ -1,4 +1,4 @@
-/* gn_update.h — the exact, tractable Gauss-Newton step of Buffelli et al. (DESIGN.md section 3):
+/* gn_sweep.h — the exact, tractable Gauss-Newton step of Buffelli et al. (docs/algorithm.md):
  * a backward sweep over the blocks that turns the output residual into per-half-block parameter
  * changes with the distributed pseudo-inverse, all blocks using the weights from before the step. */
 #ifndef GNREV_OPTIM_GN_SWEEP_H
@@ -18,6 +18,7 @@ typedef struct {
   double *sigma_max;       /* largest singular value of A per half-block */
   int tall;                /* the n > hp least-squares route was taken */
   double t_forward, t_sweep, t_gram, t_eig, t_apply, t_comm;
+  double flops;            /* this rank's share of the step's matrix products (eigensolves not counted) */
 } gn_sweep_stats;
 
 typedef struct gn_sweep gn_sweep;

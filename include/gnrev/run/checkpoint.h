@@ -11,6 +11,11 @@
 #include "gnrev/optim/optim.h"
 #include "gnrev/core/par.h"
 
+/* Running sums over the epoch's batches so far (the mini-batch train columns' running mean):
+ * loss sum, correct count, samples (root attributes epoch_loss_sum, epoch_correct_sum,
+ * epoch_samples). */
+enum { GN_CKPT_SUMS = 3 };
+
 /* What a checkpoint records besides the model. */
 typedef struct {
   int64_t step;        /* updates taken */
@@ -20,17 +25,19 @@ typedef struct {
   /* Called before the file is closed, to add more state (diagnostic baselines); may be NULL. */
   int (*extra)(void *ctx, gn_h5 *file);
   void *extra_ctx;
+  const double *sums;        /* GN_CKPT_SUMS running sums, or NULL to leave them out */
 } gn_ckpt_meta;
 
 /* Collective on par->comm. Writes the checkpoint of `meta->step` into deck->out_dir, then
  * removes the oldest ones beyond deck->keep (never step 0). */
 int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *meta,
-                  const gn_model *model, const double *theta, gn_optim *opt);
+                  const gn_model *model, const double *theta, gn_opt *opt);
 
 /* What a restart recovered. */
 typedef struct {
   int64_t step, epoch;   /* updates taken; epoch of the next batch */
   int nranks;            /* ranks of the run that wrote it */
+  double sums[GN_CKPT_SUMS]; /* the epoch's running sums at the checkpoint */
 } gn_ckpt_state;
 
 /* Collective on par->comm. The checkpoint to restart from, as deck->restart says: "none" gives
@@ -38,7 +45,7 @@ typedef struct {
  * with a warning on rank 0), or empty when there is none; anything else is a path that must
  * load. On success the checkpoint has been read into theta and opt (see gn_ckpt_read). */
 int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
-                    const gn_model *model, double *theta, gn_optim *opt, char *path, size_t cap,
+                    const gn_model *model, double *theta, gn_opt *opt, char *path, size_t cap,
                     gn_ckpt_state *state);
 
 /* Collective on par->comm. Reads checkpoint `path` into theta and opt after checking its format
@@ -47,7 +54,7 @@ int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_tex
  * between runs (GN_EINPUT naming the differing keys otherwise; allowed changes are reported on
  * rank 0). */
 int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, const gn_model *model,
-                 double *theta, gn_optim *opt, gn_ckpt_state *state);
+                 double *theta, gn_opt *opt, gn_ckpt_state *state);
 
 /* Local. The path of the checkpoint of a step (buf of size GN_PATH_MAX + 32). */
 void gn_ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap);

@@ -1,0 +1,13 @@
+/* array.c — see array.h. */
+#include "gnrev/core/array.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+double *gn_alloc(size_t n) { return malloc((n ? n : 1) * sizeof(double)); }
+
+bool gn_all_finite(const double *v, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (!isfinite(v[i])) return false;
+  return true;
+}
