@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import sys
+import xml.etree.ElementTree as ET
 
 CHILD = "GNREV_PV_NTK_CHILD"  # set when the script runs inside pvpython
 
@@ -59,17 +60,17 @@ def parse(argv):
     return ap.parse_args(argv)
 
 
+def xmf_path(run):
+    """run.xmf of a run folder (or the file itself), absolute: ParaView 5.11 resolves the HDF5 name
+    wrongly from a bare relative name."""
+    return os.path.abspath(run if run.endswith(".xmf") else os.path.join(run, "run.xmf"))
+
+
 def render(a):
     from paraview import simple as pv  # noqa: E402 (only inside pvpython)
 
-    xmf = a.run if a.run.endswith(".xmf") else os.path.join(a.run, "run.xmf")
-    xmf = os.path.abspath(xmf)  # ParaView 5.11 resolves the HDF5 name wrongly from a bare relative name
-    if not os.path.exists(xmf):
-        sys.exit(f"pv_ntk: {xmf} not found: was the run made with ntk_every > 0 and ntk_save_matrix?")
-    reader = pv.XDMFReader(FileNames=[xmf])
+    reader = pv.XDMFReader(FileNames=[xmf_path(a.run)])
     reader.UpdatePipelineInformation()
-    if "ntk" not in list(reader.CellArrayStatus):  # every array is switched on at first
-        sys.exit(f"pv_ntk: {xmf} lists no NTK matrix (ntk_save_matrix off, or no NTK snapshot yet)")
     # The temporal grids are named ntk_<step>: switch off everything else (the CKA table).
     reader.GridStatus = [g for g in reader.GridStatus if re.fullmatch(r"ntk(_\d+)?", g)]
     reader.CellArrayStatus = ["ntk"]
@@ -153,10 +154,34 @@ def render(a):
         print(path)
 
 
+def saved_steps(xmf):
+    """Steps of the NTK matrices run.xmf lists (the Time values of its temporal grid "ntk"), read
+    with the standard library so that a wrong --step fails before ParaView starts."""
+    if not os.path.exists(xmf):
+        sys.exit(f"pv_ntk: {xmf} not found: was the run made with ntk_every > 0 and ntk_save_matrix?")
+    try:
+        root = ET.parse(xmf).getroot()
+    except ET.ParseError as e:
+        sys.exit(f"pv_ntk: {xmf} is not XML: {e}")
+    steps = [int(round(float(t.get("Value")))) for g in root.iter("Grid") if g.get("Name") == "ntk"
+             for t in g.iter("Time")]
+    if not steps:
+        sys.exit(f"pv_ntk: {xmf} lists no NTK matrix (ntk_save_matrix off, or no NTK snapshot yet)")
+    return steps
+
+
+def in_pvpython():
+    exe = os.path.basename(sys.executable)
+    return bool(os.environ.get(CHILD)) or exe.startswith(("pvpython", "pvbatch", "vtkpython"))
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     a = parse(argv)  # parse first, so --help and usage errors need no ParaView
-    if not os.environ.get(CHILD):
+    steps = saved_steps(xmf_path(a.run))
+    if a.step is not None and a.step not in steps:
+        sys.exit(f"pv_ntk: no NTK matrix at step {a.step}; saved steps: {' '.join(map(str, steps))}")
+    if not in_pvpython():
         relaunch(argv)
     render(a)
 
