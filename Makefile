@@ -164,10 +164,13 @@ $(FUZZ_BUILD)/obj:
 report:
 	$(PYTHON) tools/plot_run.py $(RUNS)
 
-install: gnrev_mpi
+# The installed job scripts get PREFIX written in, so that they find the binary, the decks and
+# each other from any submit folder (sbatch runs spooled copies of them).
+install: $(BUILD)/gnrev_mpi
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/gnrev
-	install -m 755 gnrev_mpi $(DESTDIR)$(PREFIX)/bin/gnrev_mpi
+	install -m 755 $(BUILD)/gnrev_mpi $(DESTDIR)$(PREFIX)/bin/gnrev_mpi
 	cp -r input jobs tools docs $(DESTDIR)$(PREFIX)/share/gnrev/
+	sed -i 's|^GNREV_INSTALL_PREFIX=""$$|GNREV_INSTALL_PREFIX="$(PREFIX)"|' $(DESTDIR)$(PREFIX)/share/gnrev/jobs/*.slurm
 
 clean:
 	rm -rf build build-san build-fuzz gnrev_mpi

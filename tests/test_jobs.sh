@@ -6,7 +6,11 @@
 # one BLAS thread and CPU binding; each script asks SLURM for USR1 before the time limit, allows
 # requeue and appends to its log; the array index picks the seed / deck; USR1 and TERM sent to
 # the batch shell reach the launcher; exit 75 requeues the job by its id, other exits do not;
-# a real gnrev_mpi run through the script on a tiny synthetic deck.
+# a real gnrev_mpi run through the script on a tiny synthetic deck; after make install, the
+# installed seeds.slurm and paper.slurm, submitted from another folder, find the installed
+# binary, decks and gnrev.slurm (the stand-in sbatch runs a spooled copy of the script, as sbatch
+# does, so a script cannot find its siblings through its own path), and a real run through the
+# installed seeds.slurm writes its outputs under the submit folder.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -17,7 +21,7 @@ export MPIRUN MPIFLAGS
 
 . tests/sh/tap.sh
 # 3 job scripts x 3, the launcher 5, requeue 2 + 5 exit codes, signals 2 x 2, arrays 6, real runs 4.
-plan 36
+plan 40
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -30,7 +34,7 @@ cat >"$tmp/bin/srun" <<'EOS'
 # mpirun (run the command under mpirun -np 2 without srun's own options).
 n=$(ls "$FAKE_LOG" | grep -c '^srun\.args')
 { for a in "$@"; do printf '%s\n' "$a"; done; } >"$FAKE_LOG/srun.args.$n"
-echo "OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset}" >"$FAKE_LOG/srun.env.$n"
+{ echo "OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-unset}"; echo "PWD=$PWD"; } >"$FAKE_LOG/srun.env.$n"
 case ${FAKE_SRUN_MODE:-record} in
   record) exit "${FAKE_SRUN_RC:-0}" ;;
   wait)
@@ -53,8 +57,9 @@ exit 0
 EOS
 cat >"$tmp/bin/sbatch" <<'EOS'
 #!/bin/bash
-# Stand-in sbatch: runs the script once per array task (--array=a-b or a,b,c on the command line,
-# else the script's #SBATCH --array line) with the variables SLURM sets; records each status.
+# Stand-in sbatch: runs a spooled copy of the script (as sbatch does) once per array task
+# (--array=a-b or a,b,c on the command line, else the script's #SBATCH --array line) with the
+# variables SLURM sets; records each status.
 array=""
 while [ $# -gt 0 ]; do
   case $1 in
@@ -74,15 +79,18 @@ else
     if [ "${part#*-}" != "$part" ]; then tasks="$tasks $(seq "${part%-*}" "${part#*-}")"; else tasks="$tasks $part"; fi
   done
 fi
+spool=$(mktemp -d)
+cp "$script" "$spool/slurm_script"
 for t in $tasks; do
   if [ "$t" = none ]; then
-    SLURM_JOB_ID=4242 SLURM_SUBMIT_DIR=$PWD bash "$script" "$@" >>"$FAKE_LOG/sbatch.out" 2>&1
+    SLURM_JOB_ID=4242 SLURM_SUBMIT_DIR=$PWD bash "$spool/slurm_script" "$@" >>"$FAKE_LOG/sbatch.out" 2>&1
   else
     SLURM_JOB_ID=$((5000 + t)) SLURM_ARRAY_JOB_ID=5000 SLURM_ARRAY_TASK_ID=$t SLURM_SUBMIT_DIR=$PWD \
-      bash "$script" "$@" >>"$FAKE_LOG/sbatch.out" 2>&1
+      bash "$spool/slurm_script" "$@" >>"$FAKE_LOG/sbatch.out" 2>&1
   fi
   echo "task $t rc $?" >>"$FAKE_LOG/sbatch.status"
 done
+rm -rf "$spool"
 EOS
 chmod +x "$tmp/bin/"*
 export PATH="$tmp/bin:$PATH"
@@ -198,6 +206,64 @@ reset_log
 sbatch --array="$ndecks" jobs/paper.slurm
 if grep -qx "task $ndecks rc 2" "$FAKE_LOG/sbatch.status" && grep -q "array task $ndecks outside 0..$((ndecks - 1))" "$FAKE_LOG/sbatch.out" &&
    [ ! -e "$FAKE_LOG/srun.args.0" ]; then ok "paper.slurm: array task $ndecks (no such deck) fails with status 2"; else notok "paper.slurm: array task $ndecks (no such deck) fails with status 2"; fi
+
+# ---- installed scripts, submitted from another folder --------------------------------------------
+# make install of this build into a temporary PREFIX (BUILD as for the tests: no rebuild, and a
+# sanitized check installs its own binary).
+PREFIX=$tmp/prefix
+if make -s -C "$ROOT" install PREFIX="$PREFIX" BUILD="${BUILD:-build}" >"$tmp/install.log" 2>&1; then
+  ok "make install PREFIX=$PREFIX"
+else
+  notok "make install PREFIX=$PREFIX: $(tail -n 5 "$tmp/install.log")"
+fi
+SHARE=$PREFIX/share/gnrev
+mkdir -p "$tmp/work"
+cp input/deck.nml "$tmp/work/mydeck.nml"
+reset_log
+(cd "$tmp/work" && sbatch --array=0-1 "$SHARE/jobs/seeds.slurm" mydeck.nml -P model:hidden=64)
+good=1
+for t in 0 1; do
+  seed=$((1 + t))
+  want=$(printf '%s\n' --cpu-bind=cores --kill-on-bad-exit=1 "$PREFIX/bin/gnrev_mpi" -P model:hidden=64 \
+    -P "run:seed=$seed" -P "run:out_dir='runs/mydeck_seed$seed'" mydeck.nml)
+  [ "$(cat "$FAKE_LOG/srun.args.$t" 2>/dev/null)" = "$want" ] || good=0
+  grep -qx "PWD=$tmp/work" "$FAKE_LOG/srun.env.$t" 2>/dev/null || good=0
+done
+if [ "$good" = 1 ] && [ "$(grep -c 'rc 0' "$FAKE_LOG/sbatch.status")" = 2 ]; then
+  ok "installed seeds.slurm from another folder runs the installed binary on the submit folder's deck, in that folder"
+else
+  notok "installed seeds.slurm from another folder runs the installed binary on the submit folder's deck, in that folder: $(cat "$FAKE_LOG/srun.args.0" "$FAKE_LOG/sbatch.status" 2>/dev/null | tr '\n' ' ') $(tail -n 3 "$FAKE_LOG/sbatch.out" 2>/dev/null)"
+fi
+reset_log
+(cd "$tmp/work" && sbatch "$SHARE/jobs/paper.slurm" -P run:epochs=1)
+decks=""
+for t in $(seq 0 $((ndecks - 1))); do decks="$decks $(tail -n 1 "$FAKE_LOG/srun.args.$t" 2>/dev/null)"; done
+want=""
+for f in "$SHARE"/input/paper/*.nml; do [ -r "$f" ] && want="$want $f"; done
+if [ "$decks" = "$want" ] && [ -n "$want" ] && [ "$(grep -c 'rc 0' "$FAKE_LOG/sbatch.status")" = "$ndecks" ] &&
+   grep -qx "PWD=$tmp/work" "$FAKE_LOG/srun.env.0"; then
+  ok "installed paper.slurm from another folder runs the $ndecks installed paper decks, in that folder"
+else
+  notok "installed paper.slurm from another folder runs the $ndecks installed paper decks: got$decks, want$want"
+fi
+if [ -x "$PREFIX/bin/gnrev_mpi" ]; then
+  cat >"$tmp/work/tiny.nml" <<EOF2
+&run name = 'tiny', epochs = 10, max_steps = 2, log_every = 1 /
+&data source = 'synthetic', dim = 8, classes = 3, synthetic_train = 40, synthetic_test = 20 /
+&model blocks = 1, hidden = 12 /
+&optim method = 'sgd', lr = 0.1 /
+EOF2
+  reset_log
+  (cd "$tmp/work" && FAKE_SRUN_MODE=mpirun sbatch --array=0 "$SHARE/jobs/seeds.slurm" tiny.nml)
+  rows=$("${PYTHON:-/usr/bin/python3}" -c "import h5py,sys; print(len(h5py.File(sys.argv[1],'r')['metrics/step']))" \
+    "$tmp/work/runs/tiny_seed1/run.h5" 2>/dev/null)
+  if grep -qx 'task 0 rc 0' "$FAKE_LOG/sbatch.status" && [ "$rows" = 3 ]; then
+    ok "a real run through the installed seeds.slurm writes runs/tiny_seed1/run.h5 (3 rows) in the submit folder"
+  else
+    notok "a real run through the installed seeds.slurm writes runs/tiny_seed1/run.h5 in the submit folder (rows '$rows')"
+    tail -n 20 "$FAKE_LOG/sbatch.out"
+  fi
+fi
 
 # ---- a real run through the script -------------------------------------------------------------
 # The binary under test: $BUILD's (the sanitized one with make check SANITIZE=1).

@@ -3,7 +3,8 @@
 set -eu
 PKGS="openmpi-bin libopenmpi-dev libscalapack-openmpi-dev libhdf5-openmpi-dev hdf5-tools
 libopenblas-dev librandom123-dev zlib1g-dev pkg-config make gcc gfortran
-python3-h5py python3-numpy python3-matplotlib dataset-fashion-mnist"
+python3-h5py python3-numpy python3-matplotlib dataset-fashion-mnist
+python3-paraview xvfb xauth libgl1-mesa-dri"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

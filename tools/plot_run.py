@@ -1,24 +1,37 @@
 #!/usr/bin/python3
-"""plot_run.py — figures of one or more gnrev runs (run.h5, docs/output-format.md), runs overlaid.
+"""plot_run.py — figures and a summary of one or more gnrev runs (run.h5, docs/output-format.md).
 
-    tools/plot_run.py runs/a runs/b [-o report/]       (also: make report RUNS="runs/a runs/b")
+    tools/plot_run.py [RUN ...] [-o report/] [--csv] [--no-aggregate]
+    make report [RUNS="runs/a runs/b"]
 
-Each argument is a run folder (or its run.h5). Writes PNGs into the output folder:
-  loss.png          train/test loss and accuracy against step (/metrics)
+Each RUN is a run folder (or its run.h5); without any, every run folder under runs/ (searched
+recursively) is reported. Runs are named by their deck's &run name, or by their out_dir when two
+runs share a name. Runs of the same deck that differ only in seed, name and out_dir are seeds of one
+experiment: their curves are drawn as the mean over the seeds with a band of one standard deviation
+(population, over the runs that have the value at that step), unless --no-aggregate.
+
+Writes into the output folder:
+  loss.png          train (solid) and test (dashed, markers) loss and accuracy against step, epoch
+                    and wall time (/metrics)
   batch_change.png  100 (after - before) / before of each batch's own update (/metrics)
   ntk.png           NTK similarity, relative change, alignment, growth and trace per half-block
-                    against step (/ntk)
+  ntk_matrix.png    the NTK matrix itself at its first and last saved snapshot (/ntk/K_*)
   cka.png           CKA of each half-block's state against step 0 (/cka), one panel per half-block
-  weights.png       cosine of each trained W to its initial value (/weights)
-  ggn_spectrum.png  GGN eigenvalues of the first and last snapshot (/ggn)
-  summary.md        one table row per run: losses, accuracies, batch change, NTK and CKA at the end
-A figure that no run has data for is skipped, and every run lacking a group is named in a note;
-the exit status is 0 unless no run could be read at all.
+  weights.png       cosine to the initial value and norm ratio of every trained W, one labelled line
+                    per tensor, one column per run (/weights)
+  ggn_spectrum.png  GGN eigenvalues of the first (dashed, open squares) and last (solid, dots)
+                    snapshot (/ggn)
+  summary.md        one table row per run (and per group of seeds: mean ± standard deviation)
+  csv/              with --csv: <run>.csv, the /metrics table of each run (empty cell = not
+                    measured), and <group>.seeds.csv, mean and standard deviation over the seeds
+A figure that no run has data for is skipped, and every run left out of a figure is named in a note
+on stderr; the exit status is 0 unless no run could be read at all.
 """
 import argparse
 import os
 import re
 import sys
+import warnings
 
 import matplotlib
 
@@ -26,48 +39,134 @@ matplotlib.use("Agg")
 import h5py  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gnrev_read  # noqa: E402
+
+# Keys that may differ between seeds of one experiment.
+SEED_KEYS = {("run", "seed"), ("run", "name"), ("run", "out_dir")}
+AGG_METRICS = ["train_loss", "train_acc", "test_loss", "test_acc", "batch_loss_before", "batch_loss_after",
+               "wall_s"]
 
 
 def note(msg):
     print(f"plot_run: note: {msg}", file=sys.stderr)
 
 
-def run_name(path, f):
-    """The deck's &run name when the file records one, else the folder name."""
-    deck = f.attrs.get("deck", "")
-    if isinstance(deck, bytes):
-        deck = deck.decode(errors="replace")
-    m = re.search(r"^\s*name\s*=\s*(['\"])(.*?)\1", deck or "", re.MULTILINE | re.IGNORECASE)
-    folder = os.path.basename(os.path.normpath(os.path.dirname(path)))
-    return m.group(2) if m and m.group(2) else (folder or path)
-
+# ---- reading -----------------------------------------------------------------------------------
 
 def read_group(f, group):
-    """All datasets of a group as numpy arrays (None when the group is absent or empty)."""
+    """All datasets of a group as numpy arrays plus its attributes under "_attrs" (None when the
+    group is absent or empty). NTK matrices K_* are listed under "_matrices" (step -> path), not read."""
     if group not in f or not isinstance(f[group], h5py.Group):
         return None
-    out = {k: f[group][k][()] for k in f[group] if isinstance(f[group][k], h5py.Dataset)}
+    out, mats = {}, {}
+    for k in f[group]:
+        if not isinstance(f[group][k], h5py.Dataset):
+            continue
+        m = re.fullmatch(r"K_(\d+)", k) if group == "ntk" else None
+        if m:
+            mats[int(m.group(1))] = f"/{group}/{k}"
+        elif re.fullmatch(r"(gamma|lambda)_\d+", k) is None:
+            out[k] = f[group][k][()]
     out["_attrs"] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f[group].attrs.items()}
-    return out if len(out) > 1 else None
+    out["_matrices"] = mats
+    return out if len(out) > 2 else None
 
 
 def load(path):
-    h5 = os.path.join(path, "run.h5") if os.path.isdir(path) else path
+    h5 = gnrev_read.run_file(path)
     with h5py.File(h5, "r") as f:
-        run = {"name": run_name(h5, f), "path": h5}
+        deck_text = f.attrs.get("deck", "")
+        deck_text = deck_text.decode(errors="replace") if isinstance(deck_text, bytes) else str(deck_text)
+        run = {"path": h5, "folder": os.path.dirname(h5) or ".", "deck": gnrev_read.parse_deck(deck_text)}
         for g in ("metrics", "ntk", "cka", "weights", "ggn"):
             run[g] = read_group(f, g)
+    run["deck_name"] = run["deck"].get("run", {}).get("name") or os.path.basename(os.path.normpath(run["folder"]))
+    run["out_dir"] = os.path.normpath(run["folder"])  # as given (or as found under runs/)
     return run
 
 
-def unique_names(runs):
-    seen = {}
-    for r in runs:
-        n = r["name"]
-        seen[n] = seen.get(n, 0) + 1
-        if seen[n] > 1:
-            r["name"] = f"{n} ({os.path.dirname(r['path']) or r['path']})"
+def find_runs(root="runs"):
+    """Every folder under root holding a run.h5, sorted."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != "checkpoints")
+        if "run.h5" in files:
+            found.append(folder)
+    return sorted(found)
 
+
+def name_runs(runs):
+    """Deck names, or out_dirs for every run whose deck name another run shares."""
+    count = {}
+    for r in runs:
+        count[r["deck_name"]] = count.get(r["deck_name"], 0) + 1
+    for r in runs:
+        r["name"] = r["out_dir"] if count[r["deck_name"]] > 1 else r["deck_name"]
+
+
+def deck_key(run):
+    """The deck without the keys in which seeds of one experiment differ."""
+    return tuple(sorted((g, k, repr(v)) for g, kv in run["deck"].items() for k, v in kv.items()
+                        if (g, k) not in SEED_KEYS))
+
+
+def group_seeds(runs, aggregate=True):
+    """Series to draw: a group of seeds (>= 2 runs of one deck) or a single run, in first-seen order.
+    Each is {"label", "runs", "metrics"} with metrics the run's own or the seeds' mean (aggregate())."""
+    groups, order = {}, []
+    for r in runs:
+        key = deck_key(r) if aggregate and r["deck"] else id(r)
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(r)
+    series = []
+    for key in order:
+        members = groups[key]
+        if len(members) == 1:
+            r = members[0]
+            series.append({"label": r["name"], "runs": members, "metrics": r["metrics"], "spread": None})
+            continue
+        seeds = sorted(m["deck"].get("run", {}).get("seed") for m in members)
+        names = {m["deck_name"] for m in members}
+        label = f"{names.pop() if len(names) == 1 else members[0]['name']} (mean of {len(members)} seeds)"
+        mean, std = aggregate_metrics([m["metrics"] for m in members])
+        series.append({"label": label, "runs": members, "metrics": mean, "spread": std, "seeds": seeds})
+    return series
+
+
+def aggregate_metrics(tables):
+    """Mean and population standard deviation of /metrics tables over runs, row by row on the steps
+    every run has; a value missing (NaN) in some runs is averaged over the others. Returns (mean,
+    std) tables with step, epoch, n_runs and the AGG_METRICS columns; (None, None) without /metrics."""
+    tables = [t for t in tables if t is not None and "step" in t]
+    if not tables:
+        return None, None
+    steps = sorted(set.intersection(*(set(np.asarray(t["step"], float).tolist()) for t in tables)))
+    mean = {"step": np.array(steps, float)}
+    std = {"step": np.array(steps, float)}
+    rows = [{s: i for i, s in enumerate(np.asarray(t["step"], float).tolist())} for t in tables]
+    first = tables[0]
+    mean["epoch"] = std["epoch"] = np.array([first["epoch"][rows[0][s]] for s in steps], float) \
+        if "epoch" in first else np.full(len(steps), np.nan)
+    mean["n_runs"] = std["n_runs"] = np.full(len(steps), float(len(tables)))
+    for key in AGG_METRICS:
+        if not all(key in t for t in tables):
+            continue
+        vals = np.array([[t[key][r[s]] for s in steps] for t, r in zip(tables, rows)], float)
+        have = np.isfinite(vals)
+        cnt = have.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = np.where(have, vals, 0.0).sum(axis=0) / cnt
+            v = np.where(have, (vals - m) ** 2, 0.0).sum(axis=0) / cnt
+        mean[key], std[key] = np.where(cnt > 0, m, np.nan), np.where(cnt > 0, np.sqrt(v), np.nan)
+    return mean, std
+
+
+# ---- helpers -----------------------------------------------------------------------------------
 
 def finite(x, y):
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -88,77 +187,151 @@ def with_group(runs, group, what, needed=()):
     return have
 
 
-def save(fig, out, name, written):
-    path = os.path.join(out, name)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
-
-
 def colours(n):
     cmap = plt.get_cmap("tab10")
     return [cmap(i % 10) for i in range(n)]
 
 
-def plot_loss(runs, out, written):
-    have = with_group(runs, "metrics", "loss.png", ("step", "train_loss"))
+def readable_log(ax, axis="y"):
+    """A log axis over less than a decade shows one labelled tick or none: label the minor ticks
+    then, so that every log axis reads at least two values."""
+    a = ax.yaxis if axis == "y" else ax.xaxis
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    if lo > 0 and hi > 0 and np.floor(np.log10(hi)) - np.ceil(np.log10(lo)) < 1:
+        a.set_minor_formatter(ticker.LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(np.inf, np.inf)))
+        a.set_major_formatter(ticker.LogFormatterSciNotation(labelOnlyBase=False))
+
+
+def sparse_marker(x):
+    """Markers for series with few points (test evaluations every eval_every steps), lines alone for
+    dense ones."""
+    return "o" if len(x) <= 60 else None
+
+
+def epoch_axis(m):
+    """Fractional epoch of each row: epoch + (step - first step of that epoch) / steps per epoch,
+    steps per epoch counted in epoch 0 when a later epoch exists (else the integer epoch)."""
+    step, epoch = np.asarray(m["step"], float), np.asarray(m["epoch"], float)
+    later = epoch > epoch.min()
+    if not later.any():
+        return epoch
+    spe = float(np.sum(epoch == epoch.min()))
+    first = {e: step[epoch == e].min() for e in np.unique(epoch)}
+    return epoch + np.array([(s - first[e]) / spe for s, e in zip(step, epoch)])
+
+
+def wall_axis(m):
+    """wall_s made continuous across restarts (each continuation counts from 0 again)."""
+    w = np.asarray(m["wall_s"], float).copy()
+    offset, prev = 0.0, -np.inf
+    for i, v in enumerate(w):
+        if np.isfinite(v):
+            if v + offset < prev:
+                offset = prev
+            w[i] = v + offset
+            prev = w[i]
+    return w
+
+
+def band(ax, x, mean, std, colour):
+    x, mean, std = np.asarray(x, float), np.asarray(mean, float), np.asarray(std, float)
+    ok = np.isfinite(x) & np.isfinite(mean) & np.isfinite(std)
+    if ok.any():
+        ax.fill_between(x[ok], (mean - std)[ok], (mean + std)[ok], color=colour, alpha=0.2, lw=0)
+
+
+# ---- figures: each make_* returns a figure (or None) ------------------------------------------
+
+def make_loss(series):
+    have = [s for s in series if s["metrics"] is not None and "step" in s["metrics"] and "train_loss" in s["metrics"]]
+    for s in series:
+        if s not in have:
+            note(f"run '{s['label']}' has no /metrics step/train_loss: left out of loss.png")
     if not have:
-        return
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    for r, c in zip(have, colours(len(have))):
-        m = r["metrics"]
-        for key, style, label in (("train_loss", "-", "train"), ("test_loss", "--", "test")):
-            if key in m:
-                x, y = finite(m["step"], m[key])
-                if len(x):
-                    ax[0].plot(x, y, style, color=c, label=f"{r['name']} {label}")
-        for key, style, label in (("train_acc", "-", "train"), ("test_acc", "--", "test")):
-            if key in m:
-                x, y = finite(m["step"], m[key])
-                if len(x):
-                    ax[1].plot(x, y, style, color=c, label=f"{r['name']} {label}")
-    ax[0].set(xlabel="step", ylabel="loss", title="loss")
-    ax[1].set(xlabel="step", ylabel="accuracy", title="accuracy")
-    if any(np.nanmin(finite(r["metrics"]["step"], r["metrics"]["train_loss"])[1], initial=1) > 0 for r in have):
-        ax[0].set_yscale("log")
-    for a in ax:
-        a.legend(fontsize=7)
-        a.grid(alpha=0.3)
-    save(fig, out, "loss.png", written)
+        return None
+    fig, ax = plt.subplots(2, 3, figsize=(15, 8), squeeze=False)
+    axes_x = [("step", "step", lambda m: np.asarray(m["step"], float)),
+              ("epoch", "epoch", lambda m: epoch_axis(m) if "epoch" in m else None),
+              ("wall", "wall time (s)", lambda m: wall_axis(m) if "wall_s" in m else None)]
+    positive = True
+    for s, c in zip(have, colours(len(have))):
+        m, sp = s["metrics"], s["spread"]
+        for col, (_, xlabel, xf) in enumerate(axes_x):
+            x = xf(m)
+            if x is None:
+                continue
+            for row, keys in enumerate((("train_loss", "test_loss"), ("train_acc", "test_acc"))):
+                for key, style, what in zip(keys, ("-", "--"), ("train", "test")):
+                    if key not in m:
+                        continue
+                    xx, yy = finite(x, m[key])
+                    if not len(xx):
+                        continue
+                    marker = sparse_marker(xx) if what == "test" else None
+                    ax[row][col].plot(xx, yy, style, color=c, marker=marker, ms=3, label=f"{s['label']} {what}")
+                    if sp is not None and key in sp:
+                        band(ax[row][col], x, m[key], sp[key], c)
+                    if row == 0 and np.any(yy <= 0):
+                        positive = False
+    for col, (_, xlabel, _) in enumerate(axes_x):
+        ax[0][col].set(xlabel=xlabel, ylabel="loss", title=f"loss against {xlabel}")
+        ax[1][col].set(xlabel=xlabel, ylabel="accuracy", title=f"accuracy against {xlabel}")
+        if positive:
+            ax[0][col].set_yscale("log")
+            readable_log(ax[0][col])
+        for row in (0, 1):
+            ax[row][col].grid(alpha=0.3)
+    ax[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
-def plot_batch_change(runs, out, written):
-    have, candidates = [], with_group(runs, "metrics", "batch_change.png", ("step", "batch_loss_before", "batch_loss_after"))
-    for r in candidates:
-        m = r["metrics"]
-        if np.isfinite(m["batch_loss_after"]).any():
-            have.append(r)
+def make_batch_change(series):
+    have = []
+    for s in series:
+        m = s["metrics"]
+        if m is None or "batch_loss_after" not in m or "batch_loss_before" not in m:
+            note(f"run '{s['label']}' has no /metrics batch_loss_before/batch_loss_after: left out of batch_change.png")
+        elif not np.isfinite(m["batch_loss_after"]).any():
+            note(f"run '{s['label']}' did not record batch_loss_after (batch_change off): left out of batch_change.png")
         else:
-            note(f"run '{r['name']}' did not record batch_loss_after (batch_change off): left out of batch_change.png")
+            have.append(s)
     if not have:
-        if candidates:
-            note("no run has batch changes: batch_change.png skipped")
-        return
+        return None
     fig, ax = plt.subplots(figsize=(7, 4))
-    for r, c in zip(have, colours(len(have))):
-        m = r["metrics"]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pct = 100 * (m["batch_loss_after"] - m["batch_loss_before"]) / m["batch_loss_before"]
-        x, y = finite(m["step"], pct)
-        ax.plot(x, y, ".-", color=c, label=r["name"], ms=3)
+    for s, c in zip(have, colours(len(have))):
+        if s["spread"] is None:
+            m = s["metrics"]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                pct = 100 * (m["batch_loss_after"] - m["batch_loss_before"]) / m["batch_loss_before"]
+            ax.plot(*finite(m["step"], pct), ".-", color=c, label=s["label"], ms=3)
+            continue
+        # Seeds: the percentage of each run, then its mean and spread over the runs.
+        pcts = []
+        for r in s["runs"]:
+            m = r["metrics"]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                pcts.append(dict(zip(np.asarray(m["step"], float).tolist(),
+                                     100 * (m["batch_loss_after"] - m["batch_loss_before"]) / m["batch_loss_before"])))
+        steps = np.asarray(s["metrics"]["step"], float)
+        vals = np.array([[p.get(st, np.nan) for st in steps] for p in pcts], float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(vals, axis=0), np.nanstd(vals, axis=0)
+        ax.plot(*finite(steps, mean), ".-", color=c, label=s["label"], ms=3)
+        band(ax, steps, mean, std, c)
     ax.axhline(0, color="k", lw=0.5)
     ax.set(xlabel="step", ylabel="batch loss change (%)", title="loss of each batch after its own update")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    save(fig, out, "batch_change.png", written)
+    fig.tight_layout()
+    return fig
 
 
-def plot_ntk(runs, out, written):
+def make_ntk(runs):
     have = with_group(runs, "ntk", "ntk.png", ("step", "similarity", "rel_change"))
     if not have:
-        return
-    # One panel per /ntk series that every run has (older runs lack alignment, scale, half_trace).
+        return None
     series = [("similarity", "cos(K_0 v, K_t v)", "NTK similarity to step 0"),
               ("rel_change", "||K_t - K_0||_F / ||K_0||_F", "NTK relative change"),
               ("alignment", "<K_0, K_t>_F / (||K_0|| ||K_t||)", "NTK alignment to step 0"),
@@ -175,7 +348,6 @@ def plot_ntk(runs, out, written):
         for a, (key, _, _) in zip(ax, series):
             a.plot(*finite(g["step"], g[key]), "o-", color=c, label=r["name"], ms=3)
         if "half_trace" in g:
-            # Each half-block's trace against its own step-0 value: which part of the net moves K.
             ht = np.asarray(g["half_trace"], dtype=float)
             labels = str(r["cka"]["_attrs"].get("half_blocks", "")).split(",") if r["cka"] is not None else []
             for k, ls in zip(range(ht.shape[1]), ("-", "--", ":", "-.") * ht.shape[1]):
@@ -187,18 +359,44 @@ def plot_ntk(runs, out, written):
     if halves:
         ax[len(series)].set(xlabel="step", ylabel="tr K_bs(t) / tr K_bs(0)", title="NTK trace per half-block",
                             yscale="log")
+        readable_log(ax[len(series)])
     for a in ax[:n]:
         a.legend(fontsize=6)
         a.grid(alpha=0.3)
     for a in ax[n:]:
         a.axis("off")
-    save(fig, out, "ntk.png", written)
+    fig.tight_layout()
+    return fig
 
 
-def plot_cka(runs, out, written):
+def make_ntk_matrix(runs):
+    """K at the first and last saved snapshot of every run that saved matrices, row 0 on top, one
+    colour scale per run."""
+    have = [r for r in runs if r["ntk"] is not None and r["ntk"]["_matrices"]]
+    for r in runs:
+        if r not in have:
+            note(f"run '{r['name']}' saved no NTK matrix (/ntk/K_*): left out of ntk_matrix.png")
+    if not have:
+        return None
+    fig, ax = plt.subplots(len(have), 2, figsize=(10, 4.6 * len(have)), squeeze=False)
+    for row, r in enumerate(have):
+        mats = r["ntk"]["_matrices"]
+        steps = [min(mats), max(mats)]
+        with h5py.File(r["path"], "r") as f:
+            Ks = [f[mats[s]][()] for s in steps]
+        lo, hi = min(K.min() for K in Ks), max(K.max() for K in Ks)
+        for col, (s, K) in enumerate(zip(steps, Ks)):
+            im = ax[row][col].imshow(K, cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
+            ax[row][col].set(title=f"{r['name']}: K at step {s}", xlabel="sample*class (j*C + c)",
+                             ylabel="sample*class (i*C + a)")
+        fig.colorbar(im, ax=list(ax[row]), shrink=0.8)
+    return fig
+
+
+def make_cka(runs):
     have = with_group(runs, "cka", "cka.png", ("step", "value"))
     if not have:
-        return
+        return None
     names = []
     for r in have:
         labels = str(r["cka"]["_attrs"].get("half_blocks", "")).split(",")
@@ -220,58 +418,70 @@ def plot_cka(runs, out, written):
             a.legend(fontsize=7)
     for k in range(len(names), rows * cols):
         axes[k // cols][k % cols].axis("off")
-    save(fig, out, "cka.png", written)
+    fig.tight_layout()
+    return fig
 
 
-def plot_weights(runs, out, written):
+def make_weights(runs):
     have = with_group(runs, "weights", "weights.png", ("step", "cosine"))
     if not have:
-        return
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for r, c in zip(have, colours(len(have))):
+        return None
+    fig, ax = plt.subplots(2, len(have), figsize=(5.5 * len(have), 7), squeeze=False)
+    for col, r in enumerate(have):
         g = r["weights"]
         names = str(g["_attrs"].get("tensors", "")).split(",")
-        for j in range(g["cosine"].shape[1]):
-            label = names[j] if len(names) == g["cosine"].shape[1] else f"tensor {j}"
-            if label.endswith("/b"):
-                continue  # biases start at zero: no angle to their initial value
-            ax.plot(*finite(g["step"], g["cosine"][:, j]), "-", color=c, alpha=0.8,
-                    label=f"{r['name']}" if j == 0 else None)
-    ax.set(xlabel="step", ylabel="cos(W_t, W_0)", title="weight drift (one line per W)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    save(fig, out, "weights.png", written)
+        width = g["cosine"].shape[1]
+        names = names if len(names) == width else [f"tensor {j}" for j in range(width)]
+        cs = colours(width)
+        for j, name in enumerate(names):
+            if name.endswith("/b"):
+                continue  # biases start at zero: no angle or ratio to their initial value
+            ax[0][col].plot(*finite(g["step"], g["cosine"][:, j]), "-", color=cs[j], marker="o", ms=2, label=name)
+            if "norm_ratio" in g:
+                ax[1][col].plot(*finite(g["step"], g["norm_ratio"][:, j]), "-", color=cs[j], marker="o", ms=2,
+                                label=name)
+        ax[0][col].set(xlabel="step", ylabel="cos(W_t, W_0)", title=f"{r['name']}: weight drift")
+        ax[1][col].set(xlabel="step", ylabel="||W_t|| / ||W_0||", title=f"{r['name']}: weight growth")
+        for a in ax[:, col]:
+            a.legend(fontsize=7, title="tensor", title_fontsize=7)
+            a.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
-def plot_ggn(runs, out, written):
+def make_ggn(runs):
     have = with_group(runs, "ggn", "ggn_spectrum.png", ("step", "eigenvalues"))
     if not have:
-        return
+        return None
     fig, ax = plt.subplots(figsize=(7, 4))
     for r, c in zip(have, colours(len(have))):
         g = r["ggn"]
         ev = np.atleast_2d(g["eigenvalues"])
-        for row, style in ((0, "--"), (ev.shape[0] - 1, "-")):
+        rows = [0] if ev.shape[0] == 1 else [0, ev.shape[0] - 1]
+        for row in rows:
             v = ev[row][np.isfinite(ev[row]) & (ev[row] > 0)]
-            if len(v):
-                ax.semilogy(np.arange(1, len(v) + 1), v, style + "o", color=c, ms=3,
-                            label=f"{r['name']} step {int(g['step'][row])}")
-            if ev.shape[0] == 1:
-                break
-    ax.set(xlabel="index", ylabel="eigenvalue", title="GGN spectrum (first snapshot dashed, last solid)")
+            if not len(v):
+                continue
+            first = row == 0 and len(rows) > 1
+            ax.semilogy(np.arange(1, len(v) + 1), v, "--" if first else "-", color=c, lw=1.2,
+                        marker="s" if first else "o", ms=5 if first else 3, mfc="none" if first else c,
+                        label=f"{r['name']} step {int(g['step'][row])}{' (first)' if first else ''}")
+    ax.set(xlabel="index", ylabel="eigenvalue", title="GGN spectrum (first snapshot dashed, open squares; last solid)")
+    readable_log(ax)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    save(fig, out, "ggn_spectrum.png", written)
+    fig.tight_layout()
+    return fig
 
+
+# ---- summary and CSV -----------------------------------------------------------------------------
 
 def last_finite(x, y):
-    """(x, y) of the last point where y is finite, or (nan, nan)."""
     x, y = finite(x, y)
     return (x[-1], y[-1]) if len(y) else (np.nan, np.nan)
 
 
 def at_step(g, key, step):
-    """g[key] where g["step"] == step and the value is finite, else nan."""
     if g is None or key not in g:
         return np.nan
     x, y = finite(g["step"], g[key])
@@ -279,46 +489,108 @@ def at_step(g, key, step):
     return y[hit[0]] if len(hit) else np.nan
 
 
-def write_summary(runs, out, written):
-    """summary.md: the numbers a results page quotes, one row per run, read from run.h5 as is."""
+def summary_numbers(r):
+    """The numbers of one summary row of a run."""
+    m, n, c = r["metrics"], r["ntk"], r["cka"]
+    end, loss_end = last_finite(m["step"], m["train_loss"]) if m is not None and "train_loss" in m else (np.nan, np.nan)
+    acc = last_finite(m["step"], m["train_acc"])[1] if m is not None and "train_acc" in m else np.nan
+    test = last_finite(m["step"], m["test_acc"])[1] if m is not None and "test_acc" in m else np.nan
+    change = np.nan
+    if m is not None and "batch_loss_before" in m and "batch_loss_after" in m:
+        b, a = np.asarray(m["batch_loss_before"], float), np.asarray(m["batch_loss_after"], float)
+        ok = np.isfinite(b) & np.isfinite(a) & (b > 0)
+        change = np.median(100 * (a[ok] - b[ok]) / b[ok]) if ok.any() else np.nan
+    ntk = [last_finite(n["step"], n[k])[1] if n is not None and k in n else np.nan
+           for k in ("similarity", "alignment", "scale")]
+    cka = np.nanmin(np.asarray(c["value"], float)[-1]) if c is not None and "value" in c and len(c["value"]) else np.nan
+    return [end, at_step(m, "train_loss", 0), at_step(m, "train_loss", 10), loss_end, acc, test, change] + ntk + [cka]
+
+
+def write_summary(runs, series, path):
+    """summary.md: the numbers a results page quotes, one row per run, read from run.h5 as is, then
+    one row per group of seeds with mean ± standard deviation over its runs."""
     head = ("| run | steps | train loss 0 / 10 / end | train acc end | test acc end | batch change median % "
             "| NTK similarity | NTK alignment | NTK growth | min CKA |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    fmts = ["{:.0f}", "{:.3g}", "{:.3g}", "{:.3g}", "{:.3g}", "{:.3g}", "{:.1f}", "{:.3g}", "{:.3g}", "{:.3g}", "{:.4f}"]
 
-    def fmt(v, f="{:.3g}"):
+    def fmt(v, f):
         return "–" if v is None or not np.isfinite(v) else f.format(v)
 
+    def row(label, vals, spread=None):
+        cells = [fmt(v, f) + ("" if spread is None or not np.isfinite(spread[i]) or spread[i] == 0
+                              else " ± " + fmt(spread[i], f)) for i, (v, f) in enumerate(zip(vals, fmts))]
+        return (f"| {label} | {cells[0]} | {cells[1]} / {cells[2]} / {cells[3]} | " + " | ".join(cells[4:]) + " |")
+
     for r in runs:
-        m, n, c = r["metrics"], r["ntk"], r["cka"]
-        end, loss_end = last_finite(m["step"], m["train_loss"]) if m is not None and "train_loss" in m else (np.nan, np.nan)
-        acc = last_finite(m["step"], m["train_acc"])[1] if m is not None and "train_acc" in m else np.nan
-        test = last_finite(m["step"], m["test_acc"])[1] if m is not None and "test_acc" in m else np.nan
-        change = np.nan
-        if m is not None and "batch_loss_before" in m and "batch_loss_after" in m:
-            b, a = np.asarray(m["batch_loss_before"], float), np.asarray(m["batch_loss_after"], float)
-            ok = np.isfinite(b) & np.isfinite(a) & (b > 0)
-            change = np.median(100 * (a[ok] - b[ok]) / b[ok]) if ok.any() else np.nan
-        ntk = [last_finite(n["step"], n[k])[1] if n is not None and k in n else np.nan
-               for k in ("similarity", "alignment", "scale")]
-        cka = np.nan
-        if c is not None and "value" in c and len(c["value"]):
-            cka = np.nanmin(np.asarray(c["value"], float)[-1])
-        losses = " / ".join(fmt(v) for v in (at_step(m, "train_loss", 0), at_step(m, "train_loss", 10), loss_end))
-        lines.append(f"| {r['name']} | {fmt(end, '{:.0f}')} | {losses} | {fmt(acc)} | {fmt(test)} | "
-                     f"{fmt(change, '{:.1f}')} | {fmt(ntk[0])} | {fmt(ntk[1])} | {fmt(ntk[2])} | {fmt(cka, '{:.4f}')} |")
-    path = os.path.join(out, "summary.md")
+        lines.append(row(r["name"], summary_numbers(r)))
+    for s in series:
+        if s["spread"] is None:
+            continue
+        vals = np.array([summary_numbers(r) for r in s["runs"]], float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column no seed has: all-NaN mean
+            lines.append(row(s["label"], np.nanmean(vals, axis=0), np.nanstd(vals, axis=0)))
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
-    written.append(path)
+
+
+def safe_name(label):
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "run"
+
+
+def write_csvs(runs, series, folder):
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for r in runs:
+        if r["metrics"] is None:
+            continue
+        path = os.path.join(folder, safe_name(r["name"]) + ".csv")
+        gnrev_read.write_csv({k: np.asarray(v, float) for k, v in r["metrics"].items() if not k.startswith("_")
+                              and np.ndim(v) == 1}, path)
+        written.append(path)
+    for s in series:
+        if s["spread"] is None or s["metrics"] is None:
+            continue
+        cols = {"step": s["metrics"]["step"], "epoch": s["metrics"]["epoch"], "n_runs": s["metrics"]["n_runs"]}
+        for k in AGG_METRICS:
+            if k in s["metrics"]:
+                cols[f"{k}_mean"], cols[f"{k}_std"] = s["metrics"][k], s["spread"][k]
+        path = os.path.join(folder, safe_name(s["label"].split(" (mean of")[0]) + ".seeds.csv")
+        gnrev_read.write_csv(cols, path)
+        written.append(path)
+    return written
+
+
+# ---- main --------------------------------------------------------------------------------------
+
+def build(runs, aggregate=True):
+    """{file name: figure} for the runs (figures without data left out)."""
+    name_runs(runs)
+    series = group_seeds(runs, aggregate)
+    figs = {"loss.png": make_loss(series), "batch_change.png": make_batch_change(series), "ntk.png": make_ntk(runs),
+            "ntk_matrix.png": make_ntk_matrix(runs), "cka.png": make_cka(runs), "weights.png": make_weights(runs),
+            "ggn_spectrum.png": make_ggn(runs)}
+    return {k: v for k, v in figs.items() if v is not None}, series
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="run folders (or their run.h5)")
-    ap.add_argument("-o", "--out", default="report", help="output folder for the PNGs (default: report/)")
+    ap.add_argument("runs", nargs="*", help="run folders (or their run.h5); default: every run under runs/")
+    ap.add_argument("-o", "--out", default="report", help="output folder (default: report/)")
+    ap.add_argument("--csv", action="store_true", help="also write the metrics as CSV files into OUT/csv/")
+    ap.add_argument("--no-aggregate", dest="aggregate", action="store_false",
+                    help="draw seeds of one deck as separate runs")
     a = ap.parse_args(argv)
+    paths = a.runs or find_runs("runs")
+    if not a.runs:
+        if not paths:
+            print(f"plot_run: error: no run folder (one holding run.h5) under {os.path.abspath('runs')}; "
+                  "name the runs: plot_run.py runs/a runs/b (make report RUNS=\"runs/a runs/b\")", file=sys.stderr)
+            return 2
+        note(f"no run given: reporting the {len(paths)} run(s) found under runs/")
     runs = []
-    for p in a.runs:
+    for p in paths:
         try:
             runs.append(load(p))
         except (OSError, KeyError) as e:
@@ -326,11 +598,18 @@ def main(argv=None):
     if not runs:
         print("plot_run: error: no run could be read", file=sys.stderr)
         return 2
-    unique_names(runs)
+    figs, series = build(runs, a.aggregate)
     os.makedirs(a.out, exist_ok=True)
     written = []
-    for plot in (plot_loss, plot_batch_change, plot_ntk, plot_cka, plot_weights, plot_ggn, write_summary):
-        plot(runs, a.out, written)
+    for name, fig in figs.items():
+        path = os.path.join(a.out, name)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    write_summary(runs, series, os.path.join(a.out, "summary.md"))
+    written.append(os.path.join(a.out, "summary.md"))
+    if a.csv:
+        written += write_csvs(runs, series, os.path.join(a.out, "csv"))
     for w in written:
         print(w)
     return 0

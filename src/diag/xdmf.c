@@ -1,4 +1,5 @@
-/* xdmf.c — writes the XDMF 2 index that lets ParaView open run.h5 matrices as images (xdmf.h). */
+/* xdmf.c — writes the XDMF 2 index that lets ParaView open run.h5 matrices as images, laid out side
+ * by side in the x-y plane (xdmf.h). */
 /* realpath is an X/Open extension that _POSIX_C_SOURCE alone hides. */
 #define _XOPEN_SOURCE 700
 #include "gnrev/diag/xdmf.h"
@@ -25,18 +26,53 @@ static void put_escaped(FILE *f, const char *s) {
     }
 }
 
+/* Local. The left edge x0 of every image, series after series (see xdmf.h): temporal series share
+ * one place, other images get their own; a gap of a tenth of the widest image separates them. */
+static void layout(int nseries, const gn_xdmf_series *series, int64_t *x0) {
+  int64_t widest = 0;
+  for (int s = 0; s < nseries; ++s)
+    for (int i = 0; i < series[s].n; ++i)
+      if (series[s].images[i].cols > widest) widest = series[s].images[i].cols;
+  const int64_t gap = widest / 10 > 2 ? widest / 10 : 2;
+  int64_t x = 0;
+  int k = 0;
+  for (int s = 0; s < nseries; ++s) {
+    const gn_xdmf_series *se = &series[s];
+    if (se->n < 1) continue;
+    int64_t width = 0;
+    for (int i = 0; i < se->n; ++i, ++k) {
+      x0[k] = x;
+      if (!se->temporal)
+        x += se->images[i].cols + gap;
+      else if (se->images[i].cols > width)
+        width = se->images[i].cols;
+    }
+    if (se->temporal) x += width + gap;
+  }
+}
+
+/* Local. One coordinate axis inline: npoints values start, start + 1, ... (a reference to a shared
+ * DataItem would be shorter, but it aborts the Xdmf3 readers, which a ParaView user may pick). */
+static void put_axis(FILE *f, const char *indent, int64_t start, int64_t npoints) {
+  fprintf(f, "%s    <DataItem Format=\"XML\" NumberType=\"Float\" Precision=\"8\" Dimensions=\"%lld\">", indent,
+          (long long)npoints);
+  for (int64_t v = 0; v < npoints; ++v) fprintf(f, v ? " %lld" : "%lld", (long long)(start + v));
+  fprintf(f, "</DataItem>\n");
+}
+
+/* Local. One Uniform grid: image im with its left edge at x = x0. */
 static void put_grid(FILE *f, const char *indent, const char *grid_name, const char *attr_name,
-                     const char *h5_file, const gn_xdmf_image *im, bool with_time) {
+                     const char *h5_file, const gn_xdmf_image *im, bool with_time, int64_t x0) {
   fprintf(f, "%s<Grid Name=\"", indent);
   put_escaped(f, grid_name);
   fprintf(f, "\" GridType=\"Uniform\">\n");
   if (with_time) fprintf(f, "%s  <Time Value=\"%.17g\"/>\n", indent, im->time);
-  /* Cell data: the mesh has one more point than cells along each axis. */
-  fprintf(f, "%s  <Topology TopologyType=\"2DCoRectMesh\" Dimensions=\"%lld %lld\"/>\n", indent,
+  /* Cell data: the mesh has one more point than cells along each axis (y slowest). */
+  fprintf(f, "%s  <Topology TopologyType=\"2DRectMesh\" Dimensions=\"%lld %lld\"/>\n", indent,
           (long long)im->rows + 1, (long long)im->cols + 1);
-  fprintf(f, "%s  <Geometry GeometryType=\"ORIGIN_DXDY\">\n", indent);
-  fprintf(f, "%s    <DataItem Format=\"XML\" NumberType=\"Float\" Precision=\"8\" Dimensions=\"2\">0 0</DataItem>\n", indent);
-  fprintf(f, "%s    <DataItem Format=\"XML\" NumberType=\"Float\" Precision=\"8\" Dimensions=\"2\">1 1</DataItem>\n", indent);
+  fprintf(f, "%s  <Geometry GeometryType=\"VXVY\">\n", indent);
+  put_axis(f, indent, x0, im->cols + 1);
+  put_axis(f, indent, 0, im->rows + 1);
   fprintf(f, "%s  </Geometry>\n", indent);
   fprintf(f, "%s  <Attribute Name=\"", indent);
   put_escaped(f, attr_name);
@@ -49,27 +85,15 @@ static void put_grid(FILE *f, const char *indent, const char *grid_name, const c
   fprintf(f, "</DataItem>\n%s  </Attribute>\n%s</Grid>\n", indent, indent);
 }
 
-int gn_xdmf_write(const char *path, const char *h5_file, int nseries, const gn_xdmf_series *series) {
-  for (int s = 0; s < nseries; ++s)
-    for (int i = 0; i < series[s].n; ++i)
-      if (series[s].images[i].rows < 1 || series[s].images[i].cols < 1)
-        GN_FAIL(GN_EINTERNAL, "%s: image %s of series %s is %lld x %lld", path, series[s].images[i].dataset,
-                series[s].name, (long long)series[s].images[i].rows, (long long)series[s].images[i].cols);
-  const size_t cap = strlen(path) + 32;
-  char *tmp = malloc(cap);
-  CHECK_ALLOC(tmp);
-  snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    int e = errno;
-    free(tmp);
-    GN_FAIL(GN_EIO, "cannot write the ParaView index %s: %s", path, strerror(e));
-  }
+/* Local. The whole index into f, image k of the series in order with its left edge at x0[k]. */
+static void put_index(FILE *f, const char *h5_file, int nseries, const gn_xdmf_series *series, const int64_t *x0) {
   fprintf(f, "<?xml version=\"1.0\" ?>\n<!DOCTYPE Xdmf SYSTEM \"Xdmf.dtd\" []>\n");
   fprintf(f, "<!-- gnrev: matrices of ");
   put_escaped(f, h5_file);
-  fprintf(f, " as images (docs/output-format.md); open this file in ParaView (Xdmf reader). -->\n");
+  fprintf(f, " as images in the x-y plane, side by side (docs/output-format.md); open this file in "
+          "ParaView (XDMF Reader). -->\n");
   fprintf(f, "<Xdmf Version=\"2.0\">\n <Domain>\n");
+  int k = 0;
   for (int s = 0; s < nseries; ++s) {
     const gn_xdmf_series *se = &series[s];
     if (se->n < 1) continue;
@@ -77,34 +101,60 @@ int gn_xdmf_write(const char *path, const char *h5_file, int nseries, const gn_x
       fprintf(f, "  <Grid Name=\"");
       put_escaped(f, se->name);
       fprintf(f, "\" GridType=\"Collection\" CollectionType=\"Temporal\">\n");
-      for (int i = 0; i < se->n; ++i) {
+      for (int i = 0; i < se->n; ++i, ++k) {
         char gname[256];
         snprintf(gname, sizeof gname, "%s_%.0f", se->name, se->images[i].time);
-        put_grid(f, "   ", gname, se->name, h5_file, &se->images[i], true);
+        put_grid(f, "   ", gname, se->name, h5_file, &se->images[i], true, x0[k]);
       }
       fprintf(f, "  </Grid>\n");
     } else {
-      for (int i = 0; i < se->n; ++i) {
+      for (int i = 0; i < se->n; ++i, ++k) {
         char gname[256];
         if (se->n == 1)
           snprintf(gname, sizeof gname, "%s", se->name);
         else
           snprintf(gname, sizeof gname, "%s_%d", se->name, i);
-        put_grid(f, "  ", gname, se->name, h5_file, &se->images[i], false);
+        put_grid(f, "  ", gname, se->name, h5_file, &se->images[i], false, x0[k]);
       }
     }
   }
   fprintf(f, " </Domain>\n</Xdmf>\n");
+}
+
+int gn_xdmf_write(const char *path, const char *h5_file, int nseries, const gn_xdmf_series *series) {
+  size_t total = 0;
+  for (int s = 0; s < nseries; ++s)
+    for (int i = 0; i < series[s].n; ++i, ++total)
+      if (series[s].images[i].rows < 1 || series[s].images[i].cols < 1)
+        GN_FAIL(GN_EINTERNAL, "%s: image %s of series %s is %lld x %lld", path, series[s].images[i].dataset,
+                series[s].name, (long long)series[s].images[i].rows, (long long)series[s].images[i].cols);
+  int status = GN_OK;
+  FILE *f = NULL;
+  const size_t cap = strlen(path) + 32;
+  char *tmp = malloc(cap);
+  int64_t *x0 = malloc((total ? total : 1) * sizeof *x0);
+  if (!tmp || !x0) FAIL_GOTO(GN_ENOMEM, "out of memory for the ParaView index %s", path);
+  layout(nseries, series, x0);
+  snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+  f = fopen(tmp, "w");
+  if (!f) FAIL_GOTO(GN_EIO, "cannot write the ParaView index %s: %s", path, strerror(errno));
+  put_index(f, h5_file, nseries, series, x0);
   int bad = ferror(f);
   if (fclose(f) != 0) bad = 1;
+  f = NULL;
   if (bad || rename(tmp, path) != 0) {
     int e = errno;
     unlink(tmp);
-    free(tmp);
-    GN_FAIL(GN_EIO, "cannot write the ParaView index %s: %s", path, strerror(e));
+    FAIL_GOTO(GN_EIO, "cannot write the ParaView index %s: %s", path, strerror(e));
+  }
+fail:
+  if (f) {
+    fclose(f);
+    unlink(tmp);
   }
   free(tmp);
-  return GN_OK;
+  free(x0);
+  return status;
 }
 
 /* Local. Canonical folder of path (its dirname resolved by realpath) into out (PATH_MAX). */

@@ -1,9 +1,22 @@
 /* xdmf.h — the ParaView index of a run (<out_dir>/run.xmf): an XDMF 2 file that shows 2-D
- * datasets of run.h5 as cell-centred images (one cell per matrix entry), singly or as time
- * series. Layout known to open in ParaView 5.11 (shared/STYLE.md): 2DCoRectMesh topology with
- * (rows+1) x (cols+1) points, ORIGIN_DXDY geometry (origin 0 0, spacing 1 1), a Cell attribute
- * whose HDF DataItem names "file.h5:/path"; a time series is a Temporal collection of such grids,
- * each with its own Time. No hyperslabs (they work only in the legacy reader). */
+ * datasets of run.h5 as flat images in the x-y plane (one cell per matrix entry), singly or as
+ * time series.
+ *
+ * Layout, chosen by what ParaView 5.11's XDMF reader does with it (tests/test_plot_xdmf.py and
+ * tests/test_paraview.py check it):
+ * - each image is a 2DRectMesh grid of (rows+1) x (cols+1) points with its VXVY coordinates
+ *   written inline, and a Cell attribute whose HDF DataItem names "file.h5:/path". A 2DCoRectMesh
+ *   would land in the y-z plane, and a composite of image data opens as an outline; rectilinear
+ *   grids lie in the x-y plane and open as a coloured surface. (Shared coordinate DataItems
+ *   referenced from each grid make the file smaller but abort the Xdmf3 readers; inline, those
+ *   readers refuse the file with a message instead.)
+ * - entry (i, j) of a matrix is the cell x in [x0 + j, x0 + j + 1], y in [i, i + 1]: columns run
+ *   along x, rows along y, row 0 at the bottom.
+ * - series are placed side by side along x in the order given, a gap of a tenth of the widest
+ *   image (at least 2 cells) apart, so no data set covers another; the images of a non-temporal
+ *   series with several images are placed side by side too, while the images of a temporal
+ *   series share one place (they are the same matrix at different times).
+ * No hyperslabs (they work only in the legacy reader). */
 #ifndef GNREV_XDMF_H
 #define GNREV_XDMF_H
 
@@ -30,7 +43,8 @@ typedef struct {
 
 /* Local. Writes the index to path through a temporary file in the same folder renamed over it,
  * so a reader never sees half a file. h5_file is the HDF5 file as named from the index's folder
- * (see gn_xdmf_h5_name). Errors (GN_EIO) name the file and the system reason. */
+ * (see gn_xdmf_h5_name). The placement of every image follows the layout above. Errors (GN_EIO)
+ * name the file and the system reason. */
 int gn_xdmf_write(const char *path, const char *h5_file, int nseries, const gn_xdmf_series *series);
 
 /* Local. The path of h5_path relative to the folder of xmf_path (both must exist up to their
