@@ -548,7 +548,13 @@ static void dump(FILE *fp, const gn_deck *d) {
   I(every); I(keep); S(restart);
   I(eval_every);
   fprintf(fp, "train_eval %s\n", (const char *[]){"running", "full"}[d->train_eval]);
-  L(batch_change); I(ntk_every); I(ntk_samples); L(ntk_save_matrix); I(cka_every); I(cka_samples);
+  L(batch_change); I(ntk_every); I(ntk_samples); L(ntk_save_matrix);
+  fprintf(fp, "ntk_space %s\n", (const char *[]){"logits", "output", "both"}[d->ntk_space]);
+  I(ntk_output_samples);
+  fprintf(fp, "ntk_probe %s\n", (const char *[]){"first", "random"}[d->ntk_probe]);
+  I(cka_every); I(cka_samples);
+  fprintf(fp, "cka_probe %s\n", (const char *[]){"first", "random"}[d->cka_probe]);
+  I(probe_seed);
   I(weights_every); I(ggn_every); I(ggn_samples);
   fprintf(fp, "ggn_mode %s\n", (const char *[]){"exact", "mc"}[d->ggn_mode]);
   I(ggn_mc_samples); I(ggn_top_k);

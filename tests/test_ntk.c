@@ -257,7 +257,7 @@ static void check_compare_and_bad_k(const gn_par *par) {
   gn_ntk_compute(par, &s.md, s.theta, p, s.X + row0 * s.md.d, &K);
   gn_ntk_compute(par, &s.md, s.theta, p, s.X + row0 * s.md.d, &K2);
   const int64_t N = p * s.md.C, rows = K.nrows * K.C;
-  gn_ntk_change ch = {-1, -1, -1, -1};
+  gn_ntk_change ch = {-1, -1, -1, -1, -1};
   int st = gn_ntk_compare(par, &K, &K, 5, &ch);
   GT_CHECK(st == GN_OK && ch.rel_change == 0.0 && fabs(ch.similarity - 1) < 1e-14 &&
                fabs(ch.alignment - 1) < 1e-14 && fabs(ch.scale - 1) < 1e-14,
@@ -267,7 +267,7 @@ static void check_compare_and_bad_k(const gn_par *par) {
   for (int64_t i = 0; i < rows * N; ++i) K2.K[i] = 2 * K.K[i];
   st = gn_ntk_compare(par, &K, &K2, 5, &ch);
   GT_CHECK(st == GN_OK && fabs(ch.rel_change - 1) < 1e-14 && fabs(ch.similarity - 1) < 1e-14 &&
-               fabs(ch.alignment - 1) < 1e-14 && fabs(ch.scale - 2) < 1e-14,
+               fabs(ch.alignment - 1) < 1e-14 && fabs(ch.scale - 2) < 1e-14 && fabs(ch.growth - 2) < 1e-14,
            "test_ntk_compare_doubled_kernel: rel %.16f (1), sim %.16f (1), align %.16f (1), scale "
            "%.16f (2)", ch.rel_change, ch.similarity, ch.alignment, ch.scale);
 
@@ -450,9 +450,63 @@ static void check_theorem_43(const gn_par *par, gn_activation act, const char *l
   free_setup(&s);
 }
 
+/* The output-space NTK applied to v, K v = J (J^T v) with J = d X_B / d theta, against the Jacobian
+ * of the state taken by central differences (its own forwards, no VJP or JVP of the code). */
+static void check_output_kv(const gn_par *par, gn_activation act, bool linear_first, const char *label) {
+  setup s;
+  const int64_t p = 5, d = 8;
+  make_setup(&s, p, d, 9, act, linear_first, GN_LOSS_CE);
+  const int64_t pd = p * d;
+  const size_t P = s.md.nparams;
+  double *J = malloc((size_t)pd * P * sizeof(double)), *tp = malloc(P * sizeof(double));
+  double *Xp = malloc((size_t)pd * sizeof(double)), *Xm = malloc((size_t)pd * sizeof(double));
+  double *v = malloc((size_t)pd * sizeof(double)), *ref = calloc((size_t)pd, sizeof(double));
+  double *jtv = calloc(P, sizeof(double)), *kv = malloc((size_t)pd * sizeof(double));
+  gn_rng_fill_normal(17, GN_RNG_TEST, 4, 0, (size_t)pd, 1.0, v);
+  memcpy(tp, s.theta, P * sizeof(double));
+  for (size_t k = 0; k < P; ++k) {
+    tp[k] = s.theta[k] + FD_STEP;
+    memcpy(Xp, s.X, (size_t)pd * sizeof(double));
+    gn_model_forward(&s.md, tp, p, Xp, NULL);
+    tp[k] = s.theta[k] - FD_STEP;
+    memcpy(Xm, s.X, (size_t)pd * sizeof(double));
+    gn_model_forward(&s.md, tp, p, Xm, NULL);
+    tp[k] = s.theta[k];
+    for (int64_t r = 0; r < pd; ++r) J[(size_t)r * P + k] = (Xp[r] - Xm[r]) / (2 * FD_STEP);
+  }
+  for (size_t k = 0; k < P; ++k)
+    for (int64_t r = 0; r < pd; ++r) jtv[k] += J[(size_t)r * P + k] * v[r];
+  for (int64_t r = 0; r < pd; ++r)
+    for (size_t k = 0; k < P; ++k) ref[r] += J[(size_t)r * P + k] * jtv[k];
+  int64_t row0, nrows;
+  gn_par_rows(p, par->size, par->rank, &row0, &nrows);
+  double *g = gt_shared(par, P);
+  int st = gn_ntk_output_kv(par, &s.md, s.theta, nrows, s.X + row0 * d, v + row0 * d, g, kv);
+  /* Local rows against the same rows of the reference; the FD error is ~1e-10 relative. */
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < nrows * d; ++i) {
+    num += (kv[i] - ref[row0 * d + i]) * (kv[i] - ref[row0 * d + i]);
+    den += ref[row0 * d + i] * ref[row0 * d + i];
+  }
+  double sums[2] = {num, den};
+  MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, par->comm);
+  const double r = sqrt(sums[0] / sums[1]);
+  GT_CHECK(st == GN_OK && r < 1e-8, "test_output_space_kv_equals_fd_jacobian_j_jt_v (%s): rel diff %.2e", label, r);
+  gt_shared_free(g);
+  free(J);
+  free(tp);
+  free(Xp);
+  free(Xm);
+  free(v);
+  free(ref);
+  free(jtv);
+  free(kv);
+  free_setup(&s);
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
-  gt_plan(30); /* kernels 2 x 9, compare 4, MP steps 3, refusal 1, Theorem 4.3 2 x 2 */
+  gt_plan(32); /* kernels 2 x 9, compare 4, MP steps 3, refusal 1, Theorem 4.3 2 x 2, output-space K v 2 */
   gn_par par, self;
   gn_par_open(MPI_COMM_WORLD, &par);
   gn_par_open(MPI_COMM_SELF, &self);
@@ -465,6 +519,8 @@ int main(int argc, char **argv) {
   check_mp_refuses_big(&par);
   check_theorem_43(&par, GN_ACT_TANH, "tanh");
   check_theorem_43(&par, GN_ACT_RELU, "relu");
+  check_output_kv(&par, GN_ACT_TANH, false, "tanh");
+  check_output_kv(&par, GN_ACT_RELU, true, "relu, linear first block");
   gn_par_close(&self);
   gn_par_close(&par);
   int rc = gt_finish();

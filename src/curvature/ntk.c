@@ -251,6 +251,7 @@ int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_
   out->similarity = s[2] / (sqrt(s[3]) * sqrt(s[4]));
   out->alignment = s[5] / (sqrt(s[1]) * sqrt(s[6]));
   out->scale = sqrt(s[6] / s[1]);
+  out->growth = sqrt(s[4] / s[3]);
   return GN_OK;
 }
 
@@ -276,4 +277,64 @@ int gn_ntk_jt_apply(const gn_par *par, const gn_model *model, const double *thet
   gn_shm_slice(par, model->nparams, sizeof(double), &lo, &hi);
   return gn_par_agree(par, gn_all_finite(delta + lo, hi - lo) ? GN_OK : GN_RAISE(GN_ENUMERIC,
                       "ntk: J^T w has a non-finite entry: the output cotangent holds inf or NaN"));
+}
+
+/* Local. T (n x d) = J dtheta: the forward-mode tangent of the state X_B along a parameter
+ * direction, for rows X (n x d, the network's input, overwritten by X_B). A half-block is linear in
+ * its Theta, so its parameter tangent is the half-block itself evaluated with dtheta as
+ * parameters; its input tangent is the JVP. out (n x m) is scratch. */
+static void jvp_params(const gn_model *md, const double *theta, const double *dtheta, int64_t n, double *X,
+                       double *T, double *out) {
+  const int64_t d = md->d, m = md->m;
+  memset(T, 0, (size_t)(n * d) * sizeof(double));
+  for (int b = 0; b < md->B; ++b) {
+    /* y1 = x1 + F(x2): t1 += J_F(x2)[t2] + A_F(x2) dTheta_F. */
+    gn_model_half_jvp(md, theta, b, 0, n, X + m, d, T + m, d, out, m);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < m; ++j) T[i * d + j] += out[i * m + j];
+    gn_model_half_forward(md, dtheta, b, 0, n, X + m, d, 1.0, T, d);
+    gn_model_half_forward(md, theta, b, 0, n, X + m, d, 1.0, X, d);
+    /* y2 = x2 + G(y1): t2 += J_G(y1)[t1] + A_G(y1) dTheta_G. */
+    gn_model_half_jvp(md, theta, b, 1, n, X, d, T, d, out, m);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < m; ++j) T[i * d + m + j] += out[i * m + j];
+    gn_model_half_forward(md, dtheta, b, 1, n, X, d, 1.0, T + m, d);
+    gn_model_half_forward(md, theta, b, 1, n, X, d, 1.0, X + m, d);
+  }
+}
+
+int gn_ntk_output_kv(const gn_par *par, const gn_model *model, const double *theta, int64_t nrows,
+                     const double *X_local, const double *v_local, double *g, double *Kv_local) {
+  CHECK(need_workspace(model));
+  const int64_t d = model->d, ch = chunk_rows(model);
+  double *X = gn_alloc((size_t)(nrows * d)), *dX = gn_alloc((size_t)(nrows * d));
+  double *half = gn_alloc((size_t)model->hp * (size_t)model->m), *out = gn_alloc((size_t)(ch * model->m));
+  int status = gn_par_agree(par, X && dX && half && out ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for "
+                                                                           "%lld probe rows", (long long)nrows));
+  if (status == GN_OK) {
+    /* g = J^T v: v is a cotangent of the state X_B. */
+    if (nrows > 0) {
+      memcpy(X, X_local, (size_t)(nrows * d) * sizeof(double));
+      memcpy(dX, v_local, (size_t)(nrows * d) * sizeof(double));
+    }
+    forward_rows(model, theta, nrows, X, NULL);
+    status = gn_backprop_sum(par, model, theta, nrows, X, dX, g, half);
+  }
+  if (status == GN_OK) {
+    /* K v = J g, row chunk by row chunk. */
+    if (nrows > 0) memcpy(X, X_local, (size_t)(nrows * d) * sizeof(double));
+    for (int64_t r = 0; r < nrows; r += ch) {
+      const int64_t k = nrows - r < ch ? nrows - r : ch;
+      jvp_params(model, theta, g, k, X + r * d, Kv_local + r * d, out);
+    }
+    status = gn_par_agree(par, gn_all_finite(Kv_local, (size_t)(nrows * d))
+                                   ? GN_OK
+                                   : GN_RAISE(GN_ENUMERIC, "ntk: K v in output space has a non-finite entry: the "
+                                              "parameters or the probe inputs hold inf or NaN"));
+  }
+  free(X);
+  free(dX);
+  free(half);
+  free(out);
+  return status;
 }

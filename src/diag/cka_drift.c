@@ -59,9 +59,11 @@ int gn_cka_drift_create(const gn_diag_ctx *ctx, const gn_dataset *train, gn_cka_
   gn_diag_table_init(&cd->value, "/cka/value", nh,
                      "linear CKA between the d-wide state after each half-block at step 0 and at this snapshot, on the CKA probe set; "
                      "column 2b: after F of block b (y1, x2), column 2b+1: after G (y1, y2)", "1", "snapshot,half_block");
-  const int64_t p = ctx->deck->cka_samples < train->n ? ctx->deck->cka_samples : train->n;
+  const gn_deck *dk = ctx->deck;
+  const int64_t pool = dk->cka_probe == GN_PROBE_RANDOM ? train->n_pool : train->n;
+  const int64_t p = dk->cka_samples < pool ? dk->cka_samples : pool;
   int status = GN_OK;
-  CHECK_GOTO(gn_probe_first(ctx->par, train, p, &cd->probe));
+  CHECK_GOTO(gn_probe_make(ctx->par, train, p, dk->cka_probe, gn_probe_seed(dk), "cka", &cd->probe));
   cd->S = gn_alloc((size_t)(cd->probe.nrows * md->d));
   cd->ref = calloc((size_t)nh, sizeof *cd->ref);
   CHECK_GOTO(gn_par_agree(ctx->par, cd->S && cd->ref ? GN_OK : GN_RAISE(GN_ENOMEM, "out of memory for the CKA state")));
@@ -72,6 +74,12 @@ int gn_cka_drift_create(const gn_diag_ctx *ctx, const gn_dataset *train, gn_cka_
     used += (size_t)snprintf(names + used, sizeof names - used, "%sblock_%03d/%s", k ? "," : "", k / 2, k % 2 ? "G" : "F");
   CHECK_GOTO(gn_h5_attr_str(ctx->run, "/cka", "half_blocks", names));
   CHECK_GOTO(gn_h5_attr_i64(ctx->run, "/cka", "samples", p));
+  CHECK_GOTO(gn_h5_attr_str(ctx->run, "/cka", "probe", dk->cka_probe == GN_PROBE_RANDOM
+                                                         ? "`samples` training samples drawn at random (probe_index)"
+                                                         : "the first `samples` training samples"));
+  CHECK_GOTO(gn_h5_write_i64(ctx->run, "/cka/probe_index", 1, &p, cd->probe.index));
+  CHECK_GOTO(gn_h5_describe(ctx->run, "/cka/probe_index", "the training samples of the CKA probe, in probe order",
+                            "1", "sample"));
   *out = cd;
   return GN_OK;
 fail:

@@ -62,9 +62,25 @@ static double ggn_bytes(const gn_par *par, const gn_deck *dk, int64_t d, int C) 
              sizeof(double);
 }
 
+/* Output space: probe rows, v, K_0 v and K_t v, the state and cotangent of the VJP, one half-block of
+ * J^T v on its way to node memory (J^T v itself is node-shared: gn_diag_shared_bytes). */
+static double ntk_output_bytes(const gn_par *par, const gn_deck *dk, int64_t d) {
+  const double rows = ceil((double)dk->ntk_output_samples / par->size), m = (double)(d / 2);
+  const double hp = (double)dk->hidden + (dk->bias ? 1 : 0);
+  return (6 * rows * (double)d + hp * m) * sizeof(double);
+}
+
+size_t gn_diag_shared_bytes(const gn_deck *dk, int64_t d) {
+  const double nparams = 2.0 * (double)dk->blocks * ((double)dk->hidden + (dk->bias ? 1 : 0)) * (double)(d / 2);
+  const bool any = dk->ntk_every > 0 || dk->cka_every > 0 || dk->weights_every > 0 || dk->ggn_every > 0;
+  const bool output = dk->ntk_every > 0 && dk->ntk_space != GN_NTK_LOGITS;
+  return (size_t)((any ? nparams : 0) * sizeof(double) + (output ? nparams : 0) * sizeof(double));
+}
+
 size_t gn_diag_bytes(const gn_par *par, const gn_deck *dk, int64_t d, int C) {
   double bytes = 0;
-  if (dk->ntk_every > 0) bytes += ntk_bytes(par, dk, d, C);
+  if (dk->ntk_every > 0 && dk->ntk_space != GN_NTK_OUTPUT) bytes += ntk_bytes(par, dk, d, C);
+  if (dk->ntk_every > 0 && dk->ntk_space != GN_NTK_LOGITS) bytes += ntk_output_bytes(par, dk, d);
   if (dk->cka_every > 0) bytes += cka_bytes(par, dk, d);
   if (dk->ggn_every > 0) bytes += ggn_bytes(par, dk, d, C);
   return (size_t)bytes;
@@ -84,7 +100,20 @@ char *gn_diag_plan(const gn_par *par, const gn_deck *dk, int64_t d, int C) {
   fmt_line(out, cap, &used, "diagnostics (per rank, per snapshot; theta0 kept once per node: ");
   gn_sysmem_str((size_t)(nparams * sizeof(double)), bb, sizeof bb);
   fmt_line(out, cap, &used, "%s):\n", bb);
-  if (dk->ntk_every > 0) {
+  if (dk->ntk_every > 0 && dk->ntk_space != GN_NTK_LOGITS) {
+    const double rows = ceil((double)dk->ntk_output_samples / P);
+    /* one backpropagation and one forward-mode pass over the probe rows */
+    double flops = 0;
+    for (int64_t b = 0; b < dk->blocks; ++b) flops += 2 * (8 * rows * m * h + 8 * rows * m * h);
+    gflop_str(flops, fb, sizeof fb);
+    gn_sysmem_str((size_t)ntk_output_bytes(par, dk, d), bb, sizeof bb);
+    fmt_line(out, cap, &used,
+             "  ntk (output space) every %lld steps, %lld %s samples: %s (K v = J J^T v: one backpropagation and one "
+             "forward-mode pass over %.0f rows), %s per rank and J^T v once per node\n",
+             (long long)dk->ntk_every, (long long)dk->ntk_output_samples,
+             dk->ntk_probe == GN_PROBE_RANDOM ? "random" : "first", fb, rows, bb);
+  }
+  if (dk->ntk_every > 0 && dk->ntk_space != GN_NTK_OUTPUT) {
     const double p = (double)dk->ntk_samples, pc = p * C;
     cost c = ntk_cost(par, dk, dk->ntk_samples, d, C);
     /* eigenvalues of the pC x pC K by PDSYEVD: ~ (4/3 + 8/3 + 4) (pC)^3 / P with vectors */

@@ -103,6 +103,11 @@ static int probe_hdf5(loader *L) {
   return GN_OK;
 }
 
+bool gn_data_wants_pool(const gn_deck *deck) {
+  return (deck->ntk_every > 0 && deck->ntk_probe == GN_PROBE_RANDOM) ||
+         (deck->cka_every > 0 && deck->cka_probe == GN_PROBE_RANDOM);
+}
+
 /* Phase 2, local: the first n_train / n_test samples, equal d in both sets. */
 static int sizes(loader *L) {
   int64_t want[2] = {L->deck->n_train, L->deck->n_test};
@@ -116,6 +121,8 @@ static int sizes(loader *L) {
     if (sh->n_avail == 0) GN_FAIL(GN_EINPUT, "%s holds no samples", sh->what);
     if (sh->d < 1) GN_FAIL(GN_EINPUT, "%s has samples of %lld features", sh->what, (long long)sh->d);
     L->set[s]->n = want[s] > 0 ? want[s] : sh->n_avail;
+    /* Random probes draw from every training sample the source holds. */
+    L->set[s]->n_pool = s == 0 && gn_data_wants_pool(L->deck) ? sh->n_avail : L->set[s]->n;
     L->set[s]->d = sh->d;
   }
   if (L->shape[0].d != L->shape[1].d)
@@ -146,11 +153,11 @@ static int same_everywhere(loader *L) {
 }
 
 static size_t y_offset(const gn_dataset *set) {
-  size_t xbytes = (size_t)set->n * (size_t)set->d * sizeof(float);
+  size_t xbytes = (size_t)set->n_pool * (size_t)set->d * sizeof(float);
   return (xbytes + Y_ALIGN - 1) / Y_ALIGN * Y_ALIGN;
 }
 
-static size_t block_bytes(const gn_dataset *set) { return y_offset(set) + (size_t)set->n * sizeof(int32_t); }
+static size_t block_bytes(const gn_dataset *set) { return y_offset(set) + (size_t)set->n_pool * sizeof(int32_t); }
 
 static void point_into(loader *L, int s, char *base) {
   gn_dataset *set = L->set[s];
@@ -234,8 +241,8 @@ static int fill_split(loader *L, int s) {
   const gn_par *par = L->par;
   const gn_deck *deck = L->deck;
   gn_dataset *set = L->set[s];
-  int64_t row0 = 0, nrows = set->n, max_rows = set->n;
-  if (L->shared) max_rows = gn_par_rows(set->n, par->node_size, par->node_rank, &row0, &nrows);
+  int64_t row0 = 0, nrows = set->n_pool, max_rows = set->n_pool;
+  if (L->shared) max_rows = gn_par_rows(set->n_pool, par->node_size, par->node_rank, &row0, &nrows);
   bool whole = !L->shared || par->node_rank == 0;
   float *x = L->x[s] + row0 * set->d;
   int32_t *y = L->y[s] + row0;
@@ -245,13 +252,13 @@ static int fill_split(loader *L, int s) {
     case GN_SRC_FASHION_MNIST:
     case GN_SRC_MNIST:
       if (whole) {
-        CHECK(gn_data_idx_read(deck->path, IDX_PREFIX[s], &L->shape[s], set->n, &nrm, L->x[s], L->y[s],
+        CHECK(gn_data_idx_read(deck->path, IDX_PREFIX[s], &L->shape[s], set->n_pool, &nrm, L->x[s], L->y[s],
                                &L->idx[s]));
         CHECK(gn_data_known_check_content(deck->source, s, &L->idx[s]));
       }
       break;
     case GN_SRC_CIFAR10:
-      if (whole) CHECK(gn_data_cifar_read(deck->path, s == 0, set->n, &nrm, L->x[s], L->y[s]));
+      if (whole) CHECK(gn_data_cifar_read(deck->path, s == 0, set->n_pool, &nrm, L->x[s], L->y[s]));
       break;
     case GN_SRC_HDF5: CHECK(gn_data_hdf5_read(L->h5, SPLIT[s], set->d, row0, nrows, max_rows, x, y)); break;
     case GN_SRC_SYNTHETIC: CHECK(gn_data_synth_fill(deck, s, row0, nrows, x, y)); break;
@@ -289,9 +296,9 @@ static int hdf5_labels(loader *L) {
     if (status == GN_OK) status = st;
     if ((double)max_label > top) top = (double)max_label;
     gn_dataset *set = L->set[s];
-    nrows = set->n;
+    nrows = set->n_pool;
     row0 = 0;
-    if (L->shared) gn_par_rows(set->n, par->node_size, par->node_rank, &row0, &nrows);
+    if (L->shared) gn_par_rows(set->n_pool, par->node_size, par->node_rank, &row0, &nrows);
     for (int64_t k = row0 * set->d; k < (row0 + nrows) * set->d && status == GN_OK; ++k)
       if (!isfinite(set->x[k]))
         status = GN_RAISE(GN_EINPUT, "%s: /%s/x[%lld][%lld] = %g; inputs must be finite", L->deck->path,

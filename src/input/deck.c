@@ -20,7 +20,8 @@ _Static_assert(sizeof(gn_source) == sizeof(int) && sizeof(gn_activation) == size
                    sizeof(gn_method) == sizeof(int) && sizeof(gn_loss_kind) == sizeof(int) &&
                    sizeof(gn_output_hessian) == sizeof(int) && sizeof(gn_pinv_kind) == sizeof(int) &&
                    sizeof(gn_ggn_mode) == sizeof(int) && sizeof(gn_damping_mode) == sizeof(int) &&
-                   sizeof(gn_train_eval) == sizeof(int),
+                   sizeof(gn_train_eval) == sizeof(int) && sizeof(gn_ntk_space) == sizeof(int) &&
+                   sizeof(gn_probe_kind) == sizeof(int),
                "deck enums must be int-sized");
 
 /* ---------------------------------------------------------------- names */
@@ -35,6 +36,8 @@ static const char *const PINV_NAMES[] = {"gram", "svd", "damped"};
 static const char *const GGN_NAMES[] = {"exact", "mc"};
 static const char *const DAMP_NAMES[] = {"constant", "bootstrap"};
 static const char *const TRAIN_EVAL_NAMES[] = {"running", "full"};
+static const char *const NTK_SPACE_NAMES[] = {"logits", "output", "both"};
+static const char *const PROBE_NAMES[] = {"first", "random"};
 #define NAMES(a) a, (int)(sizeof a / sizeof a[0])
 
 static const char *enum_name(const char *const *names, int n, int v) {
@@ -80,8 +83,9 @@ static const key_def KEYS[] = {
     KB("optim", gn_reference), KE("optim", damping_mode, DAMP_NAMES),
     KI("checkpoint", every), KI("checkpoint", keep), KS("checkpoint", restart),
     KI("diagnostics", eval_every), KE("diagnostics", train_eval, TRAIN_EVAL_NAMES), KB("diagnostics", batch_change), KI("diagnostics", ntk_every),
-    KI("diagnostics", ntk_samples), KB("diagnostics", ntk_save_matrix), KI("diagnostics", cka_every),
-    KI("diagnostics", cka_samples), KI("diagnostics", weights_every), KI("diagnostics", ggn_every),
+    KI("diagnostics", ntk_samples), KB("diagnostics", ntk_save_matrix), KE("diagnostics", ntk_space, NTK_SPACE_NAMES),
+    KI("diagnostics", ntk_output_samples), KE("diagnostics", ntk_probe, PROBE_NAMES), KI("diagnostics", cka_every),
+    KI("diagnostics", cka_samples), KE("diagnostics", cka_probe, PROBE_NAMES), KI("diagnostics", probe_seed), KI("diagnostics", weights_every), KI("diagnostics", ggn_every),
     KI("diagnostics", ggn_samples), KE("diagnostics", ggn_mode, GGN_NAMES),
     KI("diagnostics", ggn_mc_samples), KI("diagnostics", ggn_top_k),
 };
@@ -181,6 +185,11 @@ void gn_deck_defaults(gn_deck *d) {
   d->batch_change = false;
   d->ntk_every = 0;
   d->ntk_samples = 32;
+  d->ntk_space = GN_NTK_LOGITS;
+  d->ntk_output_samples = 1024;
+  d->ntk_probe = GN_PROBE_FIRST;
+  d->cka_probe = GN_PROBE_FIRST;
+  d->probe_seed = -1;
   d->ntk_save_matrix = true;
   d->cka_every = 0;
   d->cka_samples = 256;
@@ -480,6 +489,8 @@ static void check_ranges(pctx *pc) {
   range_int(pc, "eval_every", 0);
   range_int(pc, "ntk_every", 0);
   range_int(pc, "ntk_samples", 0);
+  range_int(pc, "ntk_output_samples", 0);
+  range_int(pc, "probe_seed", -1);
   range_int(pc, "cka_every", 0);
   range_int(pc, "cka_samples", 0);
   range_int(pc, "weights_every", 0);
@@ -529,6 +540,11 @@ static void check_consistency(pctx *pc) {
     key_error(pc, kx("dim"), "dim = %" PRId64 " in &data is odd: the model splits the state in halves, so d must be even",
               d->dim);
   needs_samples(pc, "ntk_every", "ntk_samples");
+  if (usable(pc, "ntk_space", "ntk_output_samples") && d->ntk_every > 0 && d->ntk_space != GN_NTK_LOGITS &&
+      d->ntk_output_samples < 1)
+    key_error(pc, blame(pc, "ntk_space", "ntk_output_samples"),
+              "ntk_space = '%s' in &diagnostics needs ntk_output_samples >= 1 (found %" PRId64 ")",
+              NTK_SPACE_NAMES[d->ntk_space], d->ntk_output_samples);
   needs_samples(pc, "cka_every", "cka_samples");
   needs_samples(pc, "ggn_every", "ggn_samples");
 }
@@ -675,11 +691,18 @@ int gn_deck_check_data(const gn_deck *deck, const char *filename, int64_t d, int
                       "batch_size = %" PRId64 " in &data is larger than the training set (%" PRId64 " samples)",
                       deck->batch_size, n_train);
   int64_t batch = deck->batch_size > 0 && deck->batch_size < n_train ? deck->batch_size : n_train;
-  if (deck->ntk_every > 0 && deck->ntk_samples > n_train && n_train >= 1)
+  /* A random probe draws from every training sample the source holds: the loader checks it. */
+  if (deck->ntk_every > 0 && deck->ntk_probe == GN_PROBE_FIRST && deck->ntk_samples > n_train && n_train >= 1)
     gn_nml_diag_error(&diag, f, NULL, 0, 0, 0,
                       "ntk_samples = %" PRId64 " in &diagnostics is larger than the training set (%" PRId64 " samples)",
                       deck->ntk_samples, n_train);
-  if (deck->cka_every > 0 && deck->cka_samples > n_train && n_train >= 1)
+  if (deck->ntk_every > 0 && deck->ntk_probe == GN_PROBE_FIRST && deck->ntk_space != GN_NTK_LOGITS &&
+      deck->ntk_output_samples > n_train && n_train >= 1)
+    gn_nml_diag_error(&diag, f, NULL, 0, 0, 0,
+                      "ntk_output_samples = %" PRId64 " in &diagnostics is larger than the training set (%" PRId64
+                      " samples); ntk_probe = 'random' draws from every training sample the data hold",
+                      deck->ntk_output_samples, n_train);
+  if (deck->cka_every > 0 && deck->cka_probe == GN_PROBE_FIRST && deck->cka_samples > n_train && n_train >= 1)
     gn_nml_diag_error(&diag, f, NULL, 0, 0, 0,
                       "cka_samples = %" PRId64 " in &diagnostics is larger than the training set (%" PRId64 " samples)",
                       deck->cka_samples, n_train);

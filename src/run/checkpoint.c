@@ -211,13 +211,18 @@ static bool may_change(const char *gk) {
   return false;
 }
 
-/* Compares two effective decks key by key; refuses differences outside MAY_CHANGE. */
+/* Compares two effective decks key by key; refuses differences outside MAY_CHANGE. A key the old
+ * deck lacks (written by a version that had no such key) counts as its default value. */
 static int compare_decks(const gn_par *par, const char *path, const char *old_text, const char *new_text) {
   char refused[4096] = "", allowed[4096] = "";
   char group[64] = "", gk[GK_MAX], val[VAL_MAX], old[VAL_MAX];
+  gn_deck defaults;
+  gn_deck_defaults(&defaults);
+  char *default_text = gn_deck_format(&defaults);
+  if (!default_text) GN_FAIL(GN_ENOMEM, "out of memory comparing decks");
   for (const char *p = next_item(new_text, group, sizeof group, gk, val); p;
        p = next_item(p, group, sizeof group, gk, val)) {
-    if (!deck_lookup(old_text, gk, old)) snprintf(old, sizeof old, "(absent)");
+    if (!deck_lookup(old_text, gk, old) && !deck_lookup(default_text, gk, old)) snprintf(old, sizeof old, "(absent)");
     if (strcmp(old, val) != 0) {
       char item[512];
       snprintf(item, sizeof item, "\n    %.100s: %.180s -> %.180s", gk, old, val);
@@ -225,6 +230,7 @@ static int compare_decks(const gn_par *par, const char *path, const char *old_te
       strncat(dst, item, 4096 - strlen(dst) - 1);
     }
   }
+  free(default_text);
   if (refused[0])
     GN_FAIL(GN_EINPUT,
             "checkpoint %s was written by a run whose deck differs in keys that change the results:%s\n"

@@ -17,7 +17,7 @@
 static size_t bytes(double b) { return b > 1e18 ? (size_t)1e18 : (size_t)b; }
 
 void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C, int64_t n_train,
-                        int64_t n_test, gn_memplan *p) {
+                        int64_t n_pool, int64_t n_test, gn_memplan *p) {
   memset(p, 0, sizeof *p);
   const double D = sizeof(double);
   const double m = (double)(d / 2), h = (double)deck->hidden, hp = h + (deck->bias ? 1 : 0), B = (double)deck->blocks;
@@ -26,12 +26,11 @@ void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C
   const double rows = ceil((double)bs / par->size), eval_rows = fmax(rows, GN_EVAL_ROWS);
   const bool gn = deck->method == GN_OPT_GN || deck->method == GN_OPT_GN_VIVIT;
   const bool first_order = deck->method == GN_OPT_SGD || deck->method == GN_OPT_ADAM;
-  const bool diag = deck->ntk_every > 0 || deck->cka_every > 0 || deck->weights_every > 0 || deck->ggn_every > 0;
 
-  p->data = bytes((double)(n_train + n_test) * ((double)d * sizeof(float) + sizeof(int32_t)));
+  p->data = bytes((double)(n_pool + n_test) * ((double)d * sizeof(float) + sizeof(int32_t)));
   p->model_fixed = bytes((2.0 * B * m * h + (double)d * C) * D);
   p->params = bytes(2.0 * nparams * D);
-  p->theta0 = diag ? bytes(nparams * D) : 0;
+  p->theta0 = gn_diag_shared_bytes(deck, d);
   p->optimizer = deck->method == GN_OPT_ADAM ? bytes(2 * nparams * D)
                  : (deck->method == GN_OPT_SGD && deck->momentum > 0) ? bytes(nparams * D) : 0;
   p->node_shared = p->data + p->model_fixed + p->params + p->theta0 + p->optimizer;
@@ -58,7 +57,7 @@ char *gn_memplan_format(const gn_memplan *p) {
     const char *what;
     size_t bytes;
   } shared[] = {{"data", p->data}, {"fixed projections C, U", p->model_fixed},
-                {"parameters and update", p->params}, {"initial parameters (diagnostics)", p->theta0},
+                {"parameters and update", p->params}, {"diagnostics (theta0, J^T v)", p->theta0},
                 {"optimizer state", p->optimizer}, {"total once per node", p->node_shared}},
     rank[] = {{"batch and model workspace", p->batch}, {"one half-block of gradient", p->gradient},
               {"GN sweep and pseudo-inverse", p->gn}, {"diagnostics", p->diagnostics},

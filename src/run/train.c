@@ -489,7 +489,7 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   tr->steps_total = deck->epochs * tr->steps_per_epoch;
   if (deck->max_steps > 0 && deck->max_steps < tr->steps_total) tr->steps_total = deck->max_steps;
   gn_memplan plan;
-  gn_memplan_compute(par, deck, tr->train.d, tr->train.classes, tr->train.n, tr->test.n, &plan);
+  gn_memplan_compute(par, deck, tr->train.d, tr->train.classes, tr->train.n, tr->train.n_pool, tr->test.n, &plan);
   /* The plan is judged before anything sized by the deck is allocated. */
   print_summary(tr, &plan, check_only);
   if (check_only && RANK0) printf("effective deck:\n%s", tr->deck_text);

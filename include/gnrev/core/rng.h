@@ -18,7 +18,7 @@ enum gn_rng_stream {
   GN_RNG_MC = 5,          /* Monte-Carlo GGN samples; sub = step */
   GN_RNG_SYNTH_X = 6,     /* synthetic inputs; sub = 0 train, 1 test */
   GN_RNG_SYNTH_TEACHER = 7, /* synthetic teacher weights */
-  GN_RNG_PROBE = 8,       /* diagnostics probe vectors */
+  GN_RNG_PROBE = 8,       /* diagnostics: probe vectors v (sub 0 logits, 2 output space), random probe sets (sub 1) */
   GN_RNG_BOOTSTRAP = 9,   /* ViViT bootstrap resamples; sub = step */
   GN_RNG_TEST = 100       /* tests only */
 };

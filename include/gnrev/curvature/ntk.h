@@ -47,6 +47,7 @@ typedef struct {
   double similarity; /* cosine between K0 v and K v, v the fixed Gaussian probe vector */
   double alignment;  /* <K0, K>_F / (||K0||_F ||K||_F), the kernel alignment */
   double scale;      /* ||K||_F / ||K0||_F */
+  double growth;     /* ||K v|| / ||K0 v|| */
 } gn_ntk_change;
 
 /* Collective on par->comm. K against a baseline K0 (same p and split); v is drawn from
@@ -54,6 +55,15 @@ typedef struct {
  * GN_ENUMERIC. */
 int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_t seed,
                    gn_ntk_change *out);
+
+/* Collective on par->comm. Kv_local (nrows x d) = this rank's rows of K v for the NTK of the
+ * network's d-wide output before U (the state X_B) over all trained parameters, K = J J^T on the
+ * probe whose local rows are X_local, without forming K: one backpropagation of the state
+ * cotangent v (g = J^T v, summed over every rank into g, nparams of node-shared memory) and one
+ * forward-mode pass (J g). v_local holds this rank's nrows x d entries of v. Cost about that of an
+ * SGD step on the probe rows. */
+int gn_ntk_output_kv(const gn_par *par, const gn_model *model, const double *theta, int64_t nrows,
+                     const double *X_local, const double *v_local, double *g, double *Kv_local);
 
 /* Collective on par->comm. delta (nparams, node-shared: shm.h) = J^T w: the parameter gradient of
  * sum_i w_i . logit_i over all ranks' rows, by one backpropagation of the output cotangent w

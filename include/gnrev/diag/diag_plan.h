@@ -14,7 +14,10 @@
 char *gn_diag_plan(const gn_par *par, const gn_deck *deck, int64_t d, int C);
 
 /* Local. Bytes per rank the switched-on diagnostics hold (for the memory plan), besides their
- * node-shared copy of theta0. */
+ * node-shared blocks. */
 size_t gn_diag_bytes(const gn_par *par, const gn_deck *deck, int64_t d, int C);
+
+/* Local. Bytes the diagnostics hold once per node: theta0, and J^T v for the output-space NTK. */
+size_t gn_diag_shared_bytes(const gn_deck *deck, int64_t d);
 
 #endif

@@ -6,17 +6,20 @@
 #ifndef GNREV_DATA_H
 #define GNREV_DATA_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "gnrev/input/deck.h"
 #include "gnrev/core/par.h"
 
 typedef struct {
-  int64_t n;          /* samples */
+  int64_t n;          /* samples trained on (the first n of the pool) */
+  int64_t n_pool;     /* samples held: n, or every training sample of the source when a diagnostic
+                       * draws random probes from them (gn_data_wants_pool) */
   int64_t d;          /* features per sample (even for the model) */
   int classes;        /* number of classes C; labels are 0..C-1 */
-  const float *x;     /* n x d row-major, normalised; node-shared, read-only */
-  const int32_t *y;   /* n labels; node-shared, read-only */
+  const float *x;     /* n_pool x d row-major, normalised; node-shared, read-only */
+  const int32_t *y;   /* n_pool labels; node-shared, read-only */
   MPI_Win win;        /* window owning x and y (MPI_WIN_NULL if heap-owned) */
   void *heap;         /* heap block owning x and y when no window is used */
 } gn_dataset;
@@ -27,6 +30,10 @@ typedef struct {
  * name the file and what was wrong, and are agreed over all ranks (gn_par_agree) before return,
  * so every rank returns the same status. */
 int gn_data_load(const gn_par *par, const gn_deck *deck, gn_dataset *train, gn_dataset *test);
+
+/* Local. Whether the deck's diagnostics draw random probes from every training sample the source
+ * holds (then the training set holds them all, n_pool > n). */
+bool gn_data_wants_pool(const gn_deck *deck);
 
 /* Collective on par->comm. Frees what gn_data_load made. */
 void gn_data_free(gn_dataset *set);

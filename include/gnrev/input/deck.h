@@ -19,6 +19,8 @@ typedef enum { GN_PINV_GRAM, GN_PINV_SVD, GN_PINV_DAMPED } gn_pinv_kind;
 typedef enum { GN_GGN_EXACT, GN_GGN_MC } gn_ggn_mode;
 typedef enum { GN_DAMP_CONSTANT, GN_DAMP_BOOTSTRAP } gn_damping_mode;
 typedef enum { GN_TRAIN_RUNNING, GN_TRAIN_FULL } gn_train_eval;
+typedef enum { GN_NTK_LOGITS, GN_NTK_OUTPUT, GN_NTK_BOTH } gn_ntk_space;
+typedef enum { GN_PROBE_FIRST, GN_PROBE_RANDOM } gn_probe_kind;
 
 typedef struct {
   /* &run */
@@ -72,7 +74,14 @@ typedef struct {
   bool batch_change;          /* loss of the batch before and after its own update */
   int64_t ntk_every, ntk_samples;
   bool ntk_save_matrix;
+  gn_ntk_space ntk_space;     /* NTK of the logits (matrix), of the d-wide output before U (matrix-free
+                               * K v), or both; default logits */
+  int64_t ntk_output_samples; /* probe size in output space; default 1024 */
+  gn_probe_kind ntk_probe;    /* the first probe samples of the training set, or drawn at random from
+                               * every training sample the data hold; default first */
   int64_t cka_every, cka_samples;
+  gn_probe_kind cka_probe;    /* as ntk_probe, for CKA; default first */
+  int64_t probe_seed;         /* seed of the random probes; -1 = the run's seed; default -1 */
   int64_t weights_every;
   int64_t ggn_every, ggn_samples;
   gn_ggn_mode ggn_mode;

@@ -17,7 +17,7 @@ typedef struct {
   size_t data;          /* training and test sets */
   size_t model_fixed;   /* C matrices and U */
   size_t params;        /* theta and the update (gradient or GN direction) */
-  size_t theta0;        /* the diagnostics' copy of the initial parameters */
+  size_t theta0;        /* the diagnostics' copy of the initial parameters (and J^T v) */
   size_t optimizer;     /* SGD momentum or Adam moments */
   size_t node_shared;   /* their sum */
   /* per rank */
@@ -32,9 +32,10 @@ typedef struct {
   size_t available;     /* memory available on this node now (MemAvailable) */
 } gn_memplan;
 
-/* Local. The plan for the deck on par's ranks and nodes, input width d, C classes and set sizes. */
+/* Local. The plan for the deck on par's ranks and nodes, input width d, C classes and set sizes
+ * (n_train trained on, n_pool training samples held, n_test). */
 void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C, int64_t n_train,
-                        int64_t n_test, gn_memplan *plan);
+                        int64_t n_pool, int64_t n_test, gn_memplan *plan);
 
 /* Local. Human-readable table (malloc'ed) ending with the line "  total per node  <size>". */
 char *gn_memplan_format(const gn_memplan *plan);
