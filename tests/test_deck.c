@@ -552,6 +552,7 @@ static void dump(FILE *fp, const gn_deck *d) {
   fprintf(fp, "ntk_space %s\n", (const char *[]){"logits", "output", "both"}[d->ntk_space]);
   I(ntk_output_samples);
   fprintf(fp, "ntk_probe %s\n", (const char *[]){"first", "random"}[d->ntk_probe]);
+  fprintf(fp, "ntk_output_probe %s\n", (const char *[]){"first", "random"}[d->ntk_output_probe]);
   I(cka_every); I(cka_samples);
   fprintf(fp, "cka_probe %s\n", (const char *[]){"first", "random"}[d->cka_probe]);
   I(probe_seed);

@@ -38,7 +38,7 @@ program deck_oracle
   character(len=128) :: name
   character(len=1024) :: out_dir, path, restart
   character(len=32) :: source, activation, method, loss, output_hessian, pinv, damping_mode, ggn_mode
-  character(len=32) :: train_eval, ntk_space, ntk_probe, cka_probe
+  character(len=32) :: train_eval, ntk_space, ntk_probe, cka_probe, ntk_output_probe
   integer(8) :: ntk_output_samples, probe_seed
   integer(8) :: seed, epochs, max_steps, log_every
   integer(8) :: n_train, n_test, batch_size, dim, classes, synthetic_train, synthetic_test
@@ -55,7 +55,8 @@ program deck_oracle
                    output_hessian, pinv, rtol, atol, damping, gn_reference, damping_mode
   namelist /checkpoint/ every, keep, restart
   namelist /diagnostics/ eval_every, train_eval, batch_change, ntk_every, ntk_samples, ntk_save_matrix, &
-                         ntk_space, ntk_output_samples, ntk_probe, cka_every, cka_samples, cka_probe, probe_seed, &
+                         ntk_space, ntk_output_samples, ntk_probe, ntk_output_probe, &
+                         cka_every, cka_samples, cka_probe, probe_seed, &
                          weights_every, ggn_every, ggn_samples, ggn_mode, &
                          ggn_mc_samples, ggn_top_k
   character(len=4096) :: file
@@ -65,7 +66,8 @@ program deck_oracle
   name = 'UNSET'; out_dir = 'UNSET'; path = 'UNSET'; restart = 'UNSET'
   source = 'UNSET'; activation = 'UNSET'; method = 'UNSET'; loss = 'UNSET'
   output_hessian = 'UNSET'; pinv = 'UNSET'; damping_mode = 'UNSET'; ggn_mode = 'UNSET'; train_eval = 'UNSET'
-  ntk_space = 'UNSET'; ntk_probe = 'UNSET'; cka_probe = 'UNSET'; ntk_output_samples = -777; probe_seed = -777
+  ntk_space = 'UNSET'; ntk_probe = 'UNSET'; ntk_output_probe = 'UNSET'; cka_probe = 'UNSET'
+  ntk_output_samples = -777; probe_seed = -777
   seed = -777; epochs = -777; max_steps = -777; log_every = -777
   n_train = -777; n_test = -777; batch_size = -777; dim = -777; classes = -777
   synthetic_train = -777; synthetic_test = -777; blocks = -777; hidden = -777; every = -777
@@ -105,6 +107,7 @@ program deck_oracle
   call wi('ntk_every', ntk_every); call wi('ntk_samples', ntk_samples)
   call wl('ntk_save_matrix', ntk_save_matrix); call ws('ntk_space', ntk_space)
   call wi('ntk_output_samples', ntk_output_samples); call ws('ntk_probe', ntk_probe)
+  call ws('ntk_output_probe', ntk_output_probe)
   call wi('cka_every', cka_every)
   call wi('cka_samples', cka_samples); call ws('cka_probe', cka_probe)
   call wi('probe_seed', probe_seed); call wi('weights_every', weights_every)

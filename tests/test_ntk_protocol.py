@@ -22,7 +22,8 @@ out = os.path.join(tmp, "both")
 deck = synthetic_deck(out, method="gn", lr=0.5, steps=2, data__n_train=16, data__synthetic_train=64,
                       model__hidden=6, diagnostics__ntk_every=2, diagnostics__ntk_samples=4,
                       diagnostics__ntk_space="both", diagnostics__ntk_output_samples=12,
-                      diagnostics__ntk_probe="random", diagnostics__probe_seed=5)
+                      diagnostics__ntk_probe="random", diagnostics__ntk_output_probe="random",
+                      diagnostics__probe_seed=5)
 p = run(deck, np_=2)
 require(p.returncode == 0, f"the run with both NTK spaces finishes: {p.stderr[-800:]}")
 

@@ -111,7 +111,7 @@ char *gn_diag_plan(const gn_par *par, const gn_deck *dk, int64_t d, int C) {
              "  ntk (output space) every %lld steps, %lld %s samples: %s (K v = J J^T v: one backpropagation and one "
              "forward-mode pass over %.0f rows), %s per rank and J^T v once per node\n",
              (long long)dk->ntk_every, (long long)dk->ntk_output_samples,
-             dk->ntk_probe == GN_PROBE_RANDOM ? "random" : "first", fb, rows, bb);
+             dk->ntk_output_probe == GN_PROBE_RANDOM ? "random" : "first", fb, rows, bb);
   }
   if (dk->ntk_every > 0 && dk->ntk_space != GN_NTK_OUTPUT) {
     const double p = (double)dk->ntk_samples, pc = p * C;

@@ -84,18 +84,19 @@ static int note_saved(gn_ntk_drift *nd, int64_t step) {
 }
 
 /* Collective. The probe of a space, its sample indices saved as group/probe_index. */
-static int make_probe(gn_ntk_drift *nd, const gn_dataset *train, int64_t want, const char *group, gn_probe *probe) {
+static int make_probe(gn_ntk_drift *nd, const gn_dataset *train, int64_t want, gn_probe_kind kind, const char *group,
+                      gn_probe *probe) {
   const gn_diag_ctx *c = &nd->ctx;
   const gn_deck *dk = c->deck;
-  const int64_t pool = dk->ntk_probe == GN_PROBE_RANDOM ? train->n_pool : train->n;
+  const int64_t pool = kind == GN_PROBE_RANDOM ? train->n_pool : train->n;
   const int64_t p = want < pool ? want : pool;
-  CHECK(gn_probe_make(c->par, train, p, dk->ntk_probe, gn_probe_seed(dk), "ntk", probe));
+  CHECK(gn_probe_make(c->par, train, p, kind, gn_probe_seed(dk), "ntk", probe));
   char path[GN_DIAG_PATH_CAP];
   snprintf(path, sizeof path, "%s/probe_index", group);
   CHECK(gn_h5_write_i64(c->run, path, 1, &p, probe->index));
   CHECK(gn_h5_describe(c->run, path, "the training samples of the probe, in probe order", "1", "sample"));
   CHECK(gn_h5_attr_i64(c->run, group, "samples", p));
-  return gn_h5_attr_str(c->run, group, "probe", dk->ntk_probe == GN_PROBE_RANDOM
+  return gn_h5_attr_str(c->run, group, "probe", kind == GN_PROBE_RANDOM
                                                     ? "`samples` training samples drawn at random (probe_index)"
                                                     : "the first `samples` training samples");
 }
@@ -105,7 +106,7 @@ static int make_probe(gn_ntk_drift *nd, const gn_dataset *train, int64_t want, c
 static int create_output(gn_ntk_drift *nd, const gn_dataset *train) {
   const gn_diag_ctx *c = &nd->ctx;
   const int64_t d = c->model->d;
-  CHECK(make_probe(nd, train, c->deck->ntk_output_samples, "/ntk/output", &nd->oprobe));
+  CHECK(make_probe(nd, train, c->deck->ntk_output_samples, c->deck->ntk_output_probe, "/ntk/output", &nd->oprobe));
   const size_t rows = (size_t)(nd->oprobe.nrows > 0 ? nd->oprobe.nrows : 1);
   nd->v = gn_alloc(rows * (size_t)d);
   nd->K0v = gn_alloc(rows * (size_t)d);
@@ -138,7 +139,7 @@ int gn_ntk_drift_create(const gn_diag_ctx *ctx, const gn_dataset *train, gn_ntk_
                      "column 2b: F of block b, column 2b+1: G; the columns sum to trace K", "1", "snapshot,half_block");
   int status = GN_OK;
   if (nd->logits) {
-    CHECK_GOTO(make_probe(nd, train, dk->ntk_samples, "/ntk", &nd->probe));
+    CHECK_GOTO(make_probe(nd, train, dk->ntk_samples, dk->ntk_probe, "/ntk", &nd->probe));
     const int64_t pc = nd->probe.p * ctx->model->C;
     nd->k = pc < NTK_TOP ? pc : NTK_TOP;
     nd->eig.cols = nd->k;

@@ -104,7 +104,8 @@ static int probe_hdf5(loader *L) {
 }
 
 bool gn_data_wants_pool(const gn_deck *deck) {
-  return (deck->ntk_every > 0 && deck->ntk_probe == GN_PROBE_RANDOM) ||
+  return (deck->ntk_every > 0 && deck->ntk_space != GN_NTK_OUTPUT && deck->ntk_probe == GN_PROBE_RANDOM) ||
+         (deck->ntk_every > 0 && deck->ntk_space != GN_NTK_LOGITS && deck->ntk_output_probe == GN_PROBE_RANDOM) ||
          (deck->cka_every > 0 && deck->cka_probe == GN_PROBE_RANDOM);
 }
 

@@ -84,7 +84,8 @@ static const key_def KEYS[] = {
     KI("checkpoint", every), KI("checkpoint", keep), KS("checkpoint", restart),
     KI("diagnostics", eval_every), KE("diagnostics", train_eval, TRAIN_EVAL_NAMES), KB("diagnostics", batch_change), KI("diagnostics", ntk_every),
     KI("diagnostics", ntk_samples), KB("diagnostics", ntk_save_matrix), KE("diagnostics", ntk_space, NTK_SPACE_NAMES),
-    KI("diagnostics", ntk_output_samples), KE("diagnostics", ntk_probe, PROBE_NAMES), KI("diagnostics", cka_every),
+    KI("diagnostics", ntk_output_samples), KE("diagnostics", ntk_probe, PROBE_NAMES),
+    KE("diagnostics", ntk_output_probe, PROBE_NAMES), KI("diagnostics", cka_every),
     KI("diagnostics", cka_samples), KE("diagnostics", cka_probe, PROBE_NAMES), KI("diagnostics", probe_seed), KI("diagnostics", weights_every), KI("diagnostics", ggn_every),
     KI("diagnostics", ggn_samples), KE("diagnostics", ggn_mode, GGN_NAMES),
     KI("diagnostics", ggn_mc_samples), KI("diagnostics", ggn_top_k),
@@ -188,6 +189,7 @@ void gn_deck_defaults(gn_deck *d) {
   d->ntk_space = GN_NTK_LOGITS;
   d->ntk_output_samples = 1024;
   d->ntk_probe = GN_PROBE_FIRST;
+  d->ntk_output_probe = GN_PROBE_RANDOM;
   d->cka_probe = GN_PROBE_FIRST;
   d->probe_seed = -1;
   d->ntk_save_matrix = true;
@@ -692,15 +694,16 @@ int gn_deck_check_data(const gn_deck *deck, const char *filename, int64_t d, int
                       deck->batch_size, n_train);
   int64_t batch = deck->batch_size > 0 && deck->batch_size < n_train ? deck->batch_size : n_train;
   /* A random probe draws from every training sample the source holds: the loader checks it. */
-  if (deck->ntk_every > 0 && deck->ntk_probe == GN_PROBE_FIRST && deck->ntk_samples > n_train && n_train >= 1)
+  if (deck->ntk_every > 0 && deck->ntk_space != GN_NTK_OUTPUT && deck->ntk_probe == GN_PROBE_FIRST &&
+      deck->ntk_samples > n_train && n_train >= 1)
     gn_nml_diag_error(&diag, f, NULL, 0, 0, 0,
                       "ntk_samples = %" PRId64 " in &diagnostics is larger than the training set (%" PRId64 " samples)",
                       deck->ntk_samples, n_train);
-  if (deck->ntk_every > 0 && deck->ntk_probe == GN_PROBE_FIRST && deck->ntk_space != GN_NTK_LOGITS &&
+  if (deck->ntk_every > 0 && deck->ntk_output_probe == GN_PROBE_FIRST && deck->ntk_space != GN_NTK_LOGITS &&
       deck->ntk_output_samples > n_train && n_train >= 1)
     gn_nml_diag_error(&diag, f, NULL, 0, 0, 0,
                       "ntk_output_samples = %" PRId64 " in &diagnostics is larger than the training set (%" PRId64
-                      " samples); ntk_probe = 'random' draws from every training sample the data hold",
+                      " samples); ntk_output_probe = 'random' draws from every training sample the data hold",
                       deck->ntk_output_samples, n_train);
   if (deck->cka_every > 0 && deck->cka_probe == GN_PROBE_FIRST && deck->cka_samples > n_train && n_train >= 1)
     gn_nml_diag_error(&diag, f, NULL, 0, 0, 0,

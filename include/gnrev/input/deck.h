@@ -77,8 +77,9 @@ typedef struct {
   gn_ntk_space ntk_space;     /* NTK of the logits (matrix), of the d-wide output before U (matrix-free
                                * K v), or both; default logits */
   int64_t ntk_output_samples; /* probe size in output space; default 1024 */
-  gn_probe_kind ntk_probe;    /* the first probe samples of the training set, or drawn at random from
-                               * every training sample the data hold; default first */
+  gn_probe_kind ntk_probe;    /* logit-space probe: the first samples of the training set, or drawn at
+                               * random from every training sample the data hold; default first */
+  gn_probe_kind ntk_output_probe; /* output-space probe, likewise; default random */
   int64_t cka_every, cka_samples;
   gn_probe_kind cka_probe;    /* as ntk_probe, for CKA; default first */
   int64_t probe_seed;         /* seed of the random probes; -1 = the run's seed; default -1 */
