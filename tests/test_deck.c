@@ -545,6 +545,7 @@ static void dump(FILE *fp, const gn_deck *d) {
   fprintf(fp, "pinv %s\n", (const char *[]){"gram", "svd", "damped"}[d->pinv]);
   R(rtol); R(atol); R(damping); L(gn_reference);
   fprintf(fp, "damping_mode %s\n", (const char *[]){"constant", "bootstrap"}[d->damping_mode]);
+  fprintf(fp, "keep_features %s\n", (const char *[]){"auto", "yes", "no"}[d->keep_features]);
   I(every); I(keep); S(restart);
   I(eval_every);
   fprintf(fp, "train_eval %s\n", (const char *[]){"running", "full"}[d->train_eval]);

@@ -38,7 +38,7 @@ program deck_oracle
   character(len=128) :: name
   character(len=1024) :: out_dir, path, restart
   character(len=32) :: source, activation, method, loss, output_hessian, pinv, damping_mode, ggn_mode
-  character(len=32) :: train_eval, ntk_space, ntk_probe, cka_probe, ntk_output_probe
+  character(len=32) :: train_eval, ntk_space, ntk_probe, cka_probe, ntk_output_probe, keep_features
   integer(8) :: ntk_output_samples, probe_seed
   integer(8) :: seed, epochs, max_steps, log_every
   integer(8) :: n_train, n_test, batch_size, dim, classes, synthetic_train, synthetic_test
@@ -52,7 +52,7 @@ program deck_oracle
                   synthetic_train, synthetic_test
   namelist /model/ blocks, hidden, activation, linear_first_block, bias, init_std, proj_gain
   namelist /optim/ method, lr, loss, momentum, nesterov, beta1, beta2, eps, weight_decay, &
-                   output_hessian, pinv, rtol, atol, damping, gn_reference, damping_mode
+                   output_hessian, pinv, rtol, atol, damping, gn_reference, damping_mode, keep_features
   namelist /checkpoint/ every, keep, restart
   namelist /diagnostics/ eval_every, train_eval, batch_change, ntk_every, ntk_samples, ntk_save_matrix, &
                          ntk_space, ntk_output_samples, ntk_probe, ntk_output_probe, &
@@ -67,6 +67,7 @@ program deck_oracle
   source = 'UNSET'; activation = 'UNSET'; method = 'UNSET'; loss = 'UNSET'
   output_hessian = 'UNSET'; pinv = 'UNSET'; damping_mode = 'UNSET'; ggn_mode = 'UNSET'; train_eval = 'UNSET'
   ntk_space = 'UNSET'; ntk_probe = 'UNSET'; ntk_output_probe = 'UNSET'; cka_probe = 'UNSET'
+  keep_features = 'UNSET'
   ntk_output_samples = -777; probe_seed = -777
   seed = -777; epochs = -777; max_steps = -777; log_every = -777
   n_train = -777; n_test = -777; batch_size = -777; dim = -777; classes = -777
@@ -101,6 +102,7 @@ program deck_oracle
   call wr('weight_decay', weight_decay); call ws('output_hessian', output_hessian)
   call ws('pinv', pinv); call wr('rtol', rtol); call wr('atol', atol); call wr('damping', damping)
   call wl('gn_reference', gn_reference); call ws('damping_mode', damping_mode)
+  call ws('keep_features', keep_features)
   call wi('every', every); call wi('keep', keep)
   write(*, '(a,1x,a)') 'restart', trim(restart)
   call wi('eval_every', eval_every); call ws('train_eval', train_eval); call wl('batch_change', batch_change)

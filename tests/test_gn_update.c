@@ -138,9 +138,45 @@ static void check_rank_invariance(const gn_par *par, const gn_par *self, int64_t
   gn_model_free(&md);
 }
 
+/* The routes of the sweep give one direction: features kept from the forward (linear block through
+ * C C^T, eigenproblems solved together) or recomputed by the inverse, and the SVD route from
+ * explicit feature matrices. The linear block's Gram matrices have rank m + 1 < n: rtol 1e-5 keeps
+ * every nonzero singular value and drops the rounding noise of the zero ones, so the routes differ
+ * only by rounding, amplified by the conditioning of the kept part. */
+static void check_routes_agree(const gn_par *par) {
+  const int64_t d = 10, n = 23;
+  const int C = 4;
+  gn_deck dk = tiny_deck(40, GN_LOSS_CE, GN_HESS_IDENTITY, GN_ACT_RELU, true);
+  dk.rtol = 1e-5;
+  dk.atol = 1e-300;
+  gn_model md;
+  gn_model_create(NULL, &dk, d, C, &md);
+  gn_model_reserve(&md, n);
+  double *theta = malloc(md.nparams * sizeof(double)), *kept = calloc(md.nparams, sizeof(double)),
+         *other = calloc(md.nparams, sizeof(double));
+  double *X = malloc((size_t)(n * d) * sizeof(double));
+  int32_t *y = malloc((size_t)n * sizeof(int32_t));
+  make_batch(n, d, C, X, y);
+  gn_model_init_params(&md, &dk, 0, md.nparams, theta);
+  dk.keep_features = GN_KEEP_YES;
+  int st = direction(par, &md, &dk, theta, n, X, y, kept);
+  dk.keep_features = GN_KEEP_NO;
+  st |= direction(par, &md, &dk, theta, n, X, y, other);
+  const double r_no = gt_rel_diff(other, kept, md.nparams);
+  dk.keep_features = GN_KEEP_YES;
+  dk.pinv = GN_PINV_SVD;
+  st |= direction(par, &md, &dk, theta, n, X, y, other);
+  const double r_svd = gt_rel_diff(other, kept, md.nparams);
+  GT_CHECK(st == GN_OK && r_no < 1e-9 && r_svd < 1e-9,
+           "test_gn_direction_same_with_kept_or_recomputed_features_and_by_svd: rel diff %.2e (recomputed), "
+           "%.2e (svd)", r_no, r_svd);
+  free(theta); free(kept); free(other); free(X); free(y);
+  gn_model_free(&md);
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
-  gt_plan(8); /* 3 cases x 2 checks, 2 rank-invariance cases */
+  gt_plan(9); /* 3 cases x 2 checks, 2 rank-invariance cases, routes */
   gn_par par, self;
   gn_par_open(MPI_COMM_WORLD, &par);
   gn_par_open(MPI_COMM_SELF, &self);
@@ -149,6 +185,7 @@ int main(int argc, char **argv) {
   check_block_reproduces_residual(&par, GN_LOSS_MSE, GN_HESS_IDENTITY, GN_ACT_RELU, "mse, relu");
   check_rank_invariance(&par, &self, 23, 40, "wide, n = 23");
   check_rank_invariance(&par, &self, 50, 20, "tall, n = 50 > hp = 21");
+  check_routes_agree(&par);
   gn_par_close(&self);
   gn_par_close(&par);
   int rc = gt_finish();

@@ -224,7 +224,7 @@ static void run_problem(const gn_par *par, const problem *pb, const variant *vs,
            (long long)pb->n, (long long)pb->hp, (long long)pb->m);
 
   gn_pinv_ctx *ctx = NULL;
-  int st = gn_pinv_create(par, pb->n, pb->hp, pb->m, &ctx);
+  int st = gn_pinv_create(par, pb->n, pb->hp, pb->m, 1, &ctx);
   GT_CHECK(st == GN_OK, "create succeeds for %s", label);
   if (st != GN_OK) {
     gt_note("%s", gn_error_message());
@@ -342,7 +342,7 @@ static void test_nonfinite_reported_everywhere(const gn_par *par) {
   build(&pb, row0, nrows, A, T);
   int last = (int)((pb.n - 1) / gn_par_rows(pb.n, par->size, 0, NULL, NULL));
   gn_pinv_ctx *ctx = NULL;
-  int st = gn_pinv_create(par, pb.n, pb.hp, pb.m, &ctx);
+  int st = gn_pinv_create(par, pb.n, pb.hp, pb.m, 1, &ctx);
   GT_CHECK(st == GN_OK, "create succeeds for the non-finite tests");
   if (st != GN_OK) goto done;
 

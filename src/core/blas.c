@@ -15,3 +15,13 @@ void gn_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64
   cblas_dgemm(CblasRowMajor, ta, tb, gn_int(M), gn_int(N), gn_int(K), alpha, A, gn_int(lda), B, gn_int(ldb),
               beta, C, gn_int(ldc));
 }
+
+void gn_syrk_t(int64_t N, int64_t K, double alpha, const double *A, int64_t lda, double beta, double *C, int64_t ldc) {
+  if (N == 0) return;
+  if (K == 0) {
+    if (beta == 0.0)
+      for (int64_t i = 0; i < N; ++i) memset(C + i * ldc + i, 0, (size_t)(N - i) * sizeof *C);
+    return;
+  }
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, gn_int(N), gn_int(K), alpha, A, gn_int(lda), beta, C, gn_int(ldc));
+}

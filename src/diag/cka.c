@@ -13,6 +13,7 @@
 
 #include <cblas.h>
 
+#include "gnrev/core/blas.h"
 #include "gnrev/core/err.h"
 
 static int check_sizes(int64_t n_local, int64_t n, int64_t p, const char *what) {
@@ -63,9 +64,7 @@ int gn_cka_ref_create(const gn_par *par, int64_t n_local, int64_t n, int64_t p, 
   ref->n_local = n_local;
   ref->p = p;
   CHECK_GOTO(centre(par, n_local, n, p, X, ldx, ref->Xc));
-  if (n_local > 0)
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p, (int)n_local, 1.0, ref->Xc, (int)p, 0.0,
-                G, (int)p);
+  gn_syrk_t(p, n_local, 1.0, ref->Xc, p, 0.0, G, p);
   CHECK_GOTO(gn_par_sum(par, G, (size_t)(p * p)));
   ref->self = sym_upper_norm(p, G);
   free(G);
@@ -94,11 +93,8 @@ int gn_cka_compare(const gn_par *par, const gn_cka_ref *ref, int64_t q, const do
               (long long)p);
   CHECK_GOTO(centre(par, nl, ref->n, q, Y, ldy, Yc));
   double *YY = buf, *YX = buf + q * q;
-  if (nl > 0) {
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)q, (int)nl, 1.0, Yc, (int)q, 0.0, YY, (int)q);
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)q, (int)p, (int)nl, 1.0, Yc, (int)q,
-                ref->Xc, (int)p, 0.0, YX, (int)p);
-  }
+  gn_syrk_t(q, nl, 1.0, Yc, q, 0.0, YY, q);
+  gn_gemm(CblasTrans, CblasNoTrans, q, p, nl, 1.0, Yc, q, ref->Xc, p, 0.0, YX, p);
   CHECK_GOTO(gn_par_sum(par, buf, (size_t)(q * q + q * p)));
   const double yy = sym_upper_norm(q, YY);
   double cross = 0;

@@ -21,7 +21,7 @@ _Static_assert(sizeof(gn_source) == sizeof(int) && sizeof(gn_activation) == size
                    sizeof(gn_output_hessian) == sizeof(int) && sizeof(gn_pinv_kind) == sizeof(int) &&
                    sizeof(gn_ggn_mode) == sizeof(int) && sizeof(gn_damping_mode) == sizeof(int) &&
                    sizeof(gn_train_eval) == sizeof(int) && sizeof(gn_ntk_space) == sizeof(int) &&
-                   sizeof(gn_probe_kind) == sizeof(int),
+                   sizeof(gn_probe_kind) == sizeof(int) && sizeof(gn_keep_features) == sizeof(int),
                "deck enums must be int-sized");
 
 /* ---------------------------------------------------------------- names */
@@ -38,6 +38,7 @@ static const char *const DAMP_NAMES[] = {"constant", "bootstrap"};
 static const char *const TRAIN_EVAL_NAMES[] = {"running", "full"};
 static const char *const NTK_SPACE_NAMES[] = {"logits", "output", "both"};
 static const char *const PROBE_NAMES[] = {"first", "random"};
+static const char *const KEEP_NAMES[] = {"auto", "yes", "no"};
 #define NAMES(a) a, (int)(sizeof a / sizeof a[0])
 
 static const char *enum_name(const char *const *names, int n, int v) {
@@ -80,7 +81,7 @@ static const key_def KEYS[] = {
     KR("optim", momentum), KB("optim", nesterov), KR("optim", beta1), KR("optim", beta2),
     KR("optim", eps), KR("optim", weight_decay), KE("optim", output_hessian, HESS_NAMES),
     KE("optim", pinv, PINV_NAMES), KR("optim", rtol), KR("optim", atol), KR("optim", damping),
-    KB("optim", gn_reference), KE("optim", damping_mode, DAMP_NAMES),
+    KB("optim", gn_reference), KE("optim", damping_mode, DAMP_NAMES), KE("optim", keep_features, KEEP_NAMES),
     KI("checkpoint", every), KI("checkpoint", keep), KS("checkpoint", restart),
     KI("diagnostics", eval_every), KE("diagnostics", train_eval, TRAIN_EVAL_NAMES), KB("diagnostics", batch_change), KI("diagnostics", ntk_every),
     KI("diagnostics", ntk_samples), KB("diagnostics", ntk_save_matrix), KE("diagnostics", ntk_space, NTK_SPACE_NAMES),
@@ -178,6 +179,7 @@ void gn_deck_defaults(gn_deck *d) {
   d->damping = 1e-3;
   d->gn_reference = false;
   d->damping_mode = GN_DAMP_CONSTANT;
+  d->keep_features = GN_KEEP_AUTO;
   d->every = 0;
   d->keep = 3;
   set_str(d->restart, sizeof d->restart, "auto");

@@ -18,6 +18,7 @@
 
 #include <cblas.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,18 @@ struct gn_pinv_ctx {
   int lwork;
   int *iwork;
   int liwork;
+  /* staged use (gn_pinv_gram / _eigen / _solve): one Gram matrix and its eigenpairs per slot */
+  int nslots;
+  double **sk, **sv, **smu; /* per slot: K and V on the full grid, eigenvalues (slot 0: k, v, mu) */
+  int *sstate;           /* per slot: 0 empty, 1 Gram formed, 2 eigenpairs */
+  double *rt;            /* R^T on the full grid when the Gram is L R^T (w x n, w <= hp) */
+  /* concurrent eigensolves: G groups of consecutive ranks, slot s solved by group s % G */
+  int G, group;          /* groups; this rank's */
+  int gctxt, gp, gq, gnb, gmyrow, gmycol; /* this rank's group grid */
+  int gdesc[GN_DLEN];    /* n x n on the group grid */
+  double **gk, **gv;     /* per slot of this rank's group: K and V on the group grid */
+  double *gwork;
+  int glwork, *giwork, gliwork;
   double *svd_work;      /* PDGEQRF/PDGESVD workspace, made on first use */
   double *svd_tau;       /* PDGEQRF reflector scalars, local columns of A^T */
   int svd_lwork;
@@ -105,6 +118,25 @@ void gn_pinv_free(gn_pinv_ctx *ctx) {
   free(ctx->counts);
   free(ctx->iwork);
   free(ctx->tall_iwork);
+  for (int i = 1; ctx->sk && i < ctx->nslots; ++i) {
+    free(ctx->sk[i]);
+    free(ctx->sv[i]);
+    free(ctx->smu[i]);
+  }
+  for (int i = 0; ctx->gk && i < ctx->nslots; ++i) {
+    free(ctx->gk[i]);
+    free(ctx->gv[i]);
+  }
+  free(ctx->sk);
+  free(ctx->sv);
+  free(ctx->smu);
+  free(ctx->sstate);
+  free(ctx->gk);
+  free(ctx->gv);
+  free(ctx->rt);
+  free(ctx->gwork);
+  free(ctx->giwork);
+  if (ctx->gctxt >= 0 && ctx->G > 1) Cblacs_gridexit(ctx->gctxt);
   free(ctx);
 }
 
@@ -226,7 +258,94 @@ static int create_wide(gn_pinv_ctx *c) {
   return gn_par_agree(&c->par, status);
 }
 
-int gn_pinv_create(const gn_par *par, int64_t n, int64_t hp, int64_t m, gn_pinv_ctx **ctx) {
+/* Local. Workspace of PDSYEVD for an n x n matrix with block nb on a p x q grid at (r, col): the
+ * query (collective on the grid) or the documented minimum, whichever is larger. */
+static int syevd_workspace(int ctxt, int64_t n64, int nb, int p, int q, int r, int col, int *desc, double *a,
+                           double *w, double *v, double **work, int *lwork, int **iwork, int *liwork) {
+  int n = (int)n64, one = 1, qlwork = -1, qliwork = -1, info = 0, iq = 0;
+  double qd = 0;
+  (void)ctxt;
+  pdsyevd_("V", "L", &n, a, &one, &one, desc, w, v, &one, &one, desc, &qd, &qlwork, &iq, &qliwork, &info, 1, 1);
+  CHECK(gn_sl_error("PDSYEVD (workspace query)", info, "query failed"));
+  const double np = (double)local_count(n64, nb, r, p), nq = (double)local_count(n64, nb, col, q);
+  const double trilwmin = 3.0 * n + fmax(nb * (np + 1), 3.0 * nb);
+  const double lw = fmax(qd, fmax(1 + 6.0 * n + 2 * np * nq, trilwmin) + 2.0 * n) * 1.05 + WORK_SLACK;
+  if (lw > INT_MAX)
+    GN_FAIL(GN_EINPUT, "pinv: the %d x %d Gram matrix needs more PDSYEVD workspace than a 32-bit ScaLAPACK can "
+            "index; use more ranks or a smaller batch", n, n);
+  *lwork = (int)lw;
+  *liwork = imax(iq, 7 * n + 8 * q + 2) + WORK_SLACK;
+  *work = gn_alloc((size_t)*lwork);
+  *iwork = malloc((size_t)*liwork * sizeof(int));
+  if (!*work || !*iwork) GN_FAIL(GN_ENOMEM, "pinv: out of memory for the PDSYEVD workspace (%d doubles)", *lwork);
+  return GN_OK;
+}
+
+/* Collective. The slots of the staged use and, with several ranks and slots, the groups that solve
+ * the slots' eigenproblems concurrently: G = the largest divisor of P that is at most the number
+ * of slots, groups of P / G consecutive ranks on near-square grids. */
+static int create_slots(gn_pinv_ctx *c) {
+  const int S = c->nslots, P = c->par.size;
+  c->sk = calloc((size_t)S, sizeof *c->sk);
+  c->sv = calloc((size_t)S, sizeof *c->sv);
+  c->smu = calloc((size_t)S, sizeof *c->smu);
+  c->sstate = calloc((size_t)S, sizeof *c->sstate);
+  int status = c->sk && c->sv && c->smu && c->sstate ? GN_OK : GN_RAISE(GN_ENOMEM, "pinv: out of memory");
+  if (status == GN_OK) {
+    c->sk[0] = c->k;
+    c->sv[0] = c->v;
+    c->smu[0] = c->mu;
+    for (int i = 1; i < S && status == GN_OK; ++i) {
+      c->sk[i] = gn_alloc(c->k_len);
+      c->sv[i] = gn_alloc(c->k_len);
+      c->smu[i] = gn_alloc((size_t)c->n);
+      if (!c->sk[i] || !c->sv[i] || !c->smu[i])
+        status = GN_RAISE(GN_ENOMEM, "pinv: out of memory for %d Gram matrices of order %lld", S, (long long)c->n);
+    }
+    if (status == GN_OK && S > 1 && !(c->rt = gn_alloc(c->at_len))) status = GN_RAISE(GN_ENOMEM, "pinv: out of memory");
+  }
+  CHECK(gn_par_agree(&c->par, status));
+  c->G = 1;
+  for (int g = S < P ? S : P; g > 1; --g)
+    if (P % g == 0) {
+      c->G = g;
+      break;
+    }
+  if (c->G == 1) return GN_OK;
+  const int size = P / c->G;
+  c->group = c->par.rank / size;
+  gn_sl_grid_shape(size, &c->gp, &c->gq);
+  /* Every rank takes part in making every group's grid; each keeps its own. */
+  for (int g = 0; g < c->G; ++g) {
+    const int ctxt = gn_sl_subgrid(c->par.comm, g * size, c->gp, c->gq);
+    if (g == c->group) c->gctxt = ctxt;
+  }
+  int np = 0, nq = 0;
+  Cblacs_gridinfo(c->gctxt, &np, &nq, &c->gmyrow, &c->gmycol);
+  status = c->gctxt < 0 || c->gmyrow * c->gq + c->gmycol != c->par.rank - c->group * size
+               ? GN_RAISE(GN_EINTERNAL, "pinv: BLACS put rank %d at (%d, %d) of its group's %d x %d grid", c->par.rank,
+                          c->gmyrow, c->gmycol, c->gp, c->gq)
+               : GN_OK;
+  c->gnb = gn_sl_block(c->n, c->gq);
+  const int lr = local_count(c->n, c->gnb, c->gmyrow, c->gp), lc = local_count(c->n, c->gnb, c->gmycol, c->gq);
+  if (status == GN_OK) status = make_desc(c->gdesc, c->n, c->n, c->gnb, c->gnb, c->gctxt, imax(1, lr));
+  c->gk = calloc((size_t)S, sizeof *c->gk);
+  c->gv = calloc((size_t)S, sizeof *c->gv);
+  if (status == GN_OK && (!c->gk || !c->gv)) status = GN_RAISE(GN_ENOMEM, "pinv: out of memory");
+  for (int i = 0; status == GN_OK && i < S; ++i)
+    if (i % c->G == c->group) {
+      c->gk[i] = gn_alloc((size_t)lr * (size_t)lc);
+      c->gv[i] = gn_alloc((size_t)lr * (size_t)lc);
+      if (!c->gk[i] || !c->gv[i]) status = GN_RAISE(GN_ENOMEM, "pinv: out of memory for the group's Gram matrices");
+    }
+  CHECK(gn_par_agree(&c->par, status));
+  /* The workspace query is collective on the group's grid only. */
+  status = syevd_workspace(c->gctxt, c->n, c->gnb, c->gp, c->gq, c->gmyrow, c->gmycol, c->gdesc, c->gk[c->group],
+                           c->smu[c->group], c->gv[c->group], &c->gwork, &c->glwork, &c->giwork, &c->gliwork);
+  return gn_par_agree(&c->par, status);
+}
+
+int gn_pinv_create(const gn_par *par, int64_t n, int64_t hp, int64_t m, int nslots, gn_pinv_ctx **ctx) {
   *ctx = NULL;
   if (n < 1 || hp < 1 || m < 1)
     GN_FAIL(GN_EINTERNAL, "pinv: shape n = %lld, hp = %lld, m = %lld; every size must be >= 1",
@@ -247,8 +366,11 @@ int gn_pinv_create(const gn_par *par, int64_t n, int64_t hp, int64_t m, gn_pinv_
   c->m = m;
   c->tall = n > hp;
   c->ctxt = -1;
+  c->gctxt = -1;
+  c->nslots = nslots > 1 ? nslots : 1;
   gn_par_rows(n, par->size, par->rank, &c->row0, &c->nrows);
   status = c->tall ? create_tall(c) : create_wide(c);
+  if (status == GN_OK && !c->tall) status = create_slots(c);
   if (status != GN_OK) {
     gn_error_trace(__FILE__, __LINE__, __func__);
     gn_pinv_free(c);
@@ -320,19 +442,6 @@ static void make_weights(const gn_pinv_opts *o, int64_t n, const double *s, int 
 }
 
 
-/* The lower triangle of the local part of the 2-D Gram matrix (PDSYRK leaves the rest unset). */
-static int gram_finite(const gn_pinv_ctx *c) {
-  const int lld = c->desc_k[GN_DESC_LLD];
-  const int lr = local_count(c->n, c->nb, c->myrow, c->p);
-  const int lc = local_count(c->n, c->nb, c->mycol, c->q);
-  for (int j = 0; j < lc; ++j) {
-    int64_t gj = l2g(j, c->nb, c->mycol, c->q);
-    for (int i = 0; i < lr; ++i)
-      if (l2g(i, c->nb, c->myrow, c->p) >= gj && !isfinite(c->k[(size_t)j * lld + i])) return 0;
-  }
-  return 1;
-}
-
 /* dst = src diag(w) for 2-D m x n arrays (column j of the local part is global column gj). */
 static void scale_columns(const gn_pinv_ctx *c, const double *src, const double *w, double *dst) {
   const size_t lr = (size_t)c->desc_t[GN_DESC_LLD];
@@ -342,26 +451,6 @@ static void scale_columns(const gn_pinv_ctx *c, const double *src, const double 
     const double wj = w[l2g(j, c->nb, c->mycol, c->q)];
     for (size_t i = 0; i < lr; ++i) dst[(size_t)j * lr + i] = wj * src[(size_t)j * lr + i];
   }
-}
-
-/* Eigenpairs of K = A A^T from the 2-D copy of A^T: mu ascending, V in c->v. */
-static int gram_eigen(gn_pinv_ctx *c, gn_pinv_info *info) {
-  int n = (int)c->n, hp = (int)c->hp, one = 1, err = 0;
-  double alpha = 1.0, beta = 0.0, t0 = gn_par_wtime();
-  pdsyrk_("L", "T", &n, &hp, &alpha, c->at, &one, &one, c->desc_at, &beta, c->k, &one, &one,
-          c->desc_k, 1, 1);
-  info->t_gram += gn_par_wtime() - t0;
-  CHECK(gn_par_agree(&c->par, gram_finite(c) ? GN_OK : GN_RAISE(GN_ENUMERIC,
-        "pinv: the %d x %d Gram matrix A A^T has a non-finite entry: the features A hold inf or "
-        "NaN", n, n)));
-  t0 = gn_par_wtime();
-  pdsyevd_("V", "L", &n, c->k, &one, &one, c->desc_k, c->mu, c->v, &one, &one, c->desc_k, c->work,
-           &c->lwork, c->iwork, &c->liwork, &err, 1, 1);
-  info->t_eig += gn_par_wtime() - t0;
-  CHECK(gn_par_agree(&c->par, gn_sl_error("PDSYEVD", err, "the divide-and-conquer eigensolver of the "
-                                        "Gram matrix did not converge")));
-  return gn_par_agree(&c->par, gn_all_finite(c->mu, (size_t)n) ? GN_OK : GN_RAISE(GN_ENUMERIC,
-                      "pinv: PDSYEVD returned non-finite eigenvalues of the %d x %d Gram matrix", n, n));
 }
 
 /* Singular values (descending) of A^T and the left singular vectors of A as the rows of c->v.
@@ -532,49 +621,198 @@ static int sum_rows_to_node(gn_pinv_ctx *c, const double *A, const double *Z, do
   return bad;
 }
 
-static int apply_wide(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, const double *T,
-                      double *dtheta, double *AdT, gn_pinv_info *info) {
-  int n = (int)c->n, hp = (int)c->hp, m = (int)c->m, one = 1;
-  const size_t nrows = (size_t)c->nrows;
+/* Local. The arguments of gn_pinv_apply, as far as this rank can see them. */
+static int check_args(const gn_pinv_ctx *ctx, const gn_pinv_opts *opts, bool need_a, const double *A_local,
+                      const double *T_local, const double *dtheta) {
+  if (!opts || !dtheta || (ctx->nrows > 0 && ((need_a && !A_local) || !T_local)))
+    GN_FAIL(GN_EINTERNAL, "pinv: gn_pinv_apply called with a NULL %s", !opts ? "opts" : !dtheta
+            ? "dtheta" : !A_local ? "A_local" : "T_local");
+  if (opts->kind != GN_PINV_GRAM && opts->kind != GN_PINV_SVD && opts->kind != GN_PINV_DAMPED)
+    GN_FAIL(GN_EINTERNAL, "pinv: unknown pseudo-inverse kind %d", (int)opts->kind);
+  if (!(opts->rtol >= 0 && isfinite(opts->rtol)) || !(opts->atol >= 0 && isfinite(opts->atol)))
+    GN_FAIL(GN_EINPUT, "pinv: truncation rtol = %g, atol = %g; both must be finite and >= 0",
+            opts->rtol, opts->atol);
+  if (opts->kind == GN_PINV_DAMPED && !(opts->damping > 0 && isfinite(opts->damping)))
+    GN_FAIL(GN_EINPUT, "pinv: damping = %g; the damped pseudo-inverse needs a finite damping > 0",
+            opts->damping);
+  return GN_OK;
+}
+
+/* The lower triangle (symmetric) or the whole of a 2-D n x n array is finite. */
+static int k_finite(const gn_pinv_ctx *c, const double *k, int lower) {
+  const int lld = c->desc_k[GN_DESC_LLD];
+  const int lr = local_count(c->n, c->nb, c->myrow, c->p), lc = local_count(c->n, c->nb, c->mycol, c->q);
+  for (int j = 0; j < lc; ++j) {
+    const int64_t gj = l2g(j, c->nb, c->mycol, c->q);
+    for (int i = 0; i < lr; ++i)
+      if ((!lower || l2g(i, c->nb, c->myrow, c->p) >= gj) && !isfinite(k[(size_t)j * lld + i])) return 0;
+  }
+  return 1;
+}
+
+int gn_pinv_gram(gn_pinv_ctx *c, int slot, const double *L, const double *R, int64_t w, gn_pinv_info *info) {
+  if (c->tall || slot < 0 || slot >= c->nslots || w < 1 || w > c->hp)
+    GN_FAIL(GN_EINTERNAL, "pinv: Gram of slot %d (of %d) and width %lld on a %s context", slot, c->nslots,
+            (long long)w, c->tall ? "tall" : "wide");
+  int n = (int)c->n, iw = (int)w, one = 1, desc[GN_DLEN];
+  const int lr = local_count(w, c->nb, c->myrow, c->p);
+  CHECK(gn_par_agree(&c->par, make_desc(desc, w, c->n, c->nb, c->nb, c->ctxt, imax(1, lr))));
   double t0 = gn_par_wtime();
-  CHECK(rows_to_2d(c, hp, A, hp, c->at));
+  CHECK(rows_to_2d(c, w, L, w, c->at));
+  if (R != L) CHECK(rows_to_2d(c, w, R, w, c->rt));
+  info->t_comm += gn_par_wtime() - t0;
+  double alpha = 1.0, beta = 0.0;
+  t0 = gn_par_wtime();
+  if (R == L)
+    pdsyrk_("L", "T", &n, &iw, &alpha, c->at, &one, &one, desc, &beta, c->sk[slot], &one, &one, c->desc_k, 1, 1);
+  else
+    pdgemm_("T", "N", &n, &n, &iw, &alpha, c->at, &one, &one, desc, c->rt, &one, &one, desc, &beta, c->sk[slot],
+            &one, &one, c->desc_k, 1, 1);
+  info->t_gram += gn_par_wtime() - t0;
+  info->flops += (R == L ? 1.0 : 2.0) * (double)n * n * (double)w / c->par.size;
+  CHECK(gn_par_agree(&c->par, k_finite(c, c->sk[slot], R == L) ? GN_OK : GN_RAISE(GN_ENUMERIC,
+        "pinv: the %d x %d Gram matrix has a non-finite entry: the features hold inf or NaN", n, n)));
+  c->sstate[slot] = 1;
+  return GN_OK;
+}
+
+/* Collective. Eigenpairs of every formed slot on the whole grid, one after another. */
+static int eigen_here(gn_pinv_ctx *c, gn_pinv_info *info) {
+  int n = (int)c->n, one = 1, err = 0;
+  for (int s = 0; s < c->nslots; ++s) {
+    if (c->sstate[s] != 1) continue;
+    const double t0 = gn_par_wtime();
+    pdsyevd_("V", "L", &n, c->sk[s], &one, &one, c->desc_k, c->smu[s], c->sv[s], &one, &one, c->desc_k, c->work,
+             &c->lwork, c->iwork, &c->liwork, &err, 1, 1);
+    info->t_eig += gn_par_wtime() - t0;
+    CHECK(gn_par_agree(&c->par, gn_sl_error("PDSYEVD", err, "the divide-and-conquer eigensolver of the Gram matrix "
+                                            "did not converge")));
+    c->sstate[s] = 2;
+  }
+  return GN_OK;
+}
+
+/* Collective. The same, concurrently: each slot's Gram moves to its group's grid, the groups
+ * solve theirs at the same time, and the eigenvectors move back; the eigenvalues are broadcast
+ * from the group's first rank. */
+static int eigen_groups(gn_pinv_ctx *c, gn_pinv_info *info) {
+  int n = (int)c->n, one = 1, err = 0, none[GN_DLEN];
+  memcpy(none, c->gdesc, sizeof none);
+  none[GN_DESC_CTXT] = -1;
+  const int size = c->par.size / c->G;
+  double t0 = gn_par_wtime();
+  for (int s = 0; s < c->nslots; ++s)
+    if (c->sstate[s] == 1) {
+      const int mine = s % c->G == c->group;
+      pdgemr2d_(&n, &n, c->sk[s], &one, &one, c->desc_k, mine ? c->gk[s] : NULL, &one, &one, mine ? c->gdesc : none,
+                &c->ctxt);
+    }
+  info->t_comm += gn_par_wtime() - t0;
+  t0 = gn_par_wtime();
+  int status = GN_OK;
+  for (int s = c->group; s < c->nslots && status == GN_OK; s += c->G)
+    if (c->sstate[s] == 1) {
+      pdsyevd_("V", "L", &n, c->gk[s], &one, &one, c->gdesc, c->smu[s], c->gv[s], &one, &one, c->gdesc, c->gwork,
+               &c->glwork, c->giwork, &c->gliwork, &err, 1, 1);
+      status = gn_sl_error("PDSYEVD", err, "the divide-and-conquer eigensolver of the Gram matrix did not converge");
+    }
+  info->t_eig += gn_par_wtime() - t0;
+  CHECK(gn_par_agree(&c->par, status));
+  t0 = gn_par_wtime();
+  for (int s = 0; s < c->nslots; ++s)
+    if (c->sstate[s] == 1) {
+      const int mine = s % c->G == c->group;
+      pdgemr2d_(&n, &n, mine ? c->gv[s] : NULL, &one, &one, mine ? c->gdesc : none, c->sv[s], &one, &one, c->desc_k,
+                &c->ctxt);
+      CHECK_MPI(MPI_Bcast(c->smu[s], n, MPI_DOUBLE, (s % c->G) * size, c->par.comm));
+      c->sstate[s] = 2;
+    }
+  info->t_comm += gn_par_wtime() - t0;
+  return GN_OK;
+}
+
+int gn_pinv_eigen(gn_pinv_ctx *c, gn_pinv_info *info) {
+  int pending = 0;
+  for (int s = 0; s < c->nslots; ++s) pending += c->sstate[s] == 1;
+  CHECK(pending > 1 && c->G > 1 ? eigen_groups(c, info) : eigen_here(c, info));
+  for (int s = 0; s < c->nslots; ++s)
+    if (c->sstate[s] == 2 && !gn_all_finite(c->smu[s], (size_t)c->n))
+      GN_FAIL(GN_ENUMERIC, "pinv: PDSYEVD returned non-finite eigenvalues of a %lld x %lld Gram matrix",
+              (long long)c->n, (long long)c->n);
+  return GN_OK;
+}
+
+/* Collective. Z (this rank's rows, nrows x m) = V diag(f) V^T T and, when AdT, V diag(g) V^T T from
+ * the eigenpairs (sv = 0: V in c->v of eigenvectors of A A^T) or the left singular vectors
+ * (sv = 1: V^T in c->v) in v, with the weights of opts. */
+static int solve_2d(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *mu, const double *v, int sv,
+                    const double *T, double *Z, double *AdT, gn_pinv_info *info) {
+  int n = (int)c->n, m = (int)c->m, one = 1;
+  double t0 = gn_par_wtime();
   CHECK(rows_to_2d(c, m, T, m, c->t2));
   info->t_comm += gn_par_wtime() - t0;
-
-  const int sv = o->kind == GN_PINV_SVD;
-  CHECK(sv ? svd_vectors(c, info) : gram_eigen(c, info));
-  make_weights(o, c->n, c->mu, sv, c->f, c->g, info);
-
-  /* Eigen route: W = T^T V, then Z^T = W diag(f) V^T and P^T = W diag(g) V^T. The SVD route has
-   * V^T in c->v, so the transposes swap. */
+  make_weights(o, c->n, mu, sv, c->f, c->g, info);
+  /* W = T^T V, then Z^T = W diag(f) V^T and P^T = W diag(g) V^T. The SVD route has V^T in v, so
+   * the transposes swap. */
   double alpha = 1.0, beta = 0.0;
   const char *tv = sv ? "T" : "N", *tvt = sv ? "N" : "T";
   t0 = gn_par_wtime();
-  pdgemm_("N", tv, &m, &n, &n, &alpha, c->t2, &one, &one, c->desc_t, c->v, &one, &one, c->desc_k,
-          &beta, c->w2, &one, &one, c->desc_t, 1, 1);
+  pdgemm_("N", tv, &m, &n, &n, &alpha, c->t2, &one, &one, c->desc_t, v, &one, &one, c->desc_k, &beta, c->w2, &one,
+          &one, c->desc_t, 1, 1);
   if (AdT) scale_columns(c, c->w2, c->g, c->x2);
   scale_columns(c, c->w2, c->f, c->w2);
-  pdgemm_("N", tvt, &m, &n, &n, &alpha, c->w2, &one, &one, c->desc_t, c->v, &one, &one, c->desc_k,
-          &beta, c->t2, &one, &one, c->desc_t, 1, 1);
+  pdgemm_("N", tvt, &m, &n, &n, &alpha, c->w2, &one, &one, c->desc_t, v, &one, &one, c->desc_k, &beta, c->t2, &one,
+          &one, c->desc_t, 1, 1);
   if (AdT)
-    pdgemm_("N", tvt, &m, &n, &n, &alpha, c->x2, &one, &one, c->desc_t, c->v, &one, &one,
-            c->desc_k, &beta, c->w2, &one, &one, c->desc_t, 1, 1);
+    pdgemm_("N", tvt, &m, &n, &n, &alpha, c->x2, &one, &one, c->desc_t, v, &one, &one, c->desc_k, &beta, c->w2, &one,
+            &one, c->desc_t, 1, 1);
   info->t_apply += gn_par_wtime() - t0;
-
+  info->flops += (AdT ? 3.0 : 2.0) * 2.0 * m * (double)n * n / c->par.size;
   t0 = gn_par_wtime();
-  CHECK(rows_from_2d(c, m, c->t2, c->z, m));
+  CHECK(rows_from_2d(c, m, c->t2, Z, m));
   if (AdT) CHECK(rows_from_2d(c, m, c->w2, AdT, m));
   info->t_comm += gn_par_wtime() - t0;
+  return GN_OK;
+}
 
-  t0 = gn_par_wtime();
-  const int bad = sum_rows_to_node(c, A, c->z, dtheta, info);
+int gn_pinv_solve(gn_pinv_ctx *c, int slot, const gn_pinv_opts *opts, const double *T_local, double *Z_local,
+                  double *AdT_local, gn_pinv_info *info) {
+  if (c->tall || slot < 0 || slot >= c->nslots || c->sstate[slot] != 2)
+    GN_FAIL(GN_EINTERNAL, "pinv: solve with slot %d (state %d) before its eigenpairs", slot,
+            slot >= 0 && slot < c->nslots ? c->sstate[slot] : -1);
+  CHECK(gn_par_agree(&c->par, check_args(c, opts, false, NULL, T_local, Z_local)));
+  if (opts->kind == GN_PINV_SVD) GN_FAIL(GN_EINTERNAL, "pinv: the staged solve has no SVD route");
+  int want = AdT_local != NULL;
+  CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &want, 1, MPI_INT, MPI_MAX, c->par.comm));
+  return solve_2d(c, opts, c->smu[slot], c->sv[slot], 0, T_local, Z_local,
+                  want ? (AdT_local ? AdT_local : c->adt_dummy) : NULL, info);
+}
+
+int gn_pinv_sum_rows(gn_pinv_ctx *c, const double *A_local, const double *Z_local, double *dtheta, gn_pinv_info *info) {
+  const int bad = sum_rows_to_node(c, A_local, Z_local, dtheta, info);
   CHECK(gn_par_agree(&c->par, bad < 0 ? GN_RAISE(GN_ENOMEM, "pinv: out of memory for the pieces of dTheta")
                               : bad ? GN_RAISE(GN_ENUMERIC, "pinv: the update dTheta = A^+ T has a non-finite "
                                                "entry: the right-hand side T holds inf or NaN")
                                     : GN_OK));
-  const double N = (double)n, P = (double)c->par.size;
-  info->flops = (sv ? 0.0 : N * N * hp) / P + (AdT ? 3.0 : 2.0) * 2.0 * m * N * N / P + 2.0 * (double)nrows * hp * m;
+  info->flops += 2.0 * (double)c->nrows * (double)c->hp * (double)c->m;
   return GN_OK;
+}
+
+static int apply_wide(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, const double *T,
+                      double *dtheta, double *AdT, gn_pinv_info *info) {
+  if (o->kind == GN_PINV_SVD) {
+    const double t0 = gn_par_wtime();
+    CHECK(rows_to_2d(c, c->hp, A, c->hp, c->at));
+    info->t_comm += gn_par_wtime() - t0;
+    CHECK(svd_vectors(c, info));
+    CHECK(solve_2d(c, o, c->mu, c->v, 1, T, c->z, AdT, info));
+  } else {
+    CHECK(gn_pinv_gram(c, 0, A, A, c->hp, info));
+    CHECK(gn_pinv_eigen(c, info));
+    CHECK(solve_2d(c, o, c->smu[0], c->sv[0], 0, T, c->z, AdT, info));
+    c->sstate[0] = 0;
+  }
+  return gn_pinv_sum_rows(c, A, c->z, dtheta, info);
 }
 
 /* Rank 0 of the tall route: dTheta = V diag(f) V^T R from the summed M and R. */
@@ -654,30 +892,13 @@ static int apply_tall(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, co
   return GN_OK;
 }
 
-/* Local. The arguments of gn_pinv_apply, as far as this rank can see them. */
-static int check_args(const gn_pinv_ctx *ctx, const gn_pinv_opts *opts, const double *A_local,
-                      const double *T_local, const double *dtheta) {
-  if (!opts || !dtheta || (ctx->nrows > 0 && (!A_local || !T_local)))
-    GN_FAIL(GN_EINTERNAL, "pinv: gn_pinv_apply called with a NULL %s", !opts ? "opts" : !dtheta
-            ? "dtheta" : !A_local ? "A_local" : "T_local");
-  if (opts->kind != GN_PINV_GRAM && opts->kind != GN_PINV_SVD && opts->kind != GN_PINV_DAMPED)
-    GN_FAIL(GN_EINTERNAL, "pinv: unknown pseudo-inverse kind %d", (int)opts->kind);
-  if (!(opts->rtol >= 0 && isfinite(opts->rtol)) || !(opts->atol >= 0 && isfinite(opts->atol)))
-    GN_FAIL(GN_EINPUT, "pinv: truncation rtol = %g, atol = %g; both must be finite and >= 0",
-            opts->rtol, opts->atol);
-  if (opts->kind == GN_PINV_DAMPED && !(opts->damping > 0 && isfinite(opts->damping)))
-    GN_FAIL(GN_EINPUT, "pinv: damping = %g; the damped pseudo-inverse needs a finite damping > 0",
-            opts->damping);
-  return GN_OK;
-}
-
 int gn_pinv_apply(gn_pinv_ctx *ctx, const gn_pinv_opts *opts, const double *A_local,
                   const double *T_local, double *dtheta, double *AdTheta_local, gn_pinv_info *info) {
   gn_pinv_info scratch;
   if (!info) info = &scratch;
   memset(info, 0, sizeof *info);
   if (!ctx) GN_FAIL(GN_EINTERNAL, "pinv: gn_pinv_apply called with a NULL context");
-  CHECK(gn_par_agree(&ctx->par, check_args(ctx, opts, A_local, T_local, dtheta)));
+  CHECK(gn_par_agree(&ctx->par, check_args(ctx, opts, true, A_local, T_local, dtheta)));
   /* A rank without rows may pass NULL for AdTheta_local while the others ask for it: whether the
    * projection is formed (collective work) must be the same everywhere. */
   int want = AdTheta_local != NULL;

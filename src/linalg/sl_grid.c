@@ -2,6 +2,8 @@
  * symeig_scalapack.c. */
 #include "gnrev/linalg/sl_grid.h"
 
+#include <stdlib.h>
+
 #include "gnrev/core/err.h"
 #include "gnrev/linalg/scalapack.h"
 
@@ -25,6 +27,24 @@ int gn_sl_grid(MPI_Comm comm, int nprow, int npcol) {
   int handle = Csys2blacs_handle(comm), ctxt = handle;
   Cblacs_gridinit(&ctxt, "Row", nprow, npcol);
   Cfree_blacs_system_handle(handle);
+  const int yes = 1;
+  Cblacs_set(ctxt, GN_BLACS_TOPSREPEAT, &yes);
+  Cblacs_set(ctxt, GN_BLACS_TOPSCOHRNT, &yes);
+  return ctxt;
+}
+
+int gn_sl_subgrid(MPI_Comm comm, int first, int nprow, int npcol) {
+  int handle = Csys2blacs_handle(comm), ctxt = handle;
+  int *map = malloc((size_t)nprow * (size_t)npcol * sizeof(int));
+  if (!map) return -1;
+  for (int i = 0; i < nprow; ++i)
+    for (int j = 0; j < npcol; ++j) map[i + j * nprow] = first + i * npcol + j;
+  Cblacs_gridmap(&ctxt, map, nprow, nprow, npcol);
+  free(map);
+  Cfree_blacs_system_handle(handle);
+  int pr = -1, pc = -1, r = -1, c = -1;
+  Cblacs_gridinfo(ctxt, &pr, &pc, &r, &c);
+  if (r < 0) return -1;
   const int yes = 1;
   Cblacs_set(ctxt, GN_BLACS_TOPSREPEAT, &yes);
   Cblacs_set(ctxt, GN_BLACS_TOPSCOHRNT, &yes);

@@ -410,15 +410,6 @@ int gn_model_reserve(gn_model *model, int64_t n) {
   return GN_OK;
 }
 
-size_t gn_model_bytes(const gn_model *model, int64_t n) {
-  const size_t fixed = 2 * (size_t)model->B * ((size_t)model->m * (size_t)model->h * sizeof(double) +
-                                               sizeof(double *)) +
-                       (size_t)model->d * (size_t)model->C * sizeof(double) +
-                       2 * (size_t)model->m * (size_t)model->m * sizeof(double) +
-                       (size_t)model->B * sizeof(gn_activation);
-  return fixed + (size_t)n * (size_t)(model->hp + model->h) * sizeof(double);
-}
-
 void gn_model_init_params(const gn_model *model, const gn_deck *deck, size_t lo, size_t hi, double *theta) {
   const size_t hm = (size_t)model->hp * (size_t)model->m, wsize = (size_t)model->h * (size_t)model->m;
   for (size_t k = lo / hm; k < 2 * (size_t)model->B && k * hm < hi; ++k) {

@@ -77,5 +77,9 @@ static int gn_record(const gn_opt *opt, gn_opt_record *rec) {
   return 1;
 }
 
+const gn_sweep_stats *gn_opt_sweep_stats(const gn_opt *opt) {
+  return opt->ops == &gn_opt_gn_ops ? gn_sweep_last(((const gn_state *)opt->impl)->sweep) : NULL;
+}
+
 const gn_opt_ops gn_opt_gn_ops = {
     .name = "gn", .create = gn_create, .step = gn_step, .record = gn_record, .destroy = gn_destroy};

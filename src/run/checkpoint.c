@@ -21,7 +21,8 @@
 #include "gnrev/core/version.h"
 
 
-void gn_ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap) {
+/* The path of the checkpoint of a step (buf of GN_PATH_MAX + 32 bytes or more). */
+static void ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap) {
   snprintf(buf, cap, "%s/checkpoints/step_%08lld.h5", deck->out_dir, (long long)step);
 }
 
@@ -100,7 +101,7 @@ static void prune(const gn_deck *deck) {
   qsort(steps, n, sizeof *steps, cmp_i64);
   for (size_t i = 0; i + (size_t)deck->keep < n; ++i) {
     char path[GN_PATH_MAX + 64];
-    gn_ckpt_path(deck, steps[i], path, sizeof path);
+    ckpt_path(deck, steps[i], path, sizeof path);
     unlink(path);
   }
 }
@@ -122,7 +123,7 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   if (par->rank == 0 && mkdir(dir, 0775) != 0 && errno != EEXIST)
     st = GN_RAISE(GN_EIO, "cannot create checkpoint folder %s: %s", dir, strerror(errno));
   CHECK(gn_par_agree(par, st));
-  gn_ckpt_path(deck, meta->step, path, sizeof path);
+  ckpt_path(deck, meta->step, path, sizeof path);
   gn_h5 *f = NULL;
   CHECK(gn_h5_create_atomic(par, path, &f));
   int status = GN_OK;
@@ -170,7 +171,7 @@ static const char *const MAY_CHANGE[] = {
     "run:name", "run:out_dir", "run:epochs", "run:max_steps", "run:log_every",
     "checkpoint:every", "checkpoint:keep", "checkpoint:restart",
     "diagnostics:eval_every", "diagnostics:train_eval", "diagnostics:batch_change", "diagnostics:ntk_every",
-    "diagnostics:ntk_save_matrix", "diagnostics:cka_every", "diagnostics:weights_every",
+    "diagnostics:ntk_save_matrix", "diagnostics:cka_every", "diagnostics:weights_every", "optim:keep_features",
     "diagnostics:ggn_every"};
 
 enum { GK_MAX = 160, VAL_MAX = GN_PATH_MAX + 64 };
@@ -259,7 +260,8 @@ static int same_fixed(const gn_par *par, gn_h5 *f, const char *path, const char 
   return gn_par_agree(par, st);
 }
 
-int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, const gn_model *md,
+/* Collective on par->comm. Reads checkpoint `path` into theta and opt (see gn_ckpt_restart). */
+static int ckpt_read(const gn_par *par, const char *path, const char *deck_text, const gn_model *md,
                  double *theta, gn_opt *opt, gn_ckpt_state *state) {
   gn_h5 *f = NULL;
   CHECK(gn_h5_open(par, path, false, &f));
@@ -343,7 +345,7 @@ int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_tex
   if (strcmp(deck->restart, "none") == 0) return GN_OK;
   if (strcmp(deck->restart, "auto") != 0) {
     snprintf(path, cap, "%s", deck->restart);
-    int st = gn_ckpt_read(par, path, deck_text, model, theta, opt, state);
+    int st = ckpt_read(par, path, deck_text, model, theta, opt, state);
     if (st != GN_OK) path[0] = '\0';
     return st;
   }
@@ -368,8 +370,8 @@ int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_tex
   int st = gn_par_bcast(par, &n, sizeof n, 0);
   if (st == GN_OK) st = gn_par_bcast(par, steps, (size_t)n * sizeof *steps, 0);
   for (int64_t i = 0; st == GN_OK && i < n; ++i) {
-    gn_ckpt_path(deck, steps[i], path, cap);
-    int r = gn_ckpt_read(par, path, deck_text, model, theta, opt, state);
+    ckpt_path(deck, steps[i], path, cap);
+    int r = ckpt_read(par, path, deck_text, model, theta, opt, state);
     if (r == GN_OK) {
       free(steps);
       return GN_OK;

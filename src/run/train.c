@@ -411,9 +411,10 @@ static void print_summary(trainer *tr, const gn_memplan *plan, bool check_only) 
   printf("gnrev_mpi %s on %d rank%s: %s, %lld train / %lld test samples, d = %lld, %d classes\n",
          gn_version, tr->par->size, tr->par->size == 1 ? "" : "s", gn_deck_source_name(dk->source),
          (long long)tr->train.n, (long long)tr->test.n, (long long)tr->train.d, tr->train.classes);
-  printf("model: %lld blocks, hidden %lld, %.0f trained parameters; optimizer %s, lr %g, loss %s\n",
-         (long long)dk->blocks, (long long)dk->hidden, nparams, gn_deck_method_name(dk->method),
-         dk->lr, gn_deck_loss_name(dk->loss));
+  printf("model: %lld blocks, hidden %lld, %s%s, %.0f trained parameters; optimizer %s, lr %g, loss %s\n",
+         (long long)dk->blocks, (long long)dk->hidden, gn_deck_activation_name(dk->activation),
+         dk->linear_first_block ? " (block 1 linear)" : "", nparams, gn_deck_method_name(dk->method), dk->lr,
+         gn_deck_loss_name(dk->loss));
   printf("batch %lld (%s), %lld steps per epoch, %lld steps; output %s\n", (long long)tr->bs,
          tr->full_batch ? "full batch" : "mini-batch", (long long)tr->steps_per_epoch,
          (long long)tr->steps_total, dk->out_dir);

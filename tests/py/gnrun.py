@@ -132,8 +132,9 @@ def synthetic_deck(out_dir, method="sgd", lr=0.1, steps=5, **extra):
     return groups
 
 
-def run(deck_groups, np_=1, args=(), timeout=120, deck_path=None):
-    """Writes the deck, runs gnrev_mpi on np_ ranks; returns CompletedProcess with .deck."""
+def run(deck_groups, np_=1, args=(), timeout=120, deck_path=None, env=None, mpi_args=()):
+    """Writes the deck, runs gnrev_mpi on np_ ranks; returns CompletedProcess with .deck. env adds
+    variables for every rank, mpi_args flags for mpirun."""
     if deck_path is None:
         if not _scratch:
             scratch("gnrev_decks_")
@@ -141,8 +142,10 @@ def run(deck_groups, np_=1, args=(), timeout=120, deck_path=None):
         os.close(fd)
     with open(deck_path, "w") as f:
         f.write(deck_groups if isinstance(deck_groups, str) else deck_text(deck_groups))
-    cmd = [MPIRUN, *MPIFLAGS, "-np", str(np_), BINARY, *args, deck_path]
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    extra = dict(env or {})
+    cmd = [MPIRUN, *MPIFLAGS, *mpi_args, *[a for k in extra for a in ("-x", k)], "-np", str(np_), BINARY, *args,
+           deck_path]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", **extra)
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as e:

@@ -21,4 +21,8 @@ void gn_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int64
              const double *A, int64_t lda, const double *B, int64_t ldb, double beta, double *C,
              int64_t ldc);
 
+/* Local. C (N x N, ldc, upper triangle) = alpha A^T A + beta C for A (K x N, lda), row-major; K = 0
+ * with beta 0 clears the triangle. */
+void gn_syrk_t(int64_t N, int64_t K, double alpha, const double *A, int64_t lda, double beta, double *C, int64_t ldc);
+
 #endif

@@ -71,20 +71,6 @@ const char *gn_status_name(int status);
     goto fail;                                                       \
   } while (0)
 
-/* HDF5 calls return a negative herr_t/hid_t on failure. */
-#define CHECK_H5(call)                                                          \
-  do {                                                                          \
-    if ((long long)(call) < 0)                                                  \
-      return gn_error(GN_EIO, __FILE__, __LINE__, __func__, "HDF5 call failed: %s", #call); \
-  } while (0)
-
-/* ScaLAPACK/LAPACK report through an info argument. */
-#define CHECK_INFO(name, info)                                                  \
-  do {                                                                          \
-    if ((info) != 0)                                                            \
-      return gn_error(GN_ELIB, __FILE__, __LINE__, __func__, "%s returned info = %d", (name), (int)(info)); \
-  } while (0)
-
 #define CHECK_ALLOC(ptr)                                                        \
   do {                                                                          \
     if ((ptr) == NULL)                                                          \

@@ -21,6 +21,7 @@ typedef enum { GN_DAMP_CONSTANT, GN_DAMP_BOOTSTRAP } gn_damping_mode;
 typedef enum { GN_TRAIN_RUNNING, GN_TRAIN_FULL } gn_train_eval;
 typedef enum { GN_NTK_LOGITS, GN_NTK_OUTPUT, GN_NTK_BOTH } gn_ntk_space;
 typedef enum { GN_PROBE_FIRST, GN_PROBE_RANDOM } gn_probe_kind;
+typedef enum { GN_KEEP_AUTO, GN_KEEP_YES, GN_KEEP_NO } gn_keep_features;
 
 typedef struct {
   /* &run */
@@ -63,6 +64,9 @@ typedef struct {
   double damping;             /* pinv = damped: K + damping * mu_max * I; default 1e-3 */
   bool gn_reference;          /* Moore-Penrose GN step from the full NTK (small problems only) */
   gn_damping_mode damping_mode; /* gn_vivit; default constant */
+  gn_keep_features keep_features; /* gn: the forward keeps every half-block's features for the sweep
+                                   * (no inverse, no recomputed features); auto: when they fit in a
+                                   * quarter of the node's free memory; default auto */
   /* &checkpoint */
   int64_t every;              /* checkpoint every this many steps; 0 = only at the end; default 0 */
   int64_t keep;               /* newest checkpoints kept (step 0 always kept); default 3 */

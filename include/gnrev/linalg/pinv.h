@@ -30,8 +30,10 @@ typedef struct gn_pinv_ctx gn_pinv_ctx;
 /* Collective on par->comm. Prepares the BLACS grid (near-square p x q = P, p <= q, square blocks
  * of min(64, ceil(n / 2q))) and all workspace for global row count n, feature width hp and
  * right-hand-side width m (each 1 .. INT_MAX); the context is reused by every call with that
- * shape. par->comm must outlive the context. n > hp selects the least-squares route (no grid). */
-int gn_pinv_create(const gn_par *par, int64_t n, int64_t hp, int64_t m, gn_pinv_ctx **ctx);
+ * shape. par->comm must outlive the context. n > hp selects the least-squares route (no grid).
+ * nslots > 1 prepares the staged use below for that many Gram matrices, and, on several ranks,
+ * the groups of ranks that solve their eigenproblems concurrently. */
+int gn_pinv_create(const gn_par *par, int64_t n, int64_t hp, int64_t m, int nslots, gn_pinv_ctx **ctx);
 
 /* Collective on the communicator of gn_pinv_create (releases the BLACS grid); NULL is a no-op. */
 void gn_pinv_free(gn_pinv_ctx *ctx);
@@ -50,5 +52,29 @@ size_t gn_pinv_bytes(int nranks, int64_t n, int64_t hp, int64_t m);
  * (n > hp): every kind uses the eigenpairs of A^T A (rank 0, serial DSYEVD). */
 int gn_pinv_apply(gn_pinv_ctx *ctx, const gn_pinv_opts *opts, const double *A_local,
                   const double *T_local, double *dtheta, double *AdTheta_local, gn_pinv_info *info);
+
+/* ---- staged use (wide route, kinds gram and damped): the GN sweep forms every half-block's Gram
+ * matrix first, solves all their eigenproblems at once, then solves each right-hand side as the
+ * sweep produces it. ---------------------------------------------------------------------------- */
+
+/* Collective. Slot's K = L R^T (n x n) for this rank's nrows x w rows of L and R (w <= hp); R == L
+ * forms the symmetric A A^T by a rank-w update. GN_ENUMERIC for a non-finite entry. */
+int gn_pinv_gram(gn_pinv_ctx *ctx, int slot, const double *L_local, const double *R_local, int64_t w,
+                 gn_pinv_info *info);
+
+/* Collective. Eigenpairs of every slot with a Gram matrix not yet decomposed; with several such
+ * slots and a context made with groups, the groups decompose theirs at the same time. */
+int gn_pinv_eigen(gn_pinv_ctx *ctx, gn_pinv_info *info);
+
+/* Collective. For this rank's rows of T (nrows x m): Z_local = this rank's rows of K^+ T with the
+ * truncation of opts applied to the slot's eigenvalues (the weights of A^+ = A^T K^+), and
+ * AdT_local (optional) its rows of A A^+ T = K K^+ T. info gets the kept count and sigma_max. */
+int gn_pinv_solve(gn_pinv_ctx *ctx, int slot, const gn_pinv_opts *opts, const double *T_local, double *Z_local,
+                  double *AdT_local, gn_pinv_info *info);
+
+/* Collective. dtheta (hp x m, node-shared) = sum over the ranks of A_r^T Z_r, in pieces of rows
+ * (no rank holds more than two pieces of 8 MB). GN_ENUMERIC for a non-finite product. */
+int gn_pinv_sum_rows(gn_pinv_ctx *ctx, const double *A_local, const double *Z_local, double *dtheta,
+                     gn_pinv_info *info);
 
 #endif

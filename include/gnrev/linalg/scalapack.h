@@ -25,6 +25,8 @@ void Cblacs_get(int ctxt, int what, int *val);
 enum { GN_BLACS_TOPSREPEAT = 15, GN_BLACS_TOPSCOHRNT = 16 };
 void Cblacs_set(int ctxt, int what, const int *val);
 void Cblacs_gridinit(int *ctxt, const char *order, int nprow, int npcol);
+/* usermap: column-major ldumap x npcol ranks of the system context; processes outside get -1. */
+void Cblacs_gridmap(int *ctxt, int *usermap, int ldumap, int nprow, int npcol);
 void Cblacs_gridinfo(int ctxt, int *nprow, int *npcol, int *myrow, int *mycol);
 void Cblacs_gridexit(int ctxt);
 /* Cblacs_exit(0) would call MPI_Finalize: only ever Cblacs_exit(1), at the very end of a run. */

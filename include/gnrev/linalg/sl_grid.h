@@ -21,6 +21,12 @@ int gn_sl_block(int64_t n, int q);
  * order MPI does not promise). Release with Cblacs_gridexit. */
 int gn_sl_grid(MPI_Comm comm, int nprow, int npcol);
 
+/* Collective on comm. A BLACS context for the nprow x npcol grid of ranks first .. first + nprow
+ * npcol - 1 of comm ("Row" order), with fixed combine trees as gn_sl_grid; -1 on ranks outside it.
+ * Grids made from one comm share its system context, so PDGEMR2D can move matrices between them
+ * with gn_sl_grid(comm) as the covering context. */
+int gn_sl_subgrid(MPI_Comm comm, int first, int nprow, int npcol);
+
 /* Local. GN_OK for info == 0, else GN_ELIB (raised, with the message) naming the routine and
  * what info means: a descriptor entry (info < -100), an argument (-100 <= info < 0), or
  * positive_meaning (info > 0). */

@@ -50,9 +50,6 @@ size_t gn_model_offset(const gn_model *model, int b, int s);
  * b = 0 (whatever [lo, hi), each entry gets the value of the whole vector's draw). */
 void gn_model_init_params(const gn_model *model, const gn_deck *deck, size_t lo, size_t hi, double *theta);
 
-/* Local. Bytes of fixed data plus workspace for batches of n rows (for the memory plan). */
-size_t gn_model_bytes(const gn_model *model, int64_t n);
-
 /* Local. Flops of the matrix products (not the element-wise passes) that one call of
  * gn_model_forward (with logits) or gn_model_backward (with grad) makes on n rows; and those of one
  * half-block's forward, JVP and VJP (with dtheta) on n rows, as the kernels below choose their

@@ -4,6 +4,8 @@
 #ifndef GNREV_OPTIM_GN_SWEEP_H
 #define GNREV_OPTIM_GN_SWEEP_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gnrev/input/deck.h"
@@ -28,6 +30,14 @@ typedef struct gn_sweep gn_sweep;
 int gn_sweep_create(const gn_par *par, const gn_model *model, const gn_deck *deck, gn_sweep **gn);
 void gn_sweep_free(gn_sweep *gn);
 
+/* Local. Bytes a rank keeps from the forward for the sweep (every half-block's features, the
+ * input of a linear one) for `rows` local rows. */
+size_t gn_sweep_kept_bytes(const gn_model *model, int64_t rows);
+
+/* Local. Whether the forward keeps them: keep_features yes / no, or with auto when the node's ranks'
+ * kept features take at most a quarter of the node's available memory (0: unknown, keep). */
+bool gn_sweep_keeps(const gn_deck *deck, const gn_model *model, int64_t rows, int ranks_per_node, size_t available);
+
 /* Local. The per-half-block record of the last step (valid until the next call). */
 const gn_sweep_stats *gn_sweep_last(const gn_sweep *gn);
 
@@ -37,5 +47,9 @@ const gn_sweep_stats *gn_sweep_last(const gn_sweep *gn);
  * A non-finite residual or update is GN_ENUMERIC naming the half-block. */
 int gn_sweep_direction(gn_sweep *gn, const double *theta, int64_t n, int64_t n_global, const double *X0,
                     const int32_t *y, double *logits, double *delta);
+
+/* Local. The sweep's record of the last step of a gn optimizer (optim.h); NULL for other methods. */
+struct gn_opt;
+const gn_sweep_stats *gn_opt_sweep_stats(const struct gn_opt *opt);
 
 #endif

@@ -43,20 +43,15 @@ typedef struct {
 /* Collective on par->comm. The checkpoint to restart from, as deck->restart says: "none" gives
  * an empty path; "auto" the newest checkpoint in out_dir that loads (damaged ones are skipped
  * with a warning on rank 0), or empty when there is none; anything else is a path that must
- * load. On success the checkpoint has been read into theta and opt (see gn_ckpt_read). */
-int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
-                    const gn_model *model, double *theta, gn_opt *opt, char *path, size_t cap,
-                    gn_ckpt_state *state);
-
-/* Collective on par->comm. Reads checkpoint `path` into theta and opt after checking its format
+ * load. On success the checkpoint has been read into theta and opt after checking its format
  * version, its completeness marker and checksums (GN_EIO when damaged), that the fixed C and U
  * equal the model's, and that its deck differs from deck_text only in keys that may change
  * between runs (GN_EINPUT naming the differing keys otherwise; allowed changes are reported on
  * rank 0). */
-int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, const gn_model *model,
-                 double *theta, gn_opt *opt, gn_ckpt_state *state);
+int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
+                    const gn_model *model, double *theta, gn_opt *opt, char *path, size_t cap,
+                    gn_ckpt_state *state);
 
-/* Local. The path of the checkpoint of a step (buf of size GN_PATH_MAX + 32). */
-void gn_ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap);
+
 
 #endif
