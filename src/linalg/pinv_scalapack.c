@@ -1,4 +1,4 @@
-/* pinv_scalapack.c — dTheta = A^+ T for a row-distributed A (DESIGN.md sections 3-4).
+/* pinv_scalapack.c — dTheta = A^+ T for a row-distributed A (docs/algorithm.md sections 2-3).
  *
  * Grids, block sizes and INFO messages come from sl_grid.c.
  *
@@ -225,7 +225,7 @@ static int create_wide_local(gn_pinv_ctx *c) {
 static int create_wide(gn_pinv_ctx *c) {
   gn_sl_grid_shape(c->par.size, &c->p, &c->q);
   c->nb = gn_sl_block(c->n, c->q);
-  /* DESIGN.md 6: the same run twice gives the same bits (fixed combine trees, seen to vary on 3
+  /* docs/algorithm.md section 8: the same run twice gives the same bits (fixed combine trees, seen to vary on 3
    * ranks with BLACS's default MPI_Allreduce). */
   c->ctxt = gn_sl_grid(c->par.comm, c->p, c->q);
 

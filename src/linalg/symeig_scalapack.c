@@ -1,4 +1,4 @@
-/* symeig_scalapack.c — PDSYEVD on a row-split symmetric matrix (DESIGN.md section 4: matrices
+/* symeig_scalapack.c — PDSYEVD on a row-split symmetric matrix (docs/algorithm.md section 7: matrices
  * that couple samples live in ScaLAPACK layout, never on one rank).
  *
  * A rank's row-major rows are, read column-major, columns of the transpose, which is the matrix

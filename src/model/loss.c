@@ -1,5 +1,5 @@
 /* loss.c — cross-entropy and MSE on the logits: values, accuracy, gradients, the GN residual and
- * the factor of the loss Hessian (DESIGN.md sections 2 and 5). Softmax goes through a
+ * the factor of the loss Hessian (docs/algorithm.md sections 1 and 2). Softmax goes through a
  * max-shifted log-sum-exp so that no logit range overflows. */
 #include "gnrev/model/loss.h"
 

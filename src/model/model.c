@@ -1,4 +1,4 @@
-/* model.c — RevMLP (DESIGN.md section 2): the fixed projections C and the output map U, the
+/* model.c — RevMLP (docs/algorithm.md section 1): the fixed projections C and the output map U, the
  * parameter layout and initialisation, and the row-local kernels (half-block forward, JVP and
  * VJP, block forward and inverse, network forward, backpropagation through the inverse).
  *

@@ -1,4 +1,4 @@
-/* cka.h — linear centred kernel alignment (Kornblith et al. 2019, DESIGN.md section 5) between two
+/* cka.h — linear centred kernel alignment (Kornblith et al. 2019, docs/algorithm.md section 9) between two
  * representations of the same n samples, the samples split by rows over ranks:
  *
  *     CKA(X, Y) = ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F),

@@ -1,5 +1,5 @@
-/* pinv.h — the distributed pseudo-inverse of a row-distributed feature matrix (DESIGN.md
- * sections 3 and 4): dTheta = A^+ T for A (n x hp) and T (n x m) whose rows are split over the
+/* pinv.h — the distributed pseudo-inverse of a row-distributed feature matrix (docs/algorithm.md
+ * sections 2, 3 and 7): dTheta = A^+ T for A (n x hp) and T (n x m) whose rows are split over the
  * ranks of par->comm in gn_par_rows blocks. ScaLAPACK and BLACS are called here, in sl_grid.c and
  * in symeig_scalapack.c (NTK spectrum, ViViT Gram). */
 #ifndef GNREV_PINV_H

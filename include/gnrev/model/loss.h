@@ -1,4 +1,4 @@
-/* loss.h — losses on the logits, their gradients and the GN residual (DESIGN.md section 2).
+/* loss.h — losses on the logits, their gradients and the GN residual (docs/algorithm.md section 1).
  * All functions are Local and act on the rows a rank owns; batch means use the global batch
  * size n_global so that a sum over ranks gives the mean. */
 #ifndef GNREV_LOSS_H

@@ -1,4 +1,4 @@
-/* model.h — RevMLP (DESIGN.md section 2): forward, exact inverse, JVPs and VJPs, all row-local.
+/* model.h — RevMLP (docs/algorithm.md section 1): forward, exact inverse, JVPs and VJPs, all row-local.
  *
  * Conventions: every matrix is row-major; a batch X is n x d with halves x1 = X[:, :m] and
  * x2 = X[:, m:] (leading dimension d). The trained parameters of all blocks live in one flat
