@@ -67,17 +67,26 @@ int gn_par_agree(const gn_par *par, int status) {
   return first_status;
 }
 
+/* The message escaped (it may quote the deck or a file name), or as it is if memory is short. */
+static void print_message(const char *prefix, int status) {
+  char *safe = gn_escape_text(gn_error_message());
+  fprintf(stderr, "gnrev_mpi: %s%s: %s\n", prefix, gn_status_name(status), safe ? safe : gn_error_message());
+  free(safe);
+}
+
 void gn_par_report(const gn_par *par, int status) {
   if (par->rank != 0) return;
-  fprintf(stderr, "gnrev_mpi: %s: %s\n", gn_status_name(status), gn_error_message());
+  print_message("", status);
   if (getenv("GNREV_TRACEBACK") || status == GN_EINTERNAL)
     fprintf(stderr, "%s\n", gn_error_traceback());
   fflush(stderr);
 }
 
 void gn_par_die(const gn_par *par, int status) {
-  fprintf(stderr, "gnrev_mpi: rank %d: %s: %s\n%s\n", par ? par->rank : -1, gn_status_name(status),
-          gn_error_message(), gn_error_traceback());
+  char prefix[32];
+  snprintf(prefix, sizeof prefix, "rank %d: ", par ? par->rank : -1);
+  print_message(prefix, status);
+  fprintf(stderr, "%s\n", gn_error_traceback());
   fflush(stderr);
   MPI_Abort(par ? par->comm : MPI_COMM_WORLD, status ? status : 1);
   exit(status ? status : 1);

@@ -367,7 +367,9 @@ int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_tex
       break;
     }
     if (par->rank == 0) {
-      fprintf(stderr, "gnrev_mpi: warning: skipping damaged checkpoint: %s\n", gn_error_message());
+      char *safe = gn_escape_text(gn_error_message());
+      fprintf(stderr, "gnrev_mpi: warning: skipping damaged checkpoint: %s\n", safe ? safe : "(out of memory)");
+      free(safe);
       fflush(stderr);
     }
     gn_error_clear();

@@ -1,0 +1,55 @@
+"""What gnrev refuses before training starts, at the program level (docs/operations.md): deck
+messages print the deck's control characters and broken UTF-8 escaped, so a deck cannot send
+escape sequences to the terminal."""
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "py"))
+import gnrun  # noqa: E402
+from gnrun import check, finish  # noqa: E402
+
+tmp = gnrun.scratch("gnrev_startup_")
+
+
+def run_bytes(deck_bytes, np_=2, args=(), timeout=120):
+    """Runs gnrev_mpi on a deck given as bytes; stdout and stderr are returned as bytes."""
+    path = os.path.join(tmp, f"deck_{abs(hash(deck_bytes))}.nml")
+    with open(path, "wb") as f:
+        f.write(deck_bytes)
+    cmd = [gnrun.MPIRUN, *gnrun.MPIFLAGS, "-np", str(np_), gnrun.BINARY, *args, path]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    return subprocess.run(cmd, capture_output=True, timeout=timeout, env=env)
+
+
+# ---- deck messages are escaped ----------------------------------------------------------------
+# Values holding ESC[2J (clear screen), a byte that is not UTF-8 (0xff), and a valid UTF-8
+# letter that must stay as it is.
+deck = (b"&run out_dir = '" + tmp.encode() + b"/o' /\n&data source = 'synthetic' /\n"
+        b"&optim\n  method = 'sg\x1b[2Jd'\n  loss = 'c\xffe'\n/\n&model activation = 'rel\xc3\xa9' /\n")
+p = run_bytes(deck, args=("--check",))
+err = p.stderr
+raw_control = re.search(rb"[\x00-\x08\x0b-\x1f\x7f]", err)
+check(p.returncode == 2 and raw_control is None and b"\xff" not in err,
+      "test_deck_error_prints_no_raw_control_or_non_utf8_byte",
+      f"rc={p.returncode} raw={raw_control} {err[-600:]!r}")
+check(b"'sg\\x1b[2Jd'" in err and b"'c\\xffe'" in err,
+      "test_deck_error_shows_control_and_non_utf8_bytes_as_hex_escapes", repr(err[-800:]))
+check("'relé'" in err.decode("utf-8", errors="replace"), "test_deck_error_keeps_valid_utf8_text", repr(err[-800:]))
+# The caret still points at the value, and underlines all of it, in the escaped echo of its line.
+lines = err.decode("utf-8", errors="replace").splitlines()
+caret_ok = False
+for i, line in enumerate(lines[:-1]):
+    if line.startswith("    5 | ") and "'c\\xffe'" in line:
+        start = line.index("'c\\xffe'")
+        caret_ok = lines[i + 1].index("^") == start and lines[i + 1].rstrip().endswith("^" + "~" * 7)
+check(caret_ok, "test_deck_error_caret_aligned_under_escaped_echo", "\n".join(lines[:20]))
+
+# Messages from later stages that quote the deck (here a data path) are escaped too.
+p = run_bytes(b"&run out_dir = '" + tmp.encode() + b"/o' /\n&data source = 'fashion-mnist' "
+              b"path = '/nonexistent/\x1b[31mred' /\n", args=("--check",))
+check(p.returncode in (2, 3) and b"\x1b" not in p.stderr and b"/nonexistent/\\x1b[31mred" in p.stderr,
+      "test_data_error_quoting_the_deck_is_escaped", repr(p.stderr[-400:]))
+
+finish()
