@@ -150,6 +150,7 @@ static int run(const gn_par *par, const cli *c) {
   CHECK(read_deck(par, c->deck_path, &text));
   gn_deck deck;
   int st = gn_par_agree(par, gn_deck_parse(text, c->deck_path, c->overrides, c->n_overrides, &deck));
+  if (st == GN_OK) st = gn_par_agree(par, gn_deck_require_groups(text, c->deck_path));
   if (st == GN_OK) st = gn_train_run(par, &deck, c->deck_path, text, c->check);
   free(text);
   return st;

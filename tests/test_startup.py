@@ -1,6 +1,7 @@
 """What gnrev refuses before training starts, at the program level (docs/operations.md): deck
 messages print the deck's control characters and broken UTF-8 escaped, so a deck cannot send
-escape sequences to the terminal."""
+escape sequences to the terminal; a deck without any namelist group is refused instead of
+silently training the default job."""
 import os
 import re
 import subprocess
@@ -52,4 +53,15 @@ p = run_bytes(b"&run out_dir = '" + tmp.encode() + b"/o' /\n&data source = 'fash
 check(p.returncode in (2, 3) and b"\x1b" not in p.stderr and b"/nonexistent/\\x1b[31mred" in p.stderr,
       "test_data_error_quoting_the_deck_is_escaped", repr(p.stderr[-400:]))
 
+# ---- a deck with no group ---------------------------------------------------------------------
+for label, text in (("empty", b""), ("comments only", b"! nothing here\n\n   \n! still nothing\n")):
+    p = run_bytes(text, args=("--check",))
+    err = p.stderr.decode(errors="replace")
+    check(p.returncode == 2 and "has no namelist group" in err and err.count("gnrev_mpi:") == 1
+          and "total per rank" not in p.stdout.decode(errors="replace"),
+          f"test_deck_without_groups_is_refused ({label})", f"rc={p.returncode} {err[-400:]}")
+# One group, even empty, is a deliberate deck: the refusal is only for a deck with none.
+p = run_bytes(b"&run out_dir = '" + tmp.encode() + b"/o2' /\n&data source = 'synthetic' /\n", args=("--check",))
+check(p.returncode == 0 and b"has no namelist group" not in p.stderr,
+      "test_deck_with_one_group_is_not_refused_as_empty", repr(p.stderr[-300:]))
 finish()

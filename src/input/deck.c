@@ -557,6 +557,29 @@ static void apply_file(pctx *pc, const gn_nml_file *f, const char *filename, con
   }
 }
 
+int gn_deck_require_groups(const char *text, const char *filename) {
+  gn_nml_file file = {0};
+  gn_nml_diag diag = {0};
+  int status = gn_nml_parse(text, filename, &file, &diag);
+  /* Syntax errors are gn_deck_parse's to report. */
+  const bool empty = status == GN_OK && diag.n_errors == 0 && file.n_groups == 0;
+  gn_nml_free(&file);
+  gn_nml_diag_free(&diag);
+  CHECK(status);
+  if (empty) {
+    gn_deck d;
+    gn_deck_defaults(&d);
+    char *safe = gn_escape_text(filename);
+    status = GN_RAISE(GN_EINPUT,
+                      "%s: error: the deck has no namelist group (it is empty or holds only comments): refusing "
+                      "to train with every default (%s, the whole Fashion-MNIST training set, hidden = %" PRId64
+                      "); write the groups you mean, e.g. &run out_dir = 'runs/first' / (docs/deck-reference.md)",
+                      safe ? safe : filename, gn_deck_method_name(d.method), d.hidden);
+    free(safe);
+  }
+  return status;
+}
+
 int gn_deck_parse(const char *text, const char *filename, const char *const *overrides, int n_overrides,
                   gn_deck *deck) {
   int status = GN_OK;

@@ -90,6 +90,11 @@ void gn_deck_defaults(gn_deck *deck);
 int gn_deck_parse(const char *text, const char *filename, const char *const *overrides,
                   int n_overrides, gn_deck *deck);
 
+/* Local. GN_EINPUT when the deck text holds no namelist group at all (empty, or only comments and
+ * blanks): gnrev_mpi refuses such a deck rather than train every default. gn_deck_parse itself
+ * accepts it (the defaults), and syntax errors are left to it (GN_OK here). */
+int gn_deck_require_groups(const char *text, const char *filename);
+
 /* Local. Reads the file and calls gn_deck_parse. */
 int gn_deck_load(const char *path, const char *const *overrides, int n_overrides, gn_deck *deck);
 
