@@ -64,4 +64,22 @@ for label, text in (("empty", b""), ("comments only", b"! nothing here\n\n   \n!
 p = run_bytes(b"&run out_dir = '" + tmp.encode() + b"/o2' /\n&data source = 'synthetic' /\n", args=("--check",))
 check(p.returncode == 0 and b"has no namelist group" not in p.stderr,
       "test_deck_with_one_group_is_not_refused_as_empty", repr(p.stderr[-300:]))
+# ---- the total step count --------------------------------------------------------------------
+def count_deck(out, epochs, max_steps):
+    return (f"&run out_dir = '{out}' epochs = {epochs} max_steps = {max_steps} log_every = 1 /\n"
+            "&data source = 'synthetic' dim = 8 classes = 2 synthetic_train = 64 synthetic_test = 8 batch_size = 1 /\n"
+            "&model hidden = 8 /\n&optim method = 'sgd' lr = 0.01 /\n&diagnostics eval_every = 0 /\n").encode()
+
+
+# epochs * steps_per_epoch = 2**57 * 64 overflows a 64-bit integer.
+p = run_bytes(count_deck(os.path.join(tmp, "ovf"), 2**57, 0), args=("--check",))
+err = p.stderr.decode(errors="replace")
+check(p.returncode == 2 and "epochs = 144115188075855872" in err and "more than" in err and err.count("gnrev_mpi:") == 1,
+      "test_step_count_overflow_is_refused_at_start", f"rc={p.returncode} {err[-400:]}")
+# With max_steps the product does not matter: 5 steps are taken and named with 8 digits.
+out = os.path.join(tmp, "bounded")
+p = run_bytes(count_deck(out, 2**57, 5))
+names = sorted(os.listdir(os.path.join(out, "checkpoints"))) if os.path.isdir(os.path.join(out, "checkpoints")) else []
+check(p.returncode == 0 and names == ["step_00000000.h5", "step_00000005.h5"] and b"5 steps" in p.stdout,
+      "test_huge_epochs_with_max_steps_runs_max_steps", f"rc={p.returncode} {names} {p.stderr[-300:]!r}")
 finish()

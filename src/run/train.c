@@ -460,6 +460,22 @@ static int restore(trainer *tr) {
   return GN_OK;
 }
 
+/* Local. steps_total = epochs x steps_per_epoch, bounded by max_steps, in checked arithmetic: a
+ * product past int64 (epochs = 2**57) is refused unless max_steps bounds it. */
+static int count_steps(trainer *tr) {
+  const gn_deck *dk = tr->deck;
+  int64_t total = 0;
+  const bool overflow = __builtin_mul_overflow(dk->epochs, tr->steps_per_epoch, &total);
+  if (dk->max_steps > 0 && (overflow || dk->max_steps < total)) total = dk->max_steps;
+  else if (overflow)
+    GN_FAIL(GN_EINPUT,
+            "epochs = %lld with %lld steps per epoch is more than 2^63 - 1 steps: lower epochs, or set "
+            "max_steps in &run",
+            (long long)dk->epochs, (long long)tr->steps_per_epoch);
+  tr->steps_total = total;
+  return GN_OK;
+}
+
 int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
                  const char *deck_source, bool check_only) {
   trainer tr_, *tr = &tr_;
@@ -476,8 +492,7 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   tr->bs = deck->batch_size > 0 && deck->batch_size < tr->train.n ? deck->batch_size : tr->train.n;
   tr->full_batch = tr->bs == tr->train.n;
   tr->steps_per_epoch = (tr->train.n + tr->bs - 1) / tr->bs;
-  tr->steps_total = deck->epochs * tr->steps_per_epoch;
-  if (deck->max_steps > 0 && deck->max_steps < tr->steps_total) tr->steps_total = deck->max_steps;
+  CHECK_GOTO(gn_par_agree(par, count_steps(tr)));
   gn_memplan plan;
   gn_memplan_compute(par, deck, tr->train.d, tr->train.classes, tr->train.n, tr->test.n, &plan);
   /* The plan is judged before anything sized by the deck is allocated. */
