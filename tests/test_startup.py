@@ -4,8 +4,10 @@ escape sequences to the terminal; a deck without any namelist group is refused i
 silently training the default job."""
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "py"))
 import gnrun  # noqa: E402
@@ -82,4 +84,56 @@ p = run_bytes(count_deck(out, 2**57, 5))
 names = sorted(os.listdir(os.path.join(out, "checkpoints"))) if os.path.isdir(os.path.join(out, "checkpoints")) else []
 check(p.returncode == 0 and names == ["step_00000000.h5", "step_00000005.h5"] and b"5 steps" in p.stdout,
       "test_huge_epochs_with_max_steps_runs_max_steps", f"rc={p.returncode} {names} {p.stderr[-300:]!r}")
+# ---- a stop signal during start-up -----------------------------------------------------------
+def rank_pids(parent):
+    """The gnrev_mpi processes mpirun started (its children once they have exec'ed)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if int(fields[1]) == parent and "(gnrev_mpi)" in st:
+            pids.append(int(d))
+    return pids
+
+
+def in_mpi_init(pid):
+    """MPI_Init starts Open MPI's helper threads: a second thread means main() runs and MPI_Init
+    is under way (or done)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) >= 2
+    except OSError:
+        return False
+
+
+out = os.path.join(tmp, "early_signal")
+deck_path = os.path.join(tmp, "early_signal.nml")
+with open(deck_path, "wb") as f:
+    f.write(count_deck(out, 1000, 400))
+proc = subprocess.Popen([gnrun.MPIRUN, *gnrun.MPIFLAGS, "-np", "2", gnrun.BINARY, deck_path],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                        env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+t0 = time.time()
+pids = []
+while time.time() - t0 < 60 and not (len(pids) == 2 and all(in_mpi_init(q) for q in pids)):
+    pids = rank_pids(proc.pid)
+    time.sleep(0.002)
+sent_before_training = not os.path.exists(os.path.join(out, "run.h5"))
+for q in pids:
+    os.kill(q, signal.SIGUSR1)
+try:
+    o, e = proc.communicate(timeout=120)
+except subprocess.TimeoutExpired:
+    proc.kill()
+    o, e = proc.communicate()
+ckpts = sorted(os.listdir(os.path.join(out, "checkpoints"))) if os.path.isdir(os.path.join(out, "checkpoints")) else []
+check(len(pids) == 2 and sent_before_training and proc.returncode == 75
+      and "SIGUSR1 received: stopped after step 1 " in e and ckpts == ["step_00000000.h5", "step_00000001.h5"],
+      "test_sigusr1_during_mpi_init_stops_after_the_first_step_with_exit_75",
+      f"pids={pids} before={sent_before_training} rc={proc.returncode} {ckpts} {e[-400:]}")
 finish()
