@@ -31,6 +31,7 @@
 #include "gnrev/model/model.h"
 #include "gnrev/optim/optim.h"
 #include "gnrev/run/checkpoint.h"
+#include "gnrev/run/lock.h"
 #include "gnrev/run/memplan.h"
 #include "gnrev/run/runlog.h"
 #include "gnrev/run/signals.h"
@@ -53,6 +54,7 @@ typedef struct {
   gn_opt *opt;
   gn_diag *diag;
   gn_runlog *log;
+  gn_lock *lock;             /* out_dir's lock, held from before the restart to the end */
   int64_t bs, steps_per_epoch, steps_total;
   bool full_batch;           /* one batch, the whole training set, every step */
   int64_t *perm, perm_epoch;
@@ -392,6 +394,7 @@ static int create_diagnostics(trainer *tr) {
 static void trainer_free(trainer *tr) {
   gn_diag_free(tr->diag);
   gn_runlog_close(tr->log);
+  gn_lock_release(tr->lock);
   gn_opt_free(tr->opt);
   gn_model_free(&tr->model);
   gn_data_free(&tr->train);
@@ -434,6 +437,15 @@ static void print_summary(trainer *tr, const gn_memplan *plan, bool check_only) 
     printf("notice: batch %lld > features %lld: GN solves least-squares problems (tall case)\n",
            (long long)tr->bs, (long long)hp);
   fflush(stdout);
+}
+
+/* Collective. Creates out_dir and takes its lock before anything in it is read or written. */
+static int lock_out_dir(trainer *tr) {
+  int st = GN_OK;
+  if (RANK0 && gn_mkdir_p(tr->deck->out_dir) != 0)
+    st = GN_RAISE(GN_EIO, "cannot create output folder %s: %s", tr->deck->out_dir, strerror(errno));
+  CHECK(gn_par_agree(tr->par, st));
+  return gn_lock_take(tr->par, tr->deck->out_dir, &tr->lock);
 }
 
 /* Collective. theta, the optimizer and the step to start from: a checkpoint as the deck's restart
@@ -512,6 +524,7 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   }
   CHECK_GOTO(gn_par_agree(par, st));
   CHECK_GOTO(gn_opt_create(par, deck, &tr->model, &tr->opt));
+  CHECK_GOTO(lock_out_dir(tr));
   CHECK_GOTO(restore(tr));
   if (tr->restart_path[0] && tr->start_step >= tr->steps_total) {
     if (RANK0) {
