@@ -2,6 +2,7 @@
 out_dir is refused naming the holder of its lock; a stale lock of a dead process on this host is
 taken over and said so; the lock is released on every way out (end, error, stop signal)."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -113,4 +114,54 @@ failed = os.path.join(tmp, "failed")
 p = run(synthetic_deck(failed, method="sgd", lr=1e300, steps=5), np_=2)
 check(p.returncode == 5 and os.path.isdir(failed) and not os.path.exists(lock_path(failed)),
       "test_lock_released_after_an_error", f"rc={p.returncode} {p.stderr[-300:]}")
+# ---- restart = 'auto' never starts afresh over a run it cannot continue ----------------------
+def first_rows(out):
+    with h5py.File(os.path.join(out, "run.h5"), "r") as f:
+        return len(f["metrics/step"]), f["metrics/train_loss"][...].tolist()
+
+
+lost = os.path.join(tmp, "lost_checkpoints")
+run(synthetic_deck(lost, method="sgd", lr=0.1, steps=6), np_=2)
+before = first_rows(lost)
+shutil.rmtree(os.path.join(lost, "checkpoints"))
+other_seed = synthetic_deck(lost, method="sgd", lr=0.1, steps=4)
+other_seed["run"]["seed"] = 99
+p = run(other_seed, np_=2)
+check(p.returncode == 2 and "run.h5" in p.stderr and "7 rows" in p.stderr and "restart = 'none'" in p.stderr
+      and first_rows(lost) == before,
+      "test_auto_restart_without_checkpoints_refuses_to_replace_run_h5", f"rc={p.returncode} {p.stderr[-500:]}")
+
+wrecked = os.path.join(tmp, "all_damaged")
+run(synthetic_deck(wrecked, method="sgd", lr=0.1, steps=6, checkpoint__every=2), np_=2)
+before = first_rows(wrecked)
+ckdir = os.path.join(wrecked, "checkpoints")
+names = sorted(f for f in os.listdir(ckdir) if f.endswith(".h5"))
+sizes = {}
+for name in names:
+    path = os.path.join(ckdir, name)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    sizes[name] = os.path.getsize(path)
+p = run(synthetic_deck(wrecked, method="sgd", lr=0.1, steps=8, checkpoint__every=2), np_=2)
+kept = {n: os.path.getsize(os.path.join(ckdir, n + ".damaged")) for n in names
+        if os.path.exists(os.path.join(ckdir, n + ".damaged"))}
+check(p.returncode == 2 and "damaged" in p.stderr and first_rows(wrecked) == before,
+      "test_auto_restart_with_every_checkpoint_damaged_refuses_to_replace_run_h5",
+      f"rc={p.returncode} {p.stderr[-500:]}")
+check(kept == sizes, "test_damaged_checkpoints_are_moved_aside_not_deleted", f"kept={kept} sizes={sizes}")
+
+# A damaged newest checkpoint is skipped for the previous one; the continued run writes that
+# step again, and the damaged file is still there beside it.
+partly = os.path.join(tmp, "newest_damaged")
+run(synthetic_deck(partly, method="sgd", lr=0.1, steps=6, checkpoint__every=2), np_=2)
+newest = os.path.join(partly, "checkpoints", "step_00000006.h5")
+with open(newest, "r+b") as f:
+    f.truncate(os.path.getsize(newest) // 2)
+damaged_size = os.path.getsize(newest)
+p = run(synthetic_deck(partly, method="sgd", lr=0.1, steps=8, checkpoint__every=2), np_=2)
+aside = newest + ".damaged"
+check(p.returncode == 0 and "step_00000004.h5" in p.stdout and os.path.exists(aside)
+      and os.path.getsize(aside) == damaged_size and os.path.exists(newest) and rows(partly) == 9,
+      "test_damaged_newest_checkpoint_is_kept_aside_when_its_step_is_written_again",
+      f"rc={p.returncode} {os.listdir(os.path.join(partly, 'checkpoints'))} {p.stderr[-300:]}")
 finish()

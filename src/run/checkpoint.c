@@ -323,6 +323,22 @@ fail:
 
 static int cmp_desc(const void *a, const void *b) { return -cmp_i64(a, b); }
 
+/* Rank 0 only: renames a damaged checkpoint <path>.damaged (or .damaged.N if taken), out of reach
+ * of the pruning and of the rewrite of its step, and says so. */
+static void set_aside(const char *path) {
+  char aside[GN_PATH_MAX + 96];
+  snprintf(aside, sizeof aside, "%s.damaged", path);
+  for (int k = 1; k < 100 && access(aside, F_OK) == 0; ++k) snprintf(aside, sizeof aside, "%s.damaged.%d", path, k);
+  char *msg = gn_escape_text(gn_error_message());
+  if (rename(path, aside) == 0)
+    fprintf(stderr, "gnrev_mpi: warning: skipping damaged checkpoint (kept as %s): %s\n", aside, msg ? msg : "");
+  else
+    fprintf(stderr, "gnrev_mpi: warning: skipping damaged checkpoint (could not rename it: %s): %s\n",
+            strerror(errno), msg ? msg : "");
+  free(msg);
+  fflush(stderr);
+}
+
 int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
                     const gn_model *model, double *theta, gn_opt *opt, char *path, size_t cap,
                     gn_ckpt_state *state) {
@@ -355,6 +371,7 @@ int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_tex
   }
   int st = gn_par_bcast(par, &n, sizeof n, 0);
   if (st == GN_OK) st = gn_par_bcast(par, steps, (size_t)n * sizeof *steps, 0);
+  int64_t damaged = 0;
   for (int64_t i = 0; st == GN_OK && i < n; ++i) {
     gn_ckpt_path(deck, steps[i], path, cap);
     int r = gn_ckpt_read(par, path, deck_text, model, theta, opt, state);
@@ -366,19 +383,17 @@ int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_tex
       st = r;
       break;
     }
-    if (par->rank == 0) {
-      char *safe = gn_escape_text(gn_error_message());
-      fprintf(stderr, "gnrev_mpi: warning: skipping damaged checkpoint: %s\n", safe ? safe : "(out of memory)");
-      free(safe);
-      fflush(stderr);
-    }
+    ++damaged;
+    if (par->rank == 0) set_aside(path);
     gn_error_clear();
   }
   free(steps);
   path[0] = '\0';
   if (st == GN_OK) {
-    /* Nothing loadable: start afresh, from the initial parameters the caller made. */
+    /* Nothing loadable: the caller decides whether to start afresh. */
     memset(state, 0, sizeof *state);
+    state->found = n;
+    state->damaged = damaged;
   }
   return st;
 }

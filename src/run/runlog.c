@@ -111,6 +111,22 @@ int gn_runlog_close(gn_runlog *log) {
   return st;
 }
 
+int gn_runlog_peek(const gn_par *par, const char *out_dir, gn_runlog_found *found) {
+  memset(found, 0, sizeof *found);
+  char path[GN_PATH_MAX + 16];
+  snprintf(path, sizeof path, "%s/run.h5", out_dir);
+  struct stat sb;
+  int exists = stat(path, &sb) == 0;
+  CHECK(gn_par_bcast(par, &exists, sizeof exists, 0));
+  if (!exists) return GN_OK;
+  found->exists = true;
+  gn_h5 *f = NULL;
+  CHECK(gn_h5_open(par, path, false, &f));
+  found->rows = gn_h5_series_len(f, "/metrics/step");
+  if (found->rows < 0) found->rows = 0;
+  return gn_h5_close(f);
+}
+
 gn_h5 *gn_runlog_file(gn_runlog *log) { return log->file; }
 
 const char *gn_runlog_path(const gn_runlog *log) { return log->path; }

@@ -448,6 +448,30 @@ static int lock_out_dir(trainer *tr) {
   return gn_lock_take(tr->par, tr->deck->out_dir, &tr->lock);
 }
 
+/* Collective. restart = 'auto' found no checkpoint that loads: starting afresh would replace
+ * run.h5, so it is refused when run.h5 holds rows or when checkpoints were there but damaged. */
+static int may_start_afresh(trainer *tr, const gn_ckpt_state *cs) {
+  const gn_deck *dk = tr->deck;
+  gn_runlog_found found;
+  CHECK(gn_runlog_peek(tr->par, dk->out_dir, &found));
+  if (found.rows == 0 && cs->damaged == 0) return GN_OK;
+  char what[GN_PATH_MAX + 256];
+  if (found.rows > 0 && cs->damaged > 0)
+    snprintf(what, sizeof what, "out_dir %s holds run.h5 with %lld rows but every one of its %lld checkpoints is "
+             "damaged (each kept as <name>.damaged)", dk->out_dir, (long long)found.rows, (long long)cs->damaged);
+  else if (found.rows > 0)
+    snprintf(what, sizeof what, "out_dir %s holds run.h5 with %lld rows but no checkpoint to continue it from",
+             dk->out_dir, (long long)found.rows);
+  else
+    snprintf(what, sizeof what, "every one of the %lld checkpoints in out_dir %s is damaged (each kept as "
+             "<name>.damaged)", (long long)cs->damaged, dk->out_dir);
+  GN_FAIL(GN_EINPUT,
+          "%s: restart = 'auto' will not start afresh over it. To start afresh anyway, set &checkpoint "
+          "restart = 'none' (run.h5 is then replaced) or use another out_dir; to continue from a checkpoint "
+          "kept elsewhere, name it in restart",
+          what);
+}
+
 /* Collective. theta, the optimizer and the step to start from: a checkpoint as the deck's restart
  * says, or the initial state. */
 static int restore(trainer *tr) {
@@ -465,6 +489,7 @@ static int restore(trainer *tr) {
       fflush(stdout);
     }
   } else if (strcmp(deck->restart, "auto") == 0) {
+    CHECK(may_start_afresh(tr, &cs));
     /* A failed candidate may have left partial values behind: start from the true initial state. */
     gn_model_init_params(&tr->model, deck, tr->theta);
     gn_opt_reset(tr->opt);

@@ -38,12 +38,15 @@ typedef struct {
   int64_t step, epoch;   /* updates taken; epoch of the next batch */
   int nranks;            /* ranks of the run that wrote it */
   double sums[GN_CKPT_SUMS]; /* the epoch's running sums at the checkpoint */
+  int64_t found, damaged;    /* restart = 'auto': checkpoint files found, and those found damaged
+                              * (each moved aside as <name>.damaged) */
 } gn_ckpt_state;
 
 /* Collective on par->comm. The checkpoint to restart from, as deck->restart says: "none" gives
  * an empty path; "auto" the newest checkpoint in out_dir that loads (damaged ones are skipped
- * with a warning on rank 0), or empty when there is none; anything else is a path that must
- * load. On success the checkpoint has been read into theta and opt (see gn_ckpt_read). */
+ * with a warning on rank 0 and renamed <name>.damaged, never deleted), or empty when there is
+ * none; anything else is a path that must load. On success the checkpoint has been read into
+ * theta and opt (see gn_ckpt_read). */
 int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
                     const gn_model *model, double *theta, gn_opt *opt, char *path, size_t cap,
                     gn_ckpt_state *state);

@@ -50,6 +50,16 @@ int gn_runlog_open(const gn_par *par, const gn_deck *deck, const gn_runlog_meta 
 /* Collective. Closes the file; NULL is a no-op. */
 int gn_runlog_close(gn_runlog *log);
 
+/* What an existing <out_dir>/run.h5 holds, looked at before a run decides how to start. */
+typedef struct {
+  bool exists;    /* the file is there */
+  int64_t rows;   /* its /metrics rows (0 when absent or empty) */
+} gn_runlog_found;
+
+/* Collective on par->comm. Looks at <out_dir>/run.h5 without changing it; a file that is there but
+ * cannot be read as HDF5 is GN_EIO. */
+int gn_runlog_peek(const gn_par *par, const char *out_dir, gn_runlog_found *found);
+
 /* Local. The open run.h5 (for the diagnostics' groups) and the path it was opened with. */
 gn_h5 *gn_runlog_file(gn_runlog *log);
 const char *gn_runlog_path(const gn_runlog *log);
