@@ -164,4 +164,42 @@ check(p.returncode == 0 and "step_00000004.h5" in p.stdout and os.path.exists(as
       and os.path.getsize(aside) == damaged_size and os.path.exists(newest) and rows(partly) == 9,
       "test_damaged_newest_checkpoint_is_kept_aside_when_its_step_is_written_again",
       f"rc={p.returncode} {os.listdir(os.path.join(partly, 'checkpoints'))} {p.stderr[-300:]}")
+# ---- run.h5 belongs to its run ----------------------------------------------------------------
+run_a = os.path.join(tmp, "run_a")
+run_b = os.path.join(tmp, "run_b")
+deck_a = synthetic_deck(run_a, method="sgd", lr=0.1, steps=4, checkpoint__every=2)
+run(deck_a, np_=2)
+deck_b = synthetic_deck(run_b, method="sgd", lr=0.1, steps=2)
+deck_b["run"]["seed"] = 12
+run(deck_b, np_=2)
+with h5py.File(os.path.join(run_a, "run.h5"), "r") as f:
+    id_a = f.attrs.get("run_id", "")
+with h5py.File(os.path.join(run_a, "checkpoints", "step_00000004.h5"), "r") as f:
+    id_ck = f.attrs.get("run_id", "")
+with h5py.File(os.path.join(run_b, "run.h5"), "r") as f:
+    id_b = f.attrs.get("run_id", "")
+check(len(id_a) == 32 and id_a == id_ck and id_b and id_b != id_a,
+      "test_run_h5_and_checkpoints_carry_the_same_run_id", f"{id_a!r} {id_ck!r} {id_b!r}")
+shutil.copy(os.path.join(run_b, "run.h5"), os.path.join(run_a, "run.h5"))
+before = first_rows(run_a)
+deck_a["run"]["max_steps"] = 6
+p = run(deck_a, np_=2)
+check(p.returncode == 2 and "belongs to another run" in p.stderr and first_rows(run_a) == before,
+      "test_foreign_run_h5_is_refused_not_appended_to", f"rc={p.returncode} {p.stderr[-400:]}")
+
+# Files of older versions (no run_id) are continued with a warning, and run.h5 then gets the id.
+old = os.path.join(tmp, "old_files")
+deck_old = synthetic_deck(old, method="sgd", lr=0.1, steps=4, checkpoint__every=2)
+run(deck_old, np_=2)
+for path in [os.path.join(old, "run.h5")] + [os.path.join(old, "checkpoints", n)
+                                             for n in os.listdir(os.path.join(old, "checkpoints"))]:
+    with h5py.File(path, "r+") as f:
+        if "run_id" in f.attrs:
+            del f.attrs["run_id"]
+deck_old["run"]["max_steps"] = 6
+p = run(deck_old, np_=2)
+with h5py.File(os.path.join(old, "run.h5"), "r") as f:
+    new_id = f.attrs.get("run_id", "")
+check(p.returncode == 0 and "no run_id" in p.stderr and len(new_id) == 32 and rows(old) == 7,
+      "test_files_without_run_id_continue_with_a_warning", f"rc={p.returncode} id={new_id!r} {p.stderr[-400:]}")
 finish()

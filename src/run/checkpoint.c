@@ -126,6 +126,7 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   int status = GN_OK;
   CHECK_GOTO(gn_h5_attr_str(f, "/", "format", "gnrev-checkpoint-1"));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "step", meta->step));
+  CHECK_GOTO(gn_h5_attr_str(f, "/", "run_id", meta->run_id ? meta->run_id : ""));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "epoch", meta->epoch));
   CHECK_GOTO(gn_h5_attr_str(f, "/", "deck", meta->deck));
   CHECK_GOTO(gn_h5_attr_str(f, "/", "deck_source", meta->deck_source ? meta->deck_source : ""));
@@ -307,6 +308,11 @@ int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, con
     state->sums[i] = 0;
     if (gn_h5_read_attr_f64(f, "/", SUM_NAMES[i], &state->sums[i]) != GN_OK) gn_error_clear();
   }
+  /* The run's id (absent from checkpoints of older versions: then empty). */
+  char *run_id = NULL;
+  if (gn_h5_read_attr_str(f, "/", "run_id", &run_id) != GN_OK) gn_error_clear();
+  snprintf(state->run_id, sizeof state->run_id, "%s", run_id ? run_id : "");
+  free(run_id);
   state->step = step;
   state->epoch = epoch;
   state->nranks = (int)nranks;

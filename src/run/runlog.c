@@ -59,6 +59,12 @@ static int reopen(gn_runlog *log, const gn_deck *deck, const gn_runlog_meta *met
            (long long)meta->restart_step, par->size, meta->restart_path);
   free(prev);
   CHECK(gn_h5_attr_str(f, "/", "restarts", note));
+  char *id = NULL;
+  if (gn_h5_read_attr_str(f, "/", "run_id", &id) != GN_OK) {
+    gn_error_clear();
+    CHECK(gn_h5_attr_str(f, "/", "run_id", meta->run_id));
+  }
+  free(id);
   CHECK(gn_h5_attr_i64(f, "/", "nranks", par->size));
   CHECK(gn_h5_attr_str(f, "/", "deck", meta->deck_text));
   log->described = gn_h5_series_len(f, "/metrics/step") > 0;
@@ -71,6 +77,7 @@ static int create(gn_runlog *log, const gn_runlog_meta *meta) {
   CHECK(gn_h5_create(log->par, log->path, &log->file));
   gn_h5 *f = log->file;
   CHECK(gn_h5_attr_str(f, "/", "format", "gnrev-run-1"));
+  CHECK(gn_h5_attr_str(f, "/", "run_id", meta->run_id));
   CHECK(gn_h5_attr_str(f, "/", "deck", meta->deck_text));
   CHECK(gn_h5_attr_str(f, "/", "deck_source", meta->deck_source ? meta->deck_source : ""));
   CHECK(gn_h5_attr_str(f, "/", "deck_path", meta->deck_path ? meta->deck_path : ""));
@@ -124,6 +131,12 @@ int gn_runlog_peek(const gn_par *par, const char *out_dir, gn_runlog_found *foun
   CHECK(gn_h5_open(par, path, false, &f));
   found->rows = gn_h5_series_len(f, "/metrics/step");
   if (found->rows < 0) found->rows = 0;
+  char *id = NULL;
+  if (gn_h5_read_attr_str(f, "/", "run_id", &id) == GN_OK)
+    snprintf(found->run_id, sizeof found->run_id, "%s", id);
+  else
+    gn_error_clear();
+  free(id);
   return gn_h5_close(f);
 }
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "gnrev/core/array.h"
 #include "gnrev/core/err.h"
@@ -65,6 +66,7 @@ typedef struct {
   int64_t n_local, n_batch;  /* the current batch: local and global rows (0: none gathered) */
   int64_t start_step;        /* first update of this run (> 0 after a restart) */
   char restart_path[GN_PATH_MAX + 64]; /* checkpoint continued from ("" if none) */
+  char run_id[GN_RUN_ID_CAP]; /* this run's id in run.h5 and every checkpoint */
   double sums[GN_CKPT_SUMS]; /* the epoch's running loss sum, correct count, samples */
   bool have_pending;         /* row `pending` waits for its batch_loss_after (full batch) */
   gn_metrics_row pending;
@@ -158,7 +160,7 @@ static int save_diag(void *ctx, gn_h5 *f) { return gn_diag_save((gn_diag *)ctx, 
 static int checkpoint(trainer *tr, int64_t step, int64_t epoch) {
   const double t0 = gn_par_wtime();
   gn_ckpt_meta meta = {.step = step, .epoch = epoch, .deck = tr->deck_text, .deck_source = tr->deck_source,
-                       .extra = save_diag, .extra_ctx = tr->diag, .sums = tr->sums};
+                       .extra = save_diag, .extra_ctx = tr->diag, .sums = tr->sums, .run_id = tr->run_id};
   CHECK(gn_ckpt_write(tr->par, tr->deck, &meta, &tr->model, tr->theta, tr->opt));
   tr->time.ckpt += gn_par_wtime() - t0;
   return GN_OK;
@@ -472,6 +474,49 @@ static int may_start_afresh(trainer *tr, const gn_ckpt_state *cs) {
           what);
 }
 
+/* Collective. A fresh run id in tr->run_id: 128 random bits from rank 0. */
+static int new_run_id(trainer *tr) {
+  unsigned char bits[16] = {0};
+  if (RANK0) {
+    FILE *fp = fopen("/dev/urandom", "rb");
+    const size_t got = fp ? fread(bits, 1, sizeof bits, fp) : 0;
+    if (fp) fclose(fp);
+    if (got != sizeof bits) {
+      /* No /dev/urandom: the clock and the pid still tell runs apart. */
+      const uint64_t a = (uint64_t)(gn_par_wtime() * 1e9), b = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull;
+      memcpy(bits, &a, 8);
+      memcpy(bits + 8, &b, 8);
+    }
+  }
+  CHECK(gn_par_bcast(tr->par, bits, sizeof bits, 0));
+  for (int i = 0; i < 16; ++i) snprintf(tr->run_id + 2 * i, 3, "%02x", bits[i]);
+  return GN_OK;
+}
+
+/* Collective. A checkpoint continues into out_dir's run.h5 only if both carry the same run id;
+ * files of older versions, without one, are continued with a warning. */
+static int same_run(trainer *tr, const gn_ckpt_state *cs) {
+  gn_runlog_found found;
+  CHECK(gn_runlog_peek(tr->par, tr->deck->out_dir, &found));
+  snprintf(tr->run_id, sizeof tr->run_id, "%s", cs->run_id);
+  if (!found.exists) return GN_OK;
+  if (found.run_id[0] && cs->run_id[0] && strcmp(found.run_id, cs->run_id) != 0)
+    GN_FAIL(GN_EINPUT,
+            "%s/run.h5 belongs to another run (run_id %s) than checkpoint %s (run_id %s): refusing to append "
+            "to it. Continue the checkpoint in an out_dir without run.h5 (a new run.h5 then starts at its step), "
+            "or move that run.h5 away",
+            tr->deck->out_dir, found.run_id, tr->restart_path, cs->run_id);
+  if ((!found.run_id[0] || !cs->run_id[0]) && RANK0) {
+    fprintf(stderr,
+            "gnrev_mpi: warning: %s has no run_id (written by an older gnrev): cannot check that %s/run.h5 "
+            "belongs to the run of checkpoint %s; continuing\n",
+            !cs->run_id[0] ? tr->restart_path : "run.h5", tr->deck->out_dir, tr->restart_path);
+    fflush(stderr);
+  }
+  if (!tr->run_id[0]) snprintf(tr->run_id, sizeof tr->run_id, "%s", found.run_id);
+  return GN_OK;
+}
+
 /* Collective. theta, the optimizer and the step to start from: a checkpoint as the deck's restart
  * says, or the initial state. */
 static int restore(trainer *tr) {
@@ -481,6 +526,7 @@ static int restore(trainer *tr) {
   CHECK(gn_ckpt_restart(tr->par, deck, tr->deck_text, &tr->model, tr->theta, tr->opt, tr->restart_path,
                         sizeof tr->restart_path, &cs));
   if (tr->restart_path[0]) {
+    CHECK(same_run(tr, &cs));
     tr->start_step = cs.step;
     memcpy(tr->sums, cs.sums, sizeof tr->sums);
     if (RANK0) {
@@ -494,6 +540,7 @@ static int restore(trainer *tr) {
     gn_model_init_params(&tr->model, deck, tr->theta);
     gn_opt_reset(tr->opt);
   }
+  if (!tr->run_id[0]) CHECK(new_run_id(tr));
   return GN_OK;
 }
 
@@ -567,7 +614,7 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   gn_opt_record rec;
   const gn_runlog_meta meta = {.deck_text = tr->deck_text, .deck_source = deck_source, .deck_path = deck_path,
                                .nparams = np, .restart_step = tr->restart_path[0] ? tr->start_step : 0,
-                               .restart_path = tr->restart_path};
+                               .restart_path = tr->restart_path, .run_id = tr->run_id};
   CHECK_GOTO(gn_runlog_open(par, deck, &meta, gn_opt_last_record(tr->opt, &rec) ? rec.group : NULL, &tr->log));
   CHECK_GOTO(create_diagnostics(tr));
   CHECK_GOTO(train_loop(tr));

@@ -10,6 +10,7 @@
 #include "gnrev/model/model.h"
 #include "gnrev/optim/optim.h"
 #include "gnrev/core/par.h"
+#include "gnrev/run/runlog.h"
 
 /* Running sums over the epoch's batches so far (the mini-batch train columns' running mean):
  * loss sum, correct count, samples (root attributes epoch_loss_sum, epoch_correct_sum,
@@ -26,6 +27,7 @@ typedef struct {
   int (*extra)(void *ctx, gn_h5 *file);
   void *extra_ctx;
   const double *sums;        /* GN_CKPT_SUMS running sums, or NULL to leave them out */
+  const char *run_id;        /* the run's id, as in run.h5 */
 } gn_ckpt_meta;
 
 /* Collective on par->comm. Writes the checkpoint of `meta->step` into deck->out_dir, then
@@ -40,6 +42,7 @@ typedef struct {
   double sums[GN_CKPT_SUMS]; /* the epoch's running sums at the checkpoint */
   int64_t found, damaged;    /* restart = 'auto': checkpoint files found, and those found damaged
                               * (each moved aside as <name>.damaged) */
+  char run_id[GN_RUN_ID_CAP]; /* the id of the run that wrote it ("" from an older version) */
 } gn_ckpt_state;
 
 /* Collective on par->comm. The checkpoint to restart from, as deck->restart says: "none" gives

@@ -31,6 +31,9 @@ typedef struct {
 
 typedef struct gn_runlog gn_runlog;
 
+/* Room for a run id: 32 hex digits drawn at a run's first start, kept by its continuations. */
+enum { GN_RUN_ID_CAP = 40 };
+
 /* What identifies the run in run.h5's root attributes. */
 typedef struct {
   const char *deck_text;    /* effective deck */
@@ -39,11 +42,13 @@ typedef struct {
   size_t nparams;
   int64_t restart_step;     /* > 0: continue <out_dir>/run.h5 from this step (rows t < step stay) */
   const char *restart_path; /* the checkpoint continued from ("" when starting afresh) */
+  const char *run_id;       /* the run's id (root attribute run_id) */
 } gn_runlog_meta;
 
 /* Collective on par->comm. Creates <out_dir>/run.h5, or opens it to continue when
  * meta->restart_step > 0 and it exists: the /metrics series and the optimizer's record group are
- * cut to restart_step rows and the restart is noted in the root attribute `restarts`. rec_group
+ * cut to restart_step rows and the restart is noted in the root attribute `restarts` (a file of an
+ * older version gets the run_id it lacked). rec_group
  * (NULL: none) names the optimizer's record group. */
 int gn_runlog_open(const gn_par *par, const gn_deck *deck, const gn_runlog_meta *meta, const char *rec_group,
                    gn_runlog **log);
@@ -54,6 +59,7 @@ int gn_runlog_close(gn_runlog *log);
 typedef struct {
   bool exists;    /* the file is there */
   int64_t rows;   /* its /metrics rows (0 when absent or empty) */
+  char run_id[GN_RUN_ID_CAP]; /* its root attribute run_id ("" when absent: an older file) */
 } gn_runlog_found;
 
 /* Collective on par->comm. Looks at <out_dir>/run.h5 without changing it; a file that is there but
