@@ -47,6 +47,42 @@ static int64_t crc_optimizer(gn_opt *opt) {
   return crc;
 }
 
+/* The root attributes that steer a continuation, as one checksum covers them. */
+typedef struct {
+  const char *format, *run_id, *deck, *optimizer;
+  int64_t step, epoch, nranks, optimizer_t, has_momentum;
+  double sums[GN_CKPT_SUMS];
+} steering;
+
+/* CRC-32 of the steering attributes in a fixed text form (%a keeps every bit of the sums). An
+ * edited step, counter, running sum or deck then reads as damage, like a flipped weight. */
+static int64_t crc_steering(const steering *s) {
+  char head[1024];
+  const int n = snprintf(head, sizeof head,
+                         "format=%s\nrun_id=%s\noptimizer=%s\nstep=%lld\nepoch=%lld\nnranks=%lld\n"
+                         "optimizer_t=%lld\noptimizer_has_momentum=%lld\nsums=%a %a %a\ndeck=",
+                         s->format, s->run_id, s->optimizer, (long long)s->step, (long long)s->epoch,
+                         (long long)s->nranks, (long long)s->optimizer_t, (long long)s->has_momentum, s->sums[0],
+                         s->sums[1], s->sums[2]);
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = crc32(crc, (const unsigned char *)head, (uInt)(n < (int)sizeof head ? n : (int)sizeof head - 1));
+  crc = crc32(crc, (const unsigned char *)s->deck, (uInt)strlen(s->deck));
+  return (int64_t)crc;
+}
+
+/* GN_EIO when the file is named step_<digits>.h5 but holds another step (any other name makes
+ * no claim). */
+static int step_matches_name(const char *path, int64_t step) {
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  long long named;
+  int used = 0;
+  if (sscanf(base, "step_%lld.h5%n", &named, &used) == 1 && used == (int)strlen(base) && named != step)
+    GN_FAIL(GN_EIO, "checkpoint %s holds step %lld but its name says step %lld (renamed or edited file)", path,
+            (long long)step, named);
+  return GN_OK;
+}
+
 static int write_model(gn_h5 *f, const gn_model *md, const double *theta) {
   int64_t dims[2] = {md->d, md->C};
   CHECK(gn_h5_write_f64(f, "/model/U", 2, dims, md->U));
@@ -151,6 +187,11 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   if (meta->extra) CHECK_GOTO(meta->extra(meta->extra_ctx, f));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_theta", crc_of(theta, model->nparams)));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_optimizer", crc_optimizer(opt)));
+  steering sv = {.format = "gnrev-checkpoint-1", .run_id = meta->run_id ? meta->run_id : "", .deck = meta->deck,
+                 .optimizer = gn_opt_name(opt), .step = meta->step, .epoch = meta->epoch, .nranks = par->size,
+                 .optimizer_t = opt->t, .has_momentum = opt->has_momentum};
+  for (int i = 0; meta->sums && i < GN_CKPT_SUMS; ++i) sv.sums[i] = meta->sums[i];
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_state", crc_steering(&sv)));
   /* Written last: a file without it was cut short while being written. */
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "complete", 1));
   CHECK(gn_h5_close(f));
@@ -248,6 +289,39 @@ static int same_fixed(gn_h5 *f, const char *path, const char *what, int nd, cons
   return st;
 }
 
+/* Collective. The steering attributes against crc32_state (GN_EIO on a mismatch: damaged or edited;
+ * a checkpoint of an older version without it is read with a warning), and the step against the
+ * file's name. */
+static int check_steering(const gn_par *par, gn_h5 *f, const char *path, const char *format, const char *deck,
+                          int64_t step, int64_t epoch, int64_t nranks, int64_t t, int64_t has_mom,
+                          const gn_ckpt_state *state) {
+  CHECK(step_matches_name(path, step));
+  char *optimizer = NULL;
+  int64_t stored = 0;
+  CHECK(gn_h5_read_attr_str(f, "/", "optimizer", &optimizer));
+  if (gn_h5_read_attr_i64(f, "/", "crc32_state", &stored) != GN_OK) {
+    gn_error_clear();
+    free(optimizer);
+    if (par->rank == 0) {
+      fprintf(stderr, "gnrev_mpi: warning: checkpoint %s has no crc32_state (written by an older gnrev): its step "
+              "and counters are not checked\n", path);
+      fflush(stderr);
+    }
+    return GN_OK;
+  }
+  steering sv = {.format = format, .run_id = state->run_id, .deck = deck, .optimizer = optimizer, .step = step,
+                 .epoch = epoch, .nranks = nranks, .optimizer_t = t, .has_momentum = has_mom};
+  memcpy(sv.sums, state->sums, sizeof sv.sums);
+  const int64_t crc = crc_steering(&sv);
+  free(optimizer);
+  if (crc != stored)
+    GN_FAIL(GN_EIO,
+            "checkpoint %s: its step, epoch, optimizer counters, running sums or deck do not match their checksum "
+            "(damaged or edited file)",
+            path);
+  return GN_OK;
+}
+
 int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, const gn_model *md,
                  double *theta, gn_opt *opt, gn_ckpt_state *state) {
   gn_h5 *f = NULL;
@@ -313,6 +387,7 @@ int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, con
   if (gn_h5_read_attr_str(f, "/", "run_id", &run_id) != GN_OK) gn_error_clear();
   snprintf(state->run_id, sizeof state->run_id, "%s", run_id ? run_id : "");
   free(run_id);
+  CHECK_GOTO(check_steering(par, f, path, format, old_deck, step, epoch, nranks, t, has_mom, state));
   state->step = step;
   state->epoch = epoch;
   state->nranks = (int)nranks;

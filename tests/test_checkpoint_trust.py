@@ -1,0 +1,84 @@
+"""What a restart trusts in a checkpoint (docs/operations.md): every attribute that steers the
+continuation is covered by a checksum and the step must match the file name; an edited or renamed
+checkpoint is damaged (skipped by restart = 'auto', refused when named)."""
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "py"))
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+
+import gnrun  # noqa: E402
+from gnrun import check, final_theta, finish, metrics, run, synthetic_deck  # noqa: E402
+
+tmp = gnrun.scratch("gnrev_ckpt_trust_")
+
+
+def deck(out, steps, **extra):
+    return synthetic_deck(out, method="adam", lr=0.01, steps=steps, checkpoint__every=2, checkpoint__keep=10,
+                          data__batch_size=40, **extra)
+
+
+def ckpt(out, step):
+    return os.path.join(out, "checkpoints", f"step_{step:08d}.h5")
+
+
+# The reference: 8 steps straight.
+ref = os.path.join(tmp, "ref")
+run(deck(ref, 8), np_=2)
+
+# ---- an edited step -----------------------------------------------------------------------------
+edited = os.path.join(tmp, "edited_step")
+run(deck(edited, 4), np_=2)
+keep = os.path.join(tmp, "edited_step_4.h5")
+with h5py.File(ckpt(edited, 4), "r+") as f:
+    f.attrs["step"] = np.int64(5)
+shutil.copy(ckpt(edited, 4), keep)
+p = run(deck(edited, 8), np_=2)
+m = metrics(edited) if p.returncode == 0 else {"step": []}
+check(p.returncode == 0 and "step_00000004.h5" in p.stderr and "damaged" in p.stderr
+      and "continuing from " + ckpt(edited, 2) in p.stdout
+      and np.array_equal(final_theta(edited), final_theta(ref)) and list(m["step"]) == list(range(9)),
+      "test_edited_step_attribute_is_damage_and_auto_falls_back_to_the_previous_checkpoint",
+      f"rc={p.returncode} {p.stdout[-300:]} {p.stderr[-500:]}")
+p = run(deck(os.path.join(tmp, "explicit_edited"), 8, checkpoint__restart=keep), np_=2)
+check(p.returncode == 3 and "checksum" in p.stderr and p.stderr.count("gnrev_mpi:") == 1,
+      "test_edited_step_attribute_in_a_named_checkpoint_is_refused", f"rc={p.returncode} {p.stderr[-400:]}")
+
+# ---- every other attribute that steers a restart ---------------------------------------------
+for attr, value in (("epoch", np.int64(3)), ("optimizer_t", np.int64(7)), ("epoch_loss_sum", 123.0),
+                    ("epoch_samples", 80.0), ("optimizer_has_momentum", np.int64(1)), ("nranks", np.int64(5)),
+                    ("optimizer", "sgd")):
+    path = os.path.join(tmp, f"attr_{attr}.h5")
+    shutil.copy(ckpt(ref, 4), path)
+    with h5py.File(path, "r+") as f:
+        f.attrs[attr] = value
+    p = run(deck(os.path.join(tmp, f"attr_{attr}"), 8, checkpoint__restart=path), np_=2)
+    check(p.returncode == 3 and "checksum" in p.stderr, f"test_edited_{attr}_attribute_is_refused",
+          f"rc={p.returncode} {p.stderr[-400:]}")
+# The deck kept in a checkpoint steers the comparison with the current deck: covered too.
+path = os.path.join(tmp, "attr_deck.h5")
+shutil.copy(ckpt(ref, 4), path)
+with h5py.File(path, "r+") as f:
+    f.attrs["deck"] = f.attrs["deck"].replace("eval_every = 1", "eval_every = 2")
+p = run(deck(os.path.join(tmp, "attr_deck"), 8, checkpoint__restart=path), np_=2)
+check(p.returncode == 3 and "checksum" in p.stderr, "test_edited_deck_attribute_is_refused",
+      f"rc={p.returncode} {p.stderr[-400:]}")
+
+# ---- the step must match the name -------------------------------------------------------------
+renamed_dir = os.path.join(tmp, "renamed")
+os.makedirs(renamed_dir)
+renamed = os.path.join(renamed_dir, "step_00000003.h5")
+shutil.copy(ckpt(ref, 4), renamed)
+p = run(deck(os.path.join(tmp, "from_renamed"), 8, checkpoint__restart=renamed), np_=2)
+check(p.returncode == 3 and "holds step 4" in p.stderr and "step_00000003.h5" in p.stderr,
+      "test_checkpoint_whose_name_says_another_step_is_refused", f"rc={p.returncode} {p.stderr[-400:]}")
+# Any other name is not a claim about the step: a copy named best.h5 continues.
+best = os.path.join(renamed_dir, "best.h5")
+shutil.copy(ckpt(ref, 4), best)
+out = os.path.join(tmp, "from_best")
+p = run(deck(out, 8, checkpoint__restart=best), np_=2)
+check(p.returncode == 0 and np.array_equal(final_theta(out), final_theta(ref)),
+      "test_checkpoint_under_another_name_continues_identically", f"rc={p.returncode} {p.stderr[-400:]}")
+finish()
