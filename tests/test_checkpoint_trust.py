@@ -81,4 +81,37 @@ out = os.path.join(tmp, "from_best")
 p = run(deck(out, 8, checkpoint__restart=best), np_=2)
 check(p.returncode == 0 and np.array_equal(final_theta(out), final_theta(ref)),
       "test_checkpoint_under_another_name_continues_identically", f"rc={p.returncode} {p.stderr[-400:]}")
+# ---- damaged fixed projections ----------------------------------------------------------------
+import zlib  # noqa: E402
+
+for what, dset in (("C", "model/block_001/G/C"), ("U", "model/U")):
+    out = os.path.join(tmp, f"fixed_{what}")
+    run(deck(out, 4), np_=2)
+    with h5py.File(ckpt(out, 4), "r+") as f:
+        a = f[dset][...]
+        a[1, 2] += 1e-3
+        f[dset][...] = a
+    p = run(deck(out, 8), np_=2)
+    check(p.returncode == 0 and "damaged" in p.stderr and "continuing from " + ckpt(out, 2) in p.stdout
+          and np.array_equal(final_theta(out), final_theta(ref)),
+          f"test_damaged_fixed_{what}_in_the_newest_checkpoint_falls_back_to_the_previous",
+          f"rc={p.returncode} {p.stdout[-200:]} {p.stderr[-500:]}")
+
+# A projection that is whole (its checksum holds) but not the one this build makes is a genuine
+# mismatch (another version or BLAS), not damage: refused with exit 2. The checksum is that of U
+# then every C in block order, F before G, as the values are stored.
+genuine = os.path.join(tmp, "genuine.h5")
+shutil.copy(ckpt(ref, 4), genuine)
+with h5py.File(genuine, "r+") as f:
+    c = f["model/block_000/F/C"][...]
+    c[0, 0] *= 1.5
+    f["model/block_000/F/C"][...] = c
+    crc = zlib.crc32(np.ascontiguousarray(f["model/U"][...], dtype="<f8").tobytes())
+    for b in sorted(k for k in f["model"] if k.startswith("block_")):
+        for half in ("F", "G"):
+            crc = zlib.crc32(np.ascontiguousarray(f["model"][b][half]["C"][...], dtype="<f8").tobytes(), crc)
+    f.attrs["crc32_fixed"] = np.int64(crc)
+p = run(deck(os.path.join(tmp, "from_genuine"), 8, checkpoint__restart=genuine), np_=2)
+check(p.returncode == 2 and "another gnrev version or BLAS" in p.stderr and "block 0, F" in p.stderr,
+      "test_whole_but_different_projection_is_refused_as_a_genuine_mismatch", f"rc={p.returncode} {p.stderr[-400:]}")
 finish()

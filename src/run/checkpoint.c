@@ -23,15 +23,23 @@ void gn_ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap) {
   snprintf(buf, cap, "%s/checkpoints/step_%08lld.h5", deck->out_dir, (long long)step);
 }
 
-/* zlib's CRC-32 over a double array, in chunks (crc32 takes a uInt length). */
-static int64_t crc_of(const double *v, size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
+/* zlib's CRC-32 continued over a double array, in chunks (crc32 takes a uInt length). */
+static uLong crc_more(uLong crc, const double *v, size_t n) {
   const unsigned char *p = (const unsigned char *)v;
   size_t bytes = n * sizeof(double);
   for (size_t off = 0; off < bytes; off += 1u << 30) {
     size_t len = bytes - off < (1u << 30) ? bytes - off : (1u << 30);
     crc = crc32(crc, p + off, (uInt)len);
   }
+  return crc;
+}
+
+static int64_t crc_of(const double *v, size_t n) { return (int64_t)crc_more(crc32(0L, Z_NULL, 0), v, n); }
+
+/* CRC-32 of the fixed arrays as written: U, then C of every block, F before G. */
+static int64_t crc_fixed(const gn_model *md) {
+  uLong crc = crc_more(crc32(0L, Z_NULL, 0), md->U, (size_t)(md->d * md->C));
+  for (int k = 0; k < 2 * md->B; ++k) crc = crc_more(crc, md->proj[k], (size_t)(md->m * md->h));
   return (int64_t)crc;
 }
 
@@ -186,6 +194,7 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
     for (int i = 0; i < GN_CKPT_SUMS; ++i) CHECK_GOTO(gn_h5_attr_f64(f, "/", SUM_NAMES[i], meta->sums[i]));
   if (meta->extra) CHECK_GOTO(meta->extra(meta->extra_ctx, f));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_theta", crc_of(theta, model->nparams)));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_fixed", crc_fixed(model)));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_optimizer", crc_optimizer(opt)));
   steering sv = {.format = "gnrev-checkpoint-1", .run_id = meta->run_id ? meta->run_id : "", .deck = meta->deck,
                  .optimizer = gn_opt_name(opt), .step = meta->step, .epoch = meta->epoch, .nranks = par->size,
@@ -277,16 +286,35 @@ static int compare_decks(const gn_par *par, const char *path, const char *old_te
   return GN_OK;
 }
 
+/* Reads a fixed array, continues *crc over it as stored, and notes in `differs` (the first only)
+ * when it is not the array this build makes. */
 static int same_fixed(gn_h5 *f, const char *path, const char *what, int nd, const int64_t *dims,
-                      const double *expect, size_t n, const char *ckpt) {
+                      const double *expect, size_t n, uLong *crc, char *differs, size_t cap) {
   double *buf = malloc(n * sizeof(double));
   CHECK_ALLOC(buf);
   int st = gn_h5_read_f64(f, path, nd, dims, buf);
-  if (st == GN_OK && memcmp(buf, expect, n * sizeof(double)) != 0)
-    st = GN_RAISE(GN_EINPUT, "checkpoint %s: %s differs from the one this build makes from the seed "
-                  "(another gnrev version or BLAS?): refusing to continue", ckpt, what);
+  if (st == GN_OK) {
+    *crc = crc_more(*crc, buf, n);
+    if (!differs[0] && memcmp(buf, expect, n * sizeof(double)) != 0) snprintf(differs, cap, "%s", what);
+  }
   free(buf);
   return st;
+}
+
+/* Collective. Damage (the stored C and U against their checksum crc32_fixed: GN_EIO) is told
+ * apart from a genuine difference with what this build makes (GN_EINPUT). A checkpoint of an older
+ * version without crc32_fixed can only tell the latter. */
+static int check_fixed(gn_h5 *f, const char *ckpt, uLong crc, const char *differs) {
+  int64_t stored = 0;
+  if (gn_h5_read_attr_i64(f, "/", "crc32_fixed", &stored) != GN_OK) gn_error_clear();
+  else if ((int64_t)crc != stored)
+    GN_FAIL(GN_EIO, "checkpoint %s: the fixed projections C and U do not match their checksum (damaged file)", ckpt);
+  if (differs[0])
+    GN_FAIL(GN_EINPUT,
+            "checkpoint %s: %s differs from the one this build makes from the seed (another gnrev version or "
+            "BLAS?): refusing to continue",
+            ckpt, differs);
+  return GN_OK;
 }
 
 /* Collective. The steering attributes against crc32_state (GN_EIO on a mismatch: damaged or edited;
@@ -342,7 +370,10 @@ int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, con
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "crc32_theta", &crc_t));
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "crc32_optimizer", &crc_o));
   int64_t du[2] = {md->d, md->C};
-  CHECK_GOTO(same_fixed(f, "/model/U", "the output map U", 2, du, md->U, (size_t)(md->d * md->C), path));
+  uLong fixed_crc = crc32(0L, Z_NULL, 0);
+  char differs[64] = "";
+  CHECK_GOTO(same_fixed(f, "/model/U", "the output map U", 2, du, md->U, (size_t)(md->d * md->C), &fixed_crc,
+                        differs, sizeof differs));
   for (int b = 0; b < md->B; ++b)
     for (int s = 0; s < 2; ++s) {
       char p[128], what[64];
@@ -351,7 +382,8 @@ int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, con
       snprintf(p, sizeof p, "/model/block_%03d/%s/C", b, half);
       snprintf(what, sizeof what, "the projection C of block %d, %s", b, half);
       int64_t dc[2] = {md->m, md->h};
-      CHECK_GOTO(same_fixed(f, p, what, 2, dc, md->proj[2 * b + s], (size_t)(md->m * md->h), path));
+      CHECK_GOTO(same_fixed(f, p, what, 2, dc, md->proj[2 * b + s], (size_t)(md->m * md->h), &fixed_crc, differs,
+                            sizeof differs));
       snprintf(p, sizeof p, "/model/block_%03d/%s/W", b, half);
       int64_t dw[2] = {md->h, md->m};
       CHECK_GOTO(gn_h5_read_f64(f, p, 2, dw, th));
@@ -361,6 +393,7 @@ int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, con
         CHECK_GOTO(gn_h5_read_f64(f, p, 1, db, th + md->h * md->m));
       }
     }
+  CHECK_GOTO(check_fixed(f, path, fixed_crc, differs));
   if (crc_of(theta, md->nparams) != crc_t)
     FAIL_GOTO(GN_EIO, "checkpoint %s: the weights do not match their checksum (damaged file)", path);
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_t", &t));

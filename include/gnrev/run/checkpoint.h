@@ -55,10 +55,11 @@ int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_tex
                     gn_ckpt_state *state);
 
 /* Collective on par->comm. Reads checkpoint `path` into theta and opt after checking its format
- * version, its completeness marker and checksums (GN_EIO when damaged), that the fixed C and U
- * equal the model's, and that its deck differs from deck_text only in keys that may change
- * between runs (GN_EINPUT naming the differing keys otherwise; allowed changes are reported on
- * rank 0). */
+ * version, its completeness marker, its checksums (weights, fixed C and U, optimizer state, the
+ * attributes that steer a continuation) and that its step matches its name (GN_EIO when damaged),
+ * that the fixed C and U equal the model's (GN_EINPUT otherwise), and that its deck differs from
+ * deck_text only in keys that may change between runs (GN_EINPUT naming the differing keys
+ * otherwise; allowed changes are reported on rank 0). */
 int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, const gn_model *model,
                  double *theta, gn_opt *opt, gn_ckpt_state *state);
 
