@@ -114,4 +114,42 @@ with h5py.File(genuine, "r+") as f:
 p = run(deck(os.path.join(tmp, "from_genuine"), 8, checkpoint__restart=genuine), np_=2)
 check(p.returncode == 2 and "another gnrev version or BLAS" in p.stderr and "block 0, F" in p.stderr,
       "test_whole_but_different_projection_is_refused_as_a_genuine_mismatch", f"rc={p.returncode} {p.stderr[-400:]}")
+# ---- the data a run was trained on ------------------------------------------------------------
+rng = np.random.default_rng(5)
+data = os.path.join(tmp, "data.h5")
+
+
+def write_data(x_train):
+    with h5py.File(data, "w") as f:
+        f["train/x"] = x_train
+        f["train/y"] = (x_train[:, 0] > 0).astype(np.int32) + 2 * (x_train[:, 1] > 0)
+        f["test/x"] = x_train[:20]
+        f["test/y"] = np.arange(20, dtype=np.int32) % 4
+
+
+x = rng.standard_normal((96, 16)).astype(np.float32)
+write_data(x)
+out = os.path.join(tmp, "data_run")
+hdeck = deck(out, 4, data__source="hdf5", data__path=data)
+del hdeck["data"]["dim"], hdeck["data"]["classes"], hdeck["data"]["synthetic_train"], hdeck["data"]["synthetic_test"]
+p1 = run(hdeck, np_=2)
+with h5py.File(os.path.join(out, "run.h5"), "r") as f:
+    fp_run = f.attrs.get("data_fingerprint", "")
+with h5py.File(ckpt(out, 4), "r") as f:
+    fp_ckpt = f.attrs.get("data_fingerprint", "")
+check(p1.returncode == 0 and fp_run and fp_run == fp_ckpt and "n=96" in fp_run and "d=16" in fp_run,
+      "test_data_fingerprint_recorded_in_run_h5_and_checkpoints", f"{fp_run!r} {fp_ckpt!r} {p1.stderr[-300:]}")
+# The same content written again: the continuation goes on.
+write_data(x)
+hdeck["run"]["max_steps"] = 6
+p = run(hdeck, np_=2)
+check(p.returncode == 0 and "continuing from " + ckpt(out, 4) in p.stdout,
+      "test_same_data_rewritten_continues", f"rc={p.returncode} {p.stderr[-300:]}")
+# One sample changed (same path, same shape): refused, naming both fingerprints.
+x[7, 3] += 0.5
+write_data(x)
+hdeck["run"]["max_steps"] = 8
+p = run(hdeck, np_=2)
+check(p.returncode == 2 and "data" in p.stderr and fp_ckpt in p.stderr and p.stderr.count("gnrev_mpi:") == 1,
+      "test_restart_with_a_changed_data_file_is_refused", f"rc={p.returncode} {p.stderr[-500:]}")
 finish()

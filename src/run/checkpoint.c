@@ -57,7 +57,7 @@ static int64_t crc_optimizer(gn_opt *opt) {
 
 /* The root attributes that steer a continuation, as one checksum covers them. */
 typedef struct {
-  const char *format, *run_id, *deck, *optimizer;
+  const char *format, *run_id, *data_fp, *deck, *optimizer;
   int64_t step, epoch, nranks, optimizer_t, has_momentum;
   double sums[GN_CKPT_SUMS];
 } steering;
@@ -67,9 +67,9 @@ typedef struct {
 static int64_t crc_steering(const steering *s) {
   char head[1024];
   const int n = snprintf(head, sizeof head,
-                         "format=%s\nrun_id=%s\noptimizer=%s\nstep=%lld\nepoch=%lld\nnranks=%lld\n"
-                         "optimizer_t=%lld\noptimizer_has_momentum=%lld\nsums=%a %a %a\ndeck=",
-                         s->format, s->run_id, s->optimizer, (long long)s->step, (long long)s->epoch,
+                         "format=%s\nrun_id=%s\ndata_fingerprint=%s\noptimizer=%s\nstep=%lld\nepoch=%lld\n"
+                         "nranks=%lld\noptimizer_t=%lld\noptimizer_has_momentum=%lld\nsums=%a %a %a\ndeck=",
+                         s->format, s->run_id, s->data_fp, s->optimizer, (long long)s->step, (long long)s->epoch,
                          (long long)s->nranks, (long long)s->optimizer_t, (long long)s->has_momentum, s->sums[0],
                          s->sums[1], s->sums[2]);
   uLong crc = crc32(0L, Z_NULL, 0);
@@ -171,6 +171,7 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   CHECK_GOTO(gn_h5_attr_str(f, "/", "format", "gnrev-checkpoint-1"));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "step", meta->step));
   CHECK_GOTO(gn_h5_attr_str(f, "/", "run_id", meta->run_id ? meta->run_id : ""));
+  CHECK_GOTO(gn_h5_attr_str(f, "/", "data_fingerprint", meta->data_fp ? meta->data_fp : ""));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "epoch", meta->epoch));
   CHECK_GOTO(gn_h5_attr_str(f, "/", "deck", meta->deck));
   CHECK_GOTO(gn_h5_attr_str(f, "/", "deck_source", meta->deck_source ? meta->deck_source : ""));
@@ -196,7 +197,8 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_theta", crc_of(theta, model->nparams)));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_fixed", crc_fixed(model)));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_optimizer", crc_optimizer(opt)));
-  steering sv = {.format = "gnrev-checkpoint-1", .run_id = meta->run_id ? meta->run_id : "", .deck = meta->deck,
+  steering sv = {.format = "gnrev-checkpoint-1", .run_id = meta->run_id ? meta->run_id : "",
+                 .data_fp = meta->data_fp ? meta->data_fp : "", .deck = meta->deck,
                  .optimizer = gn_opt_name(opt), .step = meta->step, .epoch = meta->epoch, .nranks = par->size,
                  .optimizer_t = opt->t, .has_momentum = opt->has_momentum};
   for (int i = 0; meta->sums && i < GN_CKPT_SUMS; ++i) sv.sums[i] = meta->sums[i];
@@ -337,7 +339,7 @@ static int check_steering(const gn_par *par, gn_h5 *f, const char *path, const c
     }
     return GN_OK;
   }
-  steering sv = {.format = format, .run_id = state->run_id, .deck = deck, .optimizer = optimizer, .step = step,
+  steering sv = {.format = format, .run_id = state->run_id, .data_fp = state->data_fp, .deck = deck, .optimizer = optimizer, .step = step,
                  .epoch = epoch, .nranks = nranks, .optimizer_t = t, .has_momentum = has_mom};
   memcpy(sv.sums, state->sums, sizeof sv.sums);
   const int64_t crc = crc_steering(&sv);
@@ -420,6 +422,10 @@ int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, con
   if (gn_h5_read_attr_str(f, "/", "run_id", &run_id) != GN_OK) gn_error_clear();
   snprintf(state->run_id, sizeof state->run_id, "%s", run_id ? run_id : "");
   free(run_id);
+  char *data_fp = NULL;
+  if (gn_h5_read_attr_str(f, "/", "data_fingerprint", &data_fp) != GN_OK) gn_error_clear();
+  snprintf(state->data_fp, sizeof state->data_fp, "%s", data_fp ? data_fp : "");
+  free(data_fp);
   CHECK_GOTO(check_steering(par, f, path, format, old_deck, step, epoch, nranks, t, has_mom, state));
   state->step = step;
   state->epoch = epoch;

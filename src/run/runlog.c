@@ -59,12 +59,15 @@ static int reopen(gn_runlog *log, const gn_deck *deck, const gn_runlog_meta *met
            (long long)meta->restart_step, par->size, meta->restart_path);
   free(prev);
   CHECK(gn_h5_attr_str(f, "/", "restarts", note));
-  char *id = NULL;
-  if (gn_h5_read_attr_str(f, "/", "run_id", &id) != GN_OK) {
-    gn_error_clear();
-    CHECK(gn_h5_attr_str(f, "/", "run_id", meta->run_id));
+  const char *const ids[2][2] = {{"run_id", meta->run_id}, {"data_fingerprint", meta->data_fp}};
+  for (int i = 0; i < 2; ++i) {
+    char *id = NULL;
+    if (gn_h5_read_attr_str(f, "/", ids[i][0], &id) != GN_OK) {
+      gn_error_clear();
+      CHECK(gn_h5_attr_str(f, "/", ids[i][0], ids[i][1]));
+    }
+    free(id);
   }
-  free(id);
   CHECK(gn_h5_attr_i64(f, "/", "nranks", par->size));
   CHECK(gn_h5_attr_str(f, "/", "deck", meta->deck_text));
   log->described = gn_h5_series_len(f, "/metrics/step") > 0;
@@ -78,6 +81,7 @@ static int create(gn_runlog *log, const gn_runlog_meta *meta) {
   gn_h5 *f = log->file;
   CHECK(gn_h5_attr_str(f, "/", "format", "gnrev-run-1"));
   CHECK(gn_h5_attr_str(f, "/", "run_id", meta->run_id));
+  CHECK(gn_h5_attr_str(f, "/", "data_fingerprint", meta->data_fp));
   CHECK(gn_h5_attr_str(f, "/", "deck", meta->deck_text));
   CHECK(gn_h5_attr_str(f, "/", "deck_source", meta->deck_source ? meta->deck_source : ""));
   CHECK(gn_h5_attr_str(f, "/", "deck_path", meta->deck_path ? meta->deck_path : ""));

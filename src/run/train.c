@@ -67,6 +67,7 @@ typedef struct {
   int64_t start_step;        /* first update of this run (> 0 after a restart) */
   char restart_path[GN_PATH_MAX + 64]; /* checkpoint continued from ("" if none) */
   char run_id[GN_RUN_ID_CAP]; /* this run's id in run.h5 and every checkpoint */
+  char data_fp[GN_DATA_FP_CAP]; /* the fingerprint of the data loaded (gn_data_fingerprint) */
   double sums[GN_CKPT_SUMS]; /* the epoch's running loss sum, correct count, samples */
   bool have_pending;         /* row `pending` waits for its batch_loss_after (full batch) */
   gn_metrics_row pending;
@@ -160,7 +161,8 @@ static int save_diag(void *ctx, gn_h5 *f) { return gn_diag_save((gn_diag *)ctx, 
 static int checkpoint(trainer *tr, int64_t step, int64_t epoch) {
   const double t0 = gn_par_wtime();
   gn_ckpt_meta meta = {.step = step, .epoch = epoch, .deck = tr->deck_text, .deck_source = tr->deck_source,
-                       .extra = save_diag, .extra_ctx = tr->diag, .sums = tr->sums, .run_id = tr->run_id};
+                       .extra = save_diag, .extra_ctx = tr->diag, .sums = tr->sums, .run_id = tr->run_id,
+                       .data_fp = tr->data_fp};
   CHECK(gn_ckpt_write(tr->par, tr->deck, &meta, &tr->model, tr->theta, tr->opt));
   tr->time.ckpt += gn_par_wtime() - t0;
   return GN_OK;
@@ -517,6 +519,25 @@ static int same_run(trainer *tr, const gn_ckpt_state *cs) {
   return GN_OK;
 }
 
+/* Local (the same on every rank). A checkpoint continues only on the data it was trained on. */
+static int same_data(trainer *tr, const gn_ckpt_state *cs) {
+  if (!cs->data_fp[0]) {
+    if (RANK0) {
+      fprintf(stderr, "gnrev_mpi: warning: checkpoint %s has no data_fingerprint (written by an older gnrev): "
+              "cannot check that the data are those it was trained on; continuing\n", tr->restart_path);
+      fflush(stderr);
+    }
+    return GN_OK;
+  }
+  if (strcmp(cs->data_fp, tr->data_fp) != 0)
+    GN_FAIL(GN_EINPUT,
+            "the data differ from those checkpoint %s was trained on (a data file replaced or changed?):\n"
+            "  checkpoint: %s\n  now:        %s\n"
+            "  restore the data it was trained on, or start afresh with restart = 'none' or another out_dir",
+            tr->restart_path, cs->data_fp, tr->data_fp);
+  return GN_OK;
+}
+
 /* Collective. theta, the optimizer and the step to start from: a checkpoint as the deck's restart
  * says, or the initial state. */
 static int restore(trainer *tr) {
@@ -527,6 +548,7 @@ static int restore(trainer *tr) {
                         sizeof tr->restart_path, &cs));
   if (tr->restart_path[0]) {
     CHECK(same_run(tr, &cs));
+    CHECK(same_data(tr, &cs));
     tr->start_step = cs.step;
     memcpy(tr->sums, cs.sums, sizeof tr->sums);
     if (RANK0) {
@@ -573,6 +595,7 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   if (!tr->deck_text) FAIL_GOTO(GN_ENOMEM, "out of memory formatting the deck");
   CHECK_GOTO(gn_data_load(par, deck, &tr->train, &tr->test));
   CHECK_GOTO(gn_par_agree(par, gn_deck_check_data(deck, deck_path, tr->train.d, tr->train.n, tr->test.n)));
+  CHECK_GOTO(gn_data_fingerprint(par, &tr->train, &tr->test, tr->data_fp, sizeof tr->data_fp));
   tr->bs = deck->batch_size > 0 && deck->batch_size < tr->train.n ? deck->batch_size : tr->train.n;
   tr->full_batch = tr->bs == tr->train.n;
   tr->steps_per_epoch = (tr->train.n + tr->bs - 1) / tr->bs;
@@ -614,7 +637,7 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   gn_opt_record rec;
   const gn_runlog_meta meta = {.deck_text = tr->deck_text, .deck_source = deck_source, .deck_path = deck_path,
                                .nparams = np, .restart_step = tr->restart_path[0] ? tr->start_step : 0,
-                               .restart_path = tr->restart_path, .run_id = tr->run_id};
+                               .restart_path = tr->restart_path, .run_id = tr->run_id, .data_fp = tr->data_fp};
   CHECK_GOTO(gn_runlog_open(par, deck, &meta, gn_opt_last_record(tr->opt, &rec) ? rec.group : NULL, &tr->log));
   CHECK_GOTO(create_diagnostics(tr));
   CHECK_GOTO(train_loop(tr));

@@ -6,6 +6,7 @@
 #ifndef GNREV_DATA_H
 #define GNREV_DATA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gnrev/input/deck.h"
@@ -27,6 +28,13 @@ typedef struct {
  * name the file and what was wrong, and are agreed over all ranks (gn_par_agree) before return,
  * so every rank returns the same status. */
 int gn_data_load(const gn_par *par, const gn_deck *deck, gn_dataset *train, gn_dataset *test);
+
+/* Collective on par->comm. A fingerprint of what was loaded, in out (at most cap bytes, 160 are
+ * enough): per set, n, d, the classes and the CRC-32 of the samples as held (float32, normalised)
+ * and of the labels. Each node's rank 0 computes it; nodes that loaded different data (a file that
+ * differs between nodes) are GN_EINPUT. */
+int gn_data_fingerprint(const gn_par *par, const gn_dataset *train, const gn_dataset *test, char *out,
+                        size_t cap);
 
 /* Collective on par->comm. Frees what gn_data_load made. */
 void gn_data_free(gn_dataset *set);

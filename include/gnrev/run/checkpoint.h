@@ -28,6 +28,7 @@ typedef struct {
   void *extra_ctx;
   const double *sums;        /* GN_CKPT_SUMS running sums, or NULL to leave them out */
   const char *run_id;        /* the run's id, as in run.h5 */
+  const char *data_fp;       /* the fingerprint of the data trained on (gn_data_fingerprint) */
 } gn_ckpt_meta;
 
 /* Collective on par->comm. Writes the checkpoint of `meta->step` into deck->out_dir, then
@@ -43,6 +44,7 @@ typedef struct {
   int64_t found, damaged;    /* restart = 'auto': checkpoint files found, and those found damaged
                               * (each moved aside as <name>.damaged) */
   char run_id[GN_RUN_ID_CAP]; /* the id of the run that wrote it ("" from an older version) */
+  char data_fp[GN_DATA_FP_CAP]; /* the fingerprint of its data ("" from an older version) */
 } gn_ckpt_state;
 
 /* Collective on par->comm. The checkpoint to restart from, as deck->restart says: "none" gives

@@ -33,6 +33,8 @@ typedef struct gn_runlog gn_runlog;
 
 /* Room for a run id: 32 hex digits drawn at a run's first start, kept by its continuations. */
 enum { GN_RUN_ID_CAP = 40 };
+/* Room for the data fingerprint (gn_data_fingerprint). */
+enum { GN_DATA_FP_CAP = 256 };
 
 /* What identifies the run in run.h5's root attributes. */
 typedef struct {
@@ -43,12 +45,13 @@ typedef struct {
   int64_t restart_step;     /* > 0: continue <out_dir>/run.h5 from this step (rows t < step stay) */
   const char *restart_path; /* the checkpoint continued from ("" when starting afresh) */
   const char *run_id;       /* the run's id (root attribute run_id) */
+  const char *data_fp;      /* the fingerprint of the data (root attribute data_fingerprint) */
 } gn_runlog_meta;
 
 /* Collective on par->comm. Creates <out_dir>/run.h5, or opens it to continue when
  * meta->restart_step > 0 and it exists: the /metrics series and the optimizer's record group are
  * cut to restart_step rows and the restart is noted in the root attribute `restarts` (a file of an
- * older version gets the run_id it lacked). rec_group
+ * older version gets the run_id and data_fingerprint it lacked). rec_group
  * (NULL: none) names the optimizer's record group. */
 int gn_runlog_open(const gn_par *par, const gn_deck *deck, const gn_runlog_meta *meta, const char *rec_group,
                    gn_runlog **log);
