@@ -67,7 +67,7 @@ typedef struct {
 /* Order = the order of the effective deck and of "valid keys" lists. */
 static const key_def KEYS[] = {
     KS("run", name), KS("run", out_dir), KI("run", seed), KI("run", epochs), KI("run", max_steps),
-    KI("run", log_every),
+    KI("run", log_every), KR("run", divergence_factor),
     KE("data", source, SOURCE_NAMES), KS("data", path), KI("data", n_train), KI("data", n_test),
     KI("data", batch_size), KB("data", shuffle), KI("data", dim), KI("data", classes),
     KI("data", synthetic_train), KI("data", synthetic_test),
@@ -141,6 +141,7 @@ void gn_deck_defaults(gn_deck *d) {
   d->epochs = 1;
   d->max_steps = 0;
   d->log_every = 10;
+  d->divergence_factor = 1e3;
   d->source = GN_SRC_FASHION_MNIST;
   d->n_train = 0;
   d->n_test = 0;
@@ -445,6 +446,16 @@ static void check_ranges(pctx *pc) {
   range_int(pc, "epochs", 1);
   range_int(pc, "max_steps", 0);
   range_int(pc, "log_every", 1);
+  {
+    /* A factor in (0, 1] would stop any run whose loss ever rises above its first value. */
+    int k = kx("divergence_factor");
+    double x = pc->d.divergence_factor;
+    if (!pc->org[k].bad && !(x == 0 || (x > 1 && isfinite(x)))) {
+      char buf[64];
+      key_error(pc, k, "divergence_factor = %s is out of range in &run: expected 0 (off) or a finite value > 1",
+                shown(pc, k, buf, sizeof buf));
+    }
+  }
   range_int(pc, "n_train", 0);
   range_int(pc, "n_test", 0);
   range_int(pc, "batch_size", 0);

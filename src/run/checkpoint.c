@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <signal.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ static int64_t crc_fixed(const gn_model *md) {
 enum { MAX_ARRAYS = 8 };
 
 static const char *const SUM_NAMES[GN_CKPT_SUMS] = {"epoch_loss_sum", "epoch_correct_sum", "epoch_samples"};
+static const char *const GUARD_NAMES[GN_CKPT_GUARD] = {"loss_first", "loss_min", "best_step", "best_loss"};
 
 static int64_t crc_optimizer(gn_opt *opt) {
   gn_opt_array arrays[MAX_ARRAYS];
@@ -60,6 +62,7 @@ typedef struct {
   const char *format, *run_id, *data_fp, *deck, *optimizer;
   int64_t step, epoch, nranks, optimizer_t, has_momentum;
   double sums[GN_CKPT_SUMS];
+  double guard[GN_CKPT_GUARD];
 } steering;
 
 /* CRC-32 of the steering attributes in a fixed text form (%a keeps every bit of the sums). An
@@ -75,6 +78,9 @@ static int64_t crc_steering(const steering *s) {
   uLong crc = crc32(0L, Z_NULL, 0);
   crc = crc32(crc, (const unsigned char *)head, (uInt)(n < (int)sizeof head ? n : (int)sizeof head - 1));
   crc = crc32(crc, (const unsigned char *)s->deck, (uInt)strlen(s->deck));
+  char tail[256];
+  const int k = snprintf(tail, sizeof tail, "\nguard=%a %a %a %a", s->guard[0], s->guard[1], s->guard[2], s->guard[3]);
+  crc = crc32(crc, (const unsigned char *)tail, (uInt)k);
   return (int64_t)crc;
 }
 
@@ -123,8 +129,8 @@ static int cmp_i64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Rank 0 only: deletes all but the newest `keep` checkpoints, sparing step 0. */
-static void prune(const gn_deck *deck) {
+/* Rank 0 only: deletes all but the newest `keep` checkpoints, sparing step 0 and step `spare`. */
+static void prune(const gn_deck *deck, int64_t spare) {
   char dir[GN_PATH_MAX + 32];
   snprintf(dir, sizeof dir, "%s/checkpoints", deck->out_dir);
   DIR *dp = opendir(dir);
@@ -135,7 +141,7 @@ static void prune(const gn_deck *deck) {
   while ((e = readdir(dp)) && n < sizeof steps / sizeof *steps) {
     long long s;
     char tail[8];
-    if (sscanf(e->d_name, "step_%lld.%7s", &s, tail) == 2 && strcmp(tail, "h5") == 0 && s > 0)
+    if (sscanf(e->d_name, "step_%lld.%7s", &s, tail) == 2 && strcmp(tail, "h5") == 0 && s > 0 && s != spare)
       steps[n++] = s;
   }
   closedir(dp);
@@ -193,6 +199,8 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   }
   if (meta->sums)
     for (int i = 0; i < GN_CKPT_SUMS; ++i) CHECK_GOTO(gn_h5_attr_f64(f, "/", SUM_NAMES[i], meta->sums[i]));
+  if (meta->guard)
+    for (int i = 0; i < GN_CKPT_GUARD; ++i) CHECK_GOTO(gn_h5_attr_f64(f, "/", GUARD_NAMES[i], meta->guard[i]));
   if (meta->extra) CHECK_GOTO(meta->extra(meta->extra_ctx, f));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_theta", crc_of(theta, model->nparams)));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_fixed", crc_fixed(model)));
@@ -202,11 +210,12 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
                  .optimizer = gn_opt_name(opt), .step = meta->step, .epoch = meta->epoch, .nranks = par->size,
                  .optimizer_t = opt->t, .has_momentum = opt->has_momentum};
   for (int i = 0; meta->sums && i < GN_CKPT_SUMS; ++i) sv.sums[i] = meta->sums[i];
+  for (int i = 0; i < GN_CKPT_GUARD; ++i) sv.guard[i] = meta->guard ? meta->guard[i] : NAN;
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_state", crc_steering(&sv)));
   /* Written last: a file without it was cut short while being written. */
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "complete", 1));
   CHECK(gn_h5_close(f));
-  if (par->rank == 0) prune(deck);
+  if (par->rank == 0) prune(deck, meta->guard ? (int64_t)meta->guard[GN_GUARD_BEST_STEP] : -1);
   return GN_OK;
 fail:
   gn_h5_abandon(f);
@@ -218,7 +227,7 @@ fail:
 /* Keys whose change between the run that wrote a checkpoint and the run that continues it
  * changes nothing already computed: how long to run, how often to log, check and measure. */
 static const char *const MAY_CHANGE[] = {
-    "run:name", "run:out_dir", "run:epochs", "run:max_steps", "run:log_every",
+    "run:name", "run:out_dir", "run:epochs", "run:max_steps", "run:log_every", "run:divergence_factor",
     "checkpoint:every", "checkpoint:keep", "checkpoint:restart",
     "diagnostics:eval_every", "diagnostics:train_eval", "diagnostics:batch_change", "diagnostics:ntk_every",
     "diagnostics:ntk_save_matrix", "diagnostics:cka_every", "diagnostics:weights_every",
@@ -262,17 +271,22 @@ static bool may_change(const char *gk) {
   return false;
 }
 
-/* Compares two effective decks key by key; refuses differences outside MAY_CHANGE. */
+/* Compares two effective decks key by key; refuses differences outside MAY_CHANGE. A continuation
+ * from a checkpoint named in restart may also change lr: that is how a run stopped by the
+ * divergence guard goes on with a smaller step from the state it saved (a deliberate branch, unlike
+ * restart = 'auto', which must continue the same computation). */
 static int compare_decks(const gn_par *par, const char *path, const char *old_text, const char *new_text) {
   char refused[4096] = "", allowed[4096] = "";
   char group[64] = "", gk[GK_MAX], val[VAL_MAX], old[VAL_MAX];
+  const bool named = deck_lookup(new_text, "checkpoint:restart", val) && strcmp(val, "'auto'") != 0 &&
+                     strcmp(val, "'none'") != 0;
   for (const char *p = next_item(new_text, group, sizeof group, gk, val); p;
        p = next_item(p, group, sizeof group, gk, val)) {
     if (!deck_lookup(old_text, gk, old)) snprintf(old, sizeof old, "(absent)");
     if (strcmp(old, val) != 0) {
       char item[512];
       snprintf(item, sizeof item, "\n    %.100s: %.180s -> %.180s", gk, old, val);
-      char *dst = may_change(gk) ? allowed : refused;
+      char *dst = may_change(gk) || (named && strcmp(gk, "optim:lr") == 0) ? allowed : refused;
       strncat(dst, item, 4096 - strlen(dst) - 1);
     }
   }
@@ -342,6 +356,7 @@ static int check_steering(const gn_par *par, gn_h5 *f, const char *path, const c
   steering sv = {.format = format, .run_id = state->run_id, .data_fp = state->data_fp, .deck = deck, .optimizer = optimizer, .step = step,
                  .epoch = epoch, .nranks = nranks, .optimizer_t = t, .has_momentum = has_mom};
   memcpy(sv.sums, state->sums, sizeof sv.sums);
+  memcpy(sv.guard, state->guard, sizeof sv.guard);
   const int64_t crc = crc_steering(&sv);
   free(optimizer);
   if (crc != stored)
@@ -417,6 +432,13 @@ int gn_ckpt_read(const gn_par *par, const char *path, const char *deck_text, con
     state->sums[i] = 0;
     if (gn_h5_read_attr_f64(f, "/", SUM_NAMES[i], &state->sums[i]) != GN_OK) gn_error_clear();
   }
+  /* The guard's record (absent from checkpoints of older versions: then nothing measured). */
+  const double unmeasured[GN_CKPT_GUARD] = {NAN, INFINITY, -1, INFINITY};
+  for (int i = 0; i < GN_CKPT_GUARD; ++i)
+    if (gn_h5_read_attr_f64(f, "/", GUARD_NAMES[i], &state->guard[i]) != GN_OK) {
+      gn_error_clear();
+      state->guard[i] = unmeasured[i];
+    }
   /* The run's id (absent from checkpoints of older versions: then empty). */
   char *run_id = NULL;
   if (gn_h5_read_attr_str(f, "/", "run_id", &run_id) != GN_OK) gn_error_clear();

@@ -28,6 +28,7 @@ void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C
   p->params = (size_t)fmin(1e18, 3.0 * (double)nparams * (double)D);
   p->optimizer = deck->method == GN_OPT_ADAM ? 2 * nparams * D
                  : (deck->method == GN_OPT_SGD && deck->momentum > 0) ? nparams * D : 0;
+  p->guard = (size_t)fmin(1e18, 2.0 * ((double)nparams * (double)D + (double)p->optimizer));
   /* batch in/out, gradients, logits, and the model workspace (features + pre-activations) */
   p->batch = (size_t)(3 * eval_rows * d + 2 * eval_rows * C) * D + (size_t)(eval_rows * (hp + h + 4 * m)) * D;
   if (deck->method == GN_OPT_GN || deck->method == GN_OPT_GN_VIVIT || deck->gn_reference)
@@ -35,7 +36,7 @@ void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C
             gn_pinv_bytes(par->size, bs, hp, m);
   p->diagnostics = gn_diag_bytes(par, deck, d, C);
   p->per_rank = p->data_node / (size_t)(par->node_size > 0 ? par->node_size : 1) + p->model_fixed +
-                p->params + p->optimizer + p->batch + p->gn + p->diagnostics;
+                p->params + p->optimizer + p->guard + p->batch + p->gn + p->diagnostics;
   p->available = gn_sysmem_available() / (size_t)(par->node_size > 0 ? par->node_size : 1);
 }
 
@@ -45,6 +46,7 @@ char *gn_memplan_format(const gn_memplan *p) {
     size_t bytes;
   } rows[] = {{"data (per node, shared)", p->data_node}, {"fixed projections C, U", p->model_fixed},
               {"parameters, update, initial copy", p->params}, {"optimizer state", p->optimizer},
+              {"divergence guard: two saved states", p->guard},
               {"batch and model workspace", p->batch}, {"GN sweep and pseudo-inverse", p->gn},
               {"diagnostics", p->diagnostics}, {"total per rank", p->per_rank},
               {"available per rank", p->available}};

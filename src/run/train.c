@@ -37,7 +37,18 @@
 #include "gnrev/run/runlog.h"
 #include "gnrev/run/signals.h"
 
-enum { EVAL_CHUNK = 512 };
+enum { EVAL_CHUNK = 512, OPT_ARRAYS = 8 /* at most, per optimizer */ };
+
+/* The state at the start of one update: theta_step and what a checkpoint of it holds, so that a
+ * run stopped by a bad loss can save the state before the update that went wrong. */
+typedef struct {
+  int64_t step;                 /* the state is theta_step; -1: empty */
+  double loss;                  /* its batch loss, as update `step` measured it (NaN before) */
+  double *theta;                /* nparams */
+  double *opt_state;            /* the optimizer's arrays, one after the other */
+  int64_t t, has_momentum;      /* the optimizer's counters */
+  double sums[GN_CKPT_SUMS], guard[GN_CKPT_GUARD];
+} saved_state;
 
 /* Seconds spent per phase of the loop, summed over the steps of this run (rank 0's clock). */
 typedef struct {
@@ -69,6 +80,9 @@ typedef struct {
   char run_id[GN_RUN_ID_CAP]; /* this run's id in run.h5 and every checkpoint */
   char data_fp[GN_DATA_FP_CAP]; /* the fingerprint of the data loaded (gn_data_fingerprint) */
   double sums[GN_CKPT_SUMS]; /* the epoch's running loss sum, correct count, samples */
+  double guard[GN_CKPT_GUARD]; /* the divergence guard's record (checkpoint.h) */
+  int64_t last_ckpt;         /* step of the newest checkpoint written or continued from (-1: none) */
+  saved_state saved[2];      /* the states at the start of updates t (saved[t % 2]) and t - 1 */
   bool have_pending;         /* row `pending` waits for its batch_loss_after (full batch) */
   gn_metrics_row pending;
   gn_opt_record pending_rec; /* the optimizer's record of that row's update (values copied) */
@@ -162,8 +176,9 @@ static int checkpoint(trainer *tr, int64_t step, int64_t epoch) {
   const double t0 = gn_par_wtime();
   gn_ckpt_meta meta = {.step = step, .epoch = epoch, .deck = tr->deck_text, .deck_source = tr->deck_source,
                        .extra = save_diag, .extra_ctx = tr->diag, .sums = tr->sums, .run_id = tr->run_id,
-                       .data_fp = tr->data_fp};
+                       .data_fp = tr->data_fp, .guard = tr->guard};
   CHECK(gn_ckpt_write(tr->par, tr->deck, &meta, &tr->model, tr->theta, tr->opt));
+  tr->last_ckpt = step;
   tr->time.ckpt += gn_par_wtime() - t0;
   return GN_OK;
 }
@@ -250,15 +265,154 @@ static int train_columns(trainer *tr, int64_t step, const gn_step_info *info, do
   return GN_OK;
 }
 
-/* Collective. After a failed update: theta still holds the last good state, saved for inspection
- * before stopping. */
-static int save_last_good(trainer *tr, int64_t step, int64_t epoch) {
-  char msg[2048];
+/* ---- the divergence guard --------------------------------------------------------------------- */
+
+/* Collective. Room for the two saved states. */
+static int alloc_saved(trainer *tr) {
+  gn_opt_array arrays[OPT_ARRAYS];
+  const int k = gn_opt_arrays(tr->opt, arrays, OPT_ARRAYS);
+  size_t n = 0;
+  for (int i = 0; i < k; ++i) n += arrays[i].n;
+  int st = GN_OK;
+  for (int s = 0; s < 2 && st == GN_OK; ++s) {
+    saved_state *ss = &tr->saved[s];
+    ss->step = -1;
+    ss->theta = gn_alloc(tr->model.nparams);
+    ss->opt_state = n ? gn_alloc(n) : NULL;
+    if (!ss->theta || (n && !ss->opt_state))
+      st = GN_RAISE(GN_ENOMEM, "out of memory for the divergence guard's copies of %zu parameters", tr->model.nparams);
+  }
+  return gn_par_agree(tr->par, st);
+}
+
+/* Local. Copies the state at the start of update `step` (theta_step, the optimizer, the running sums
+ * and the guard's record) into saved[step % 2]; saved[(step - 1) % 2] keeps the one before. */
+static void keep_state(trainer *tr, int64_t step) {
+  saved_state *ss = &tr->saved[step % 2];
+  ss->step = step;
+  ss->loss = NAN;
+  memcpy(ss->theta, tr->theta, tr->model.nparams * sizeof(double));
+  gn_opt_array arrays[OPT_ARRAYS];
+  const int k = gn_opt_arrays(tr->opt, arrays, OPT_ARRAYS);
+  size_t off = 0;
+  for (int i = 0; i < k; ++i) {
+    memcpy(ss->opt_state + off, arrays[i].data, arrays[i].n * sizeof(double));
+    off += arrays[i].n;
+  }
+  ss->t = tr->opt->t;
+  ss->has_momentum = tr->opt->has_momentum;
+  memcpy(ss->sums, tr->sums, sizeof ss->sums);
+  memcpy(ss->guard, tr->guard, sizeof ss->guard);
+}
+
+/* Local. The live state back from a saved one (the run stops after checkpointing it). */
+static void put_back(trainer *tr, const saved_state *ss) {
+  memcpy(tr->theta, ss->theta, tr->model.nparams * sizeof(double));
+  gn_opt_array arrays[OPT_ARRAYS];
+  const int k = gn_opt_arrays(tr->opt, arrays, OPT_ARRAYS);
+  size_t off = 0;
+  for (int i = 0; i < k; ++i) {
+    memcpy(arrays[i].data, ss->opt_state + off, arrays[i].n * sizeof(double));
+    off += arrays[i].n;
+  }
+  tr->opt->t = ss->t;
+  tr->opt->has_momentum = ss->has_momentum;
+  memcpy(tr->sums, ss->sums, sizeof tr->sums);
+  memcpy(tr->guard, ss->guard, sizeof tr->guard);
+}
+
+/* Rank 0. The checkpoint this run wrote of a diverged state (theta_step, before its loss was seen)
+ * is renamed <name>.diverged: restart = 'auto' must not pick it, and nothing is deleted. */
+static void set_aside_diverged(trainer *tr, int64_t step) {
+  if (!RANK0) return;
+  char path[GN_PATH_MAX + 64], aside[GN_PATH_MAX + 80];
+  gn_ckpt_path(tr->deck, step, path, sizeof path);
+  snprintf(aside, sizeof aside, "%s.diverged", path);
+  if (rename(path, aside) != 0) {
+    fprintf(stderr, "gnrev_mpi: warning: cannot rename the diverged checkpoint %s: %s\n", path, strerror(errno));
+    fflush(stderr);
+  }
+}
+
+/* Collective. Update `step` failed (GN_ENUMERIC, its message set). With theta_good (the update
+ * measured a finite loss at theta_step, then its own arithmetic failed) theta_step is the good
+ * state; otherwise (a non-finite or diverged loss) theta_step is bad and the good state is the one
+ * before. That state is put back and checkpointed, never the diverged weights, and the message says
+ * how to continue from it with a smaller lr. Returns GN_ENUMERIC. */
+static int stop_numeric(trainer *tr, int64_t step, const gn_step_info *info, bool theta_good) {
+  char msg[8192], trace[4096];
   snprintf(msg, sizeof msg, "%s", gn_error_message());
-  if (flush_pending(tr, NAN, true) == GN_OK && checkpoint(tr, step, epoch) == GN_OK)
-    snprintf(msg + strlen(msg), sizeof msg - strlen(msg),
-             "\n  the last good state is saved as the checkpoint of step %lld", (long long)step);
-  gn_error_set_message(msg, "");
+  snprintf(trace, sizeof trace, "%s", gn_error_traceback());
+  tr->saved[step % 2].loss = info->loss;
+  const saved_state *good = &tr->saved[(theta_good ? step : step + 1) % 2];
+  const bool have = good->step == (theta_good ? step : step - 1) && isfinite(good->loss);
+  const int64_t diverged_ckpt = tr->last_ckpt; /* before the checkpoint below */
+  const double best = tr->guard[GN_GUARD_BEST_STEP], best_loss = tr->guard[GN_GUARD_BEST_LOSS];
+  /* The row waiting for its batch_loss_after gets the loss this update measured. */
+  int st = flush_pending(tr, isnan(info->loss) ? INFINITY : info->loss, true);
+  const size_t used = strlen(msg);
+  if (!have) {
+    snprintf(msg + used, sizeof msg - used,
+             "\n  no earlier state of this run with a finite measured loss is in memory; the checkpoints in "
+             "%s/checkpoints are as they were",
+             tr->deck->out_dir);
+  } else {
+    const int64_t s = good->step;
+    const double loss = good->loss;
+    put_back(tr, good);
+    if (st == GN_OK) st = checkpoint(tr, s, s / tr->steps_per_epoch);
+    char path[GN_PATH_MAX + 64];
+    gn_ckpt_path(tr->deck, s, path, sizeof path);
+    if (st == GN_OK) {
+      if (!theta_good && diverged_ckpt == step) set_aside_diverged(tr, step);
+      snprintf(msg + used, sizeof msg - used,
+               "\n  the last state with a finite measured loss (step %lld, batch loss %.6g) is saved as %s; to "
+               "continue from it with a smaller step size, run the same command with\n"
+               "    -P optim:lr=%g -P \"checkpoint:restart='%s'\"",
+               (long long)s, loss, path, tr->deck->lr / 10, path);
+      if (best >= 0 && best != (double)s) {
+        const size_t at = strlen(msg);
+        gn_ckpt_path(tr->deck, (int64_t)best, path, sizeof path);
+        snprintf(msg + at, sizeof msg - at, "\n  (the checkpoint with the lowest measured loss is %s, batch loss %.6g)",
+                 path, best_loss);
+      }
+    } else {
+      snprintf(msg + used, sizeof msg - used, "\n  the last good state (step %lld) could not be saved: %s",
+               (long long)s, gn_error_message());
+    }
+  }
+  gn_error_set_message(msg, trace);
+  return GN_ENUMERIC;
+}
+
+/* Whether a batch loss diverges: above divergence_factor times the lowest loss so far and above the
+ * first one (near convergence a loss may grow by a large factor and still be tiny). */
+static bool diverged(const trainer *tr, double loss) {
+  const double f = tr->deck->divergence_factor;
+  return f > 0 && isfinite(tr->guard[GN_GUARD_MIN]) && loss > f * tr->guard[GN_GUARD_MIN] &&
+         loss > tr->guard[GN_GUARD_FIRST];
+}
+
+/* Collective. After update `step` succeeded: its loss against the guard (exit 5 when it diverges),
+ * then into the guard's record; the checkpoint of theta_step, if any, becomes the best one when its
+ * loss is the lowest yet. */
+static int guard_step(trainer *tr, int64_t step, const gn_step_info *info) {
+  tr->saved[step % 2].loss = info->loss;
+  if (diverged(tr, info->loss)) {
+    gn_error(GN_ENUMERIC, __FILE__, __LINE__, __func__,
+             "step %lld: the batch loss %.6g is more than divergence_factor = %g times the lowest so far (%.6g) and "
+             "above the first (%.6g): the run diverges",
+             (long long)step, info->loss, tr->deck->divergence_factor, tr->guard[GN_GUARD_MIN],
+             tr->guard[GN_GUARD_FIRST]);
+    return stop_numeric(tr, step, info, false);
+  }
+  double *g = tr->guard;
+  if (isnan(g[GN_GUARD_FIRST])) g[GN_GUARD_FIRST] = info->loss;
+  if (info->loss < g[GN_GUARD_MIN]) g[GN_GUARD_MIN] = info->loss;
+  if (tr->last_ckpt == step && info->loss < g[GN_GUARD_BEST_LOSS]) {
+    g[GN_GUARD_BEST_STEP] = (double)step;
+    g[GN_GUARD_BEST_LOSS] = info->loss;
+  }
   return GN_OK;
 }
 
@@ -292,13 +446,15 @@ static int train_loop(trainer *tr) {
     CHECK(gn_diag_step(tr->diag, step, tr->theta, tr->n_local, tr->n_batch, tr->X0, tr->y));
     tr->time.diag += gn_par_wtime() - t0;
 
+    keep_state(tr, step);
     t0 = gn_par_wtime();
     const gn_batch batch = {.step = step, .n = tr->n_local, .n_global = tr->n_batch, .X0 = tr->X0, .y = tr->y};
     gn_step_info info;
     const int st = gn_opt_step(tr->opt, tr->theta, &batch, &info);
     const double dt = gn_par_wtime() - t0;
-    if (st == GN_ENUMERIC) save_last_good(tr, step, epoch);
+    if (st == GN_ENUMERIC) CHECK(stop_numeric(tr, step, &info, isfinite(info.loss)));
     CHECK(st);
+    CHECK(guard_step(tr, step, &info));
     tr->time.update += dt;
     ++done;
     /* The update's own forward measured theta_step on this batch: in full batch that is also the
@@ -404,6 +560,10 @@ static void trainer_free(trainer *tr) {
   gn_data_free(&tr->train);
   gn_data_free(&tr->test);
   free(tr->theta);
+  for (int s = 0; s < 2; ++s) {
+    free(tr->saved[s].theta);
+    free(tr->saved[s].opt_state);
+  }
   free(tr->pending_values);
   free(tr->perm);
   free(tr->idx); free(tr->X0); free(tr->X); free(tr->logits); free(tr->y);
@@ -550,6 +710,8 @@ static int restore(trainer *tr) {
     CHECK(same_run(tr, &cs));
     CHECK(same_data(tr, &cs));
     tr->start_step = cs.step;
+    tr->last_ckpt = cs.step;
+    memcpy(tr->guard, cs.guard, sizeof tr->guard);
     memcpy(tr->sums, cs.sums, sizeof tr->sums);
     if (RANK0) {
       printf("restart: continuing from %s (step %lld, written on %d rank%s)\n", tr->restart_path,
@@ -590,6 +752,11 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   tr->deck = deck;
   tr->deck_source = deck_source;
   tr->perm_epoch = -1;
+  tr->last_ckpt = -1;
+  tr->guard[GN_GUARD_FIRST] = NAN;
+  tr->guard[GN_GUARD_MIN] = INFINITY;
+  tr->guard[GN_GUARD_BEST_STEP] = -1;
+  tr->guard[GN_GUARD_BEST_LOSS] = INFINITY;
   int status = GN_OK;
   tr->deck_text = gn_deck_format(deck);
   if (!tr->deck_text) FAIL_GOTO(GN_ENOMEM, "out of memory formatting the deck");
@@ -619,6 +786,7 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   }
   CHECK_GOTO(gn_par_agree(par, st));
   CHECK_GOTO(gn_opt_create(par, deck, &tr->model, &tr->opt));
+  CHECK_GOTO(alloc_saved(tr));
   CHECK_GOTO(lock_out_dir(tr));
   CHECK_GOTO(restore(tr));
   if (tr->restart_path[0] && tr->start_step >= tr->steps_total) {

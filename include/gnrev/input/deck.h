@@ -28,6 +28,8 @@ typedef struct {
   int64_t epochs;             /* passes over the training set; default 1 */
   int64_t max_steps;          /* stop after this many updates; 0 = no limit; default 0 */
   int64_t log_every;          /* progress line every this many steps; default 10 */
+  double divergence_factor;   /* stop (exit 5) when a batch loss exceeds this many times the lowest
+                               * so far and the first; 0 = off; default 1e3 */
   /* &data */
   gn_source source;           /* default fashion-mnist */
   char path[GN_PATH_MAX];     /* folder (IDX, CIFAR) or file (HDF5); default per source */

@@ -17,6 +17,12 @@
  * epoch_samples). */
 enum { GN_CKPT_SUMS = 3 };
 
+/* The divergence guard's record (root attributes loss_first, loss_min, best_step, best_loss): the
+ * first and the lowest batch loss measured in the run, and the checkpoint whose own state has the
+ * lowest measured loss (its step, -1 when none; that loss). The pruning never deletes that one. */
+enum { GN_CKPT_GUARD = 4 };
+enum { GN_GUARD_FIRST, GN_GUARD_MIN, GN_GUARD_BEST_STEP, GN_GUARD_BEST_LOSS };
+
 /* What a checkpoint records besides the model. */
 typedef struct {
   int64_t step;        /* updates taken */
@@ -29,10 +35,11 @@ typedef struct {
   const double *sums;        /* GN_CKPT_SUMS running sums, or NULL to leave them out */
   const char *run_id;        /* the run's id, as in run.h5 */
   const char *data_fp;       /* the fingerprint of the data trained on (gn_data_fingerprint) */
+  const double *guard;       /* GN_CKPT_GUARD values, or NULL to leave them out */
 } gn_ckpt_meta;
 
 /* Collective on par->comm. Writes the checkpoint of `meta->step` into deck->out_dir, then
- * removes the oldest ones beyond deck->keep (never step 0). */
+ * removes the oldest ones beyond deck->keep (never step 0, nor the best of meta->guard). */
 int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *meta,
                   const gn_model *model, const double *theta, gn_opt *opt);
 
@@ -45,6 +52,7 @@ typedef struct {
                               * (each moved aside as <name>.damaged) */
   char run_id[GN_RUN_ID_CAP]; /* the id of the run that wrote it ("" from an older version) */
   char data_fp[GN_DATA_FP_CAP]; /* the fingerprint of its data ("" from an older version) */
+  double guard[GN_CKPT_GUARD];  /* the guard's record (older versions: NaN, inf, -1, inf) */
 } gn_ckpt_state;
 
 /* Collective on par->comm. The checkpoint to restart from, as deck->restart says: "none" gives

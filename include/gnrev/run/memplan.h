@@ -14,6 +14,7 @@ typedef struct {
   size_t model_fixed;   /* C matrices and U */
   size_t params;        /* theta, gradient/direction, initial copy */
   size_t optimizer;     /* SGD momentum or Adam moments */
+  size_t guard;         /* the divergence guard's two saved states (parameters and optimizer) */
   size_t batch;         /* batch rows, activations and model workspace */
   size_t gn;            /* GN sweep buffers and the distributed pseudo-inverse */
   size_t diagnostics;   /* NTK, CKA, GGN buffers */
