@@ -187,15 +187,19 @@ p = run(deck_a, np_=2)
 check(p.returncode == 2 and "belongs to another run" in p.stderr and first_rows(run_a) == before,
       "test_foreign_run_h5_is_refused_not_appended_to", f"rc={p.returncode} {p.stderr[-400:]}")
 
-# Files of older versions (no run_id) are continued with a warning, and run.h5 then gets the id.
+# Files of older versions (without run_id, nor the other attributes added with it) are continued
+# with a warning, and run.h5 then gets the id.
+NEWER = ("run_id", "data_fingerprint", "crc32_state", "crc32_fixed", "loss_first", "loss_min", "best_step",
+         "best_loss")
 old = os.path.join(tmp, "old_files")
 deck_old = synthetic_deck(old, method="sgd", lr=0.1, steps=4, checkpoint__every=2)
 run(deck_old, np_=2)
 for path in [os.path.join(old, "run.h5")] + [os.path.join(old, "checkpoints", n)
                                              for n in os.listdir(os.path.join(old, "checkpoints"))]:
     with h5py.File(path, "r+") as f:
-        if "run_id" in f.attrs:
-            del f.attrs["run_id"]
+        for name in NEWER:
+            if name in f.attrs:
+                del f.attrs[name]
 deck_old["run"]["max_steps"] = 6
 p = run(deck_old, np_=2)
 with h5py.File(os.path.join(old, "run.h5"), "r") as f:
