@@ -159,4 +159,30 @@ check(p.returncode == 0 and names == ["step_00000000.h5", "step_00000004.h5", "s
       and best_step == 4 and np.nanmax(met["train_loss"]) > 1e20,
       "test_best_and_step_0_checkpoints_survive_the_pruning_of_a_diverging_run",
       f"rc={p.returncode} {names} best_step={best_step} {p.stderr[-300:]}")
+# ---- a run that cannot change anything ---------------------------------------------------------
+# atol = 1e10: every pseudo-inverse keeps nothing, theta never moves: one warning naming the first
+# half-block and the threshold, then a refusal at the first step.
+still = os.path.join(tmp, "atol")
+p = run(deck(still, 0.5, 80, optim__atol=1e10), np_=2)
+check(p.returncode == 5 and p.stderr.count("kept no singular value") == 1 and "block 0, F" in p.stderr
+      and "1e+10" in p.stderr and "changed no parameter" in p.stderr and "step 0:" in p.stderr
+      and os.path.exists(ckpt(still, 0)),
+      "test_pinv_keeping_nothing_warns_once_and_a_step_changing_nothing_is_refused",
+      f"rc={p.returncode} {p.stderr[-700:]}")
+damped = os.path.join(tmp, "damped")
+p = run(deck(damped, 0.5, 80, optim__pinv="damped", optim__damping=1e300), np_=2)
+check(p.returncode == 5 and "changed no parameter" in p.stderr and "kept no singular value" not in p.stderr,
+      "test_huge_damping_step_changing_nothing_is_refused", f"rc={p.returncode} {p.stderr[-500:]}")
+# One half-block below the threshold, the others above: the warning alone; the run goes on.
+probe = os.path.join(tmp, "probe")
+run(deck(probe, 0.5, 1), np_=2)
+with h5py.File(os.path.join(probe, "run.h5"), "r") as f:
+    sig = {k: float(f["gn"][k][0]) for k in f["gn"] if k.startswith("sigma_max")}
+atol = sig["sigma_max_b000_F"] * 1.0001
+others_keep = sum(v >= atol for v in sig.values())
+part = os.path.join(tmp, "partly")
+p = run(deck(part, 0.5, 4, optim__atol=atol), np_=2)
+check(others_keep >= 1 and p.returncode == 0 and p.stderr.count("kept no singular value") == 1
+      and "block 0, F" in p.stderr,
+      "test_one_half_block_keeping_nothing_only_warns", f"sigma={sig} rc={p.returncode} {p.stderr[-500:]}")
 finish()

@@ -83,6 +83,7 @@ typedef struct {
   double guard[GN_CKPT_GUARD]; /* the divergence guard's record (checkpoint.h) */
   int64_t last_ckpt;         /* step of the newest checkpoint written or continued from (-1: none) */
   saved_state saved[2];      /* the states at the start of updates t (saved[t % 2]) and t - 1 */
+  bool warned_kept;          /* the warning of a pseudo-inverse that kept nothing was given */
   bool have_pending;         /* row `pending` waits for its batch_loss_after (full batch) */
   gn_metrics_row pending;
   gn_opt_record pending_rec; /* the optimizer's record of that row's update (values copied) */
@@ -339,7 +340,7 @@ static void set_aside_diverged(trainer *tr, int64_t step) {
  * state; otherwise (a non-finite or diverged loss) theta_step is bad and the good state is the one
  * before. That state is put back and checkpointed, never the diverged weights, and the message says
  * how to continue from it with a smaller lr. Returns GN_ENUMERIC. */
-static int stop_numeric(trainer *tr, int64_t step, const gn_step_info *info, bool theta_good) {
+static int stop_numeric(trainer *tr, int64_t step, const gn_step_info *info, bool theta_good, bool suggest_lr) {
   char msg[8192], trace[4096];
   snprintf(msg, sizeof msg, "%s", gn_error_message());
   snprintf(trace, sizeof trace, "%s", gn_error_traceback());
@@ -366,10 +367,15 @@ static int stop_numeric(trainer *tr, int64_t step, const gn_step_info *info, boo
     if (st == GN_OK) {
       if (!theta_good && diverged_ckpt == step) set_aside_diverged(tr, step);
       snprintf(msg + used, sizeof msg - used,
-               "\n  the last state with a finite measured loss (step %lld, batch loss %.6g) is saved as %s; to "
-               "continue from it with a smaller step size, run the same command with\n"
-               "    -P optim:lr=%g -P \"checkpoint:restart='%s'\"",
-               (long long)s, loss, path, tr->deck->lr / 10, path);
+               "\n  the last state with a finite measured loss (step %lld, batch loss %.6g) is saved as %s", (long long)s,
+               loss, path);
+      if (suggest_lr) {
+        const size_t at = strlen(msg);
+        snprintf(msg + at, sizeof msg - at,
+                 "; to continue from it with a smaller step size, run the same command with\n"
+                 "    -P optim:lr=%g -P \"checkpoint:restart='%s'\"",
+                 tr->deck->lr / 10, path);
+      }
       if (best >= 0 && best != (double)s) {
         const size_t at = strlen(msg);
         gn_ckpt_path(tr->deck, (int64_t)best, path, sizeof path);
@@ -385,6 +391,18 @@ static int stop_numeric(trainer *tr, int64_t step, const gn_step_info *info, boo
   return GN_ENUMERIC;
 }
 
+/* Whether an update moved theta by more than its rounding: ||after - before|| > 2^-52 ||before||
+ * (so a bit-identical theta, or one changed only in zeros by a vanishing step, has not moved). */
+static bool moved(const double *after, const double *before, size_t n) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double d = after[i] - before[i];
+    diff += d * d;
+    norm += before[i] * before[i];
+  }
+  return diff > 0x1p-104 * norm;
+}
+
 /* Whether a batch loss diverges: above divergence_factor times the lowest loss so far and above the
  * first one (near convergence a loss may grow by a large factor and still be tiny). */
 static bool diverged(const trainer *tr, double loss) {
@@ -395,7 +413,9 @@ static bool diverged(const trainer *tr, double loss) {
 
 /* Collective. After update `step` succeeded: its loss against the guard (exit 5 when it diverges),
  * then into the guard's record; the checkpoint of theta_step, if any, becomes the best one when its
- * loss is the lowest yet. */
+ * loss is the lowest yet. The first update of a run must move theta (lr > 0, as the deck demands):
+ * one that does not will not next time either. Later updates are not held to it, since a run that
+ * has converged to the precision of doubles legitimately stops moving. */
 static int guard_step(trainer *tr, int64_t step, const gn_step_info *info) {
   tr->saved[step % 2].loss = info->loss;
   if (diverged(tr, info->loss)) {
@@ -404,7 +424,7 @@ static int guard_step(trainer *tr, int64_t step, const gn_step_info *info) {
              "above the first (%.6g): the run diverges",
              (long long)step, info->loss, tr->deck->divergence_factor, tr->guard[GN_GUARD_MIN],
              tr->guard[GN_GUARD_FIRST]);
-    return stop_numeric(tr, step, info, false);
+    return stop_numeric(tr, step, info, false, true);
   }
   double *g = tr->guard;
   if (isnan(g[GN_GUARD_FIRST])) g[GN_GUARD_FIRST] = info->loss;
@@ -413,7 +433,41 @@ static int guard_step(trainer *tr, int64_t step, const gn_step_info *info) {
     g[GN_GUARD_BEST_STEP] = (double)step;
     g[GN_GUARD_BEST_LOSS] = info->loss;
   }
+  if (step == tr->start_step && !moved(tr->theta, tr->saved[step % 2].theta, tr->model.nparams)) {
+    gn_error(GN_ENUMERIC, __FILE__, __LINE__, __func__,
+             "step %lld: the update changed no parameter (theta moved by less than its rounding, lr = %g), so "
+             "training cannot progress. Pseudo-inverses that keep no singular value (&optim atol, rtol) or a "
+             "damping so large that the step vanishes (pinv = 'damped') do this",
+             (long long)step, tr->deck->lr);
+    return stop_numeric(tr, step, info, true, false);
+  }
   return GN_OK;
+}
+
+/* Rank 0, once per run. A pseudo-inverse that kept no singular value leaves its half-block as it
+ * was; the optimizer's record (series kept_bBBB_S and sigma_max_bBBB_S, see gn.c) says which. */
+static void warn_kept_nothing(trainer *tr, int64_t step) {
+  gn_opt_record rec;
+  if (tr->warned_kept || !RANK0 || !gn_opt_last_record(tr->opt, &rec)) return;
+  for (int i = 0; i < rec.n; ++i) {
+    int b;
+    char half;
+    if (sscanf(rec.names[i], "kept_b%d_%c", &b, &half) != 2 || rec.values[i] != 0) continue;
+    char want[64];
+    double sigma = NAN;
+    snprintf(want, sizeof want, "sigma_max_b%03d_%c", b, half);
+    for (int j = 0; j < rec.n; ++j)
+      if (strcmp(rec.names[j], want) == 0) sigma = rec.values[j];
+    const gn_deck *dk = tr->deck;
+    fprintf(stderr,
+            "gnrev_mpi: warning: step %lld: the pseudo-inverse of block %d, %c kept no singular value: sigma_max = "
+            "%.6g is below max(rtol * sigma_max, atol) = max(%g * %.6g, %g) (&optim rtol, atol), so that half-block "
+            "does not change (said once per run)\n",
+            (long long)step, b, half, sigma, dk->rtol, sigma, dk->atol);
+    fflush(stderr);
+    tr->warned_kept = true;
+    return;
+  }
 }
 
 static void print_timing(const trainer *tr, int64_t done) {
@@ -452,8 +506,9 @@ static int train_loop(trainer *tr) {
     gn_step_info info;
     const int st = gn_opt_step(tr->opt, tr->theta, &batch, &info);
     const double dt = gn_par_wtime() - t0;
-    if (st == GN_ENUMERIC) CHECK(stop_numeric(tr, step, &info, isfinite(info.loss)));
+    if (st == GN_ENUMERIC) CHECK(stop_numeric(tr, step, &info, isfinite(info.loss), true));
     CHECK(st);
+    warn_kept_nothing(tr, step);
     CHECK(guard_step(tr, step, &info));
     tr->time.update += dt;
     ++done;
