@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Collectives move large buffers in pieces of CHUNK elements. Besides keeping counts in int,
  * pieces of 8 MB are ~10x faster than one 100 MB MPI_Allreduce with Debian's Open MPI 4.1 on one
@@ -37,10 +38,45 @@ void gn_par_close(gn_par *par) {
   if (par->comm != MPI_COMM_NULL && par->comm != 0) MPI_Comm_free(&par->comm);
 }
 
+/* After the MAX of the statuses: the message of the lowest failing rank to every rank. */
+static int share_message(const gn_par *par, int status, int global);
+
 int gn_par_agree(const gn_par *par, int status) {
   int global = status;
   if (MPI_Allreduce(&status, &global, 1, MPI_INT, MPI_MAX, par->comm) != MPI_SUCCESS)
     gn_par_die(par, GN_EMPI);
+  return share_message(par, status, global);
+}
+
+int gn_par_agree_within(const gn_par *par, int status, double seconds, void (*before_abort)(void *), void *ctx) {
+  int global = status;
+  MPI_Request req;
+  if (MPI_Iallreduce(&status, &global, 1, MPI_INT, MPI_MAX, par->comm, &req) != MPI_SUCCESS)
+    gn_par_die(par, GN_EMPI);
+  if (status == GN_OK) {
+    if (MPI_Wait(&req, MPI_STATUS_IGNORE) != MPI_SUCCESS) gn_par_die(par, GN_EMPI);
+  } else {
+    const double deadline = MPI_Wtime() + seconds;
+    for (int done = 0; !done;) {
+      if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) gn_par_die(par, GN_EMPI);
+      if (done) break;
+      if (MPI_Wtime() > deadline) {
+        char msg[8192];
+        snprintf(msg, sizeof msg,
+                 "%s\n  the other ranks did not reach agreement on this error within %g s (GNREV_IO_TIMEOUT): "
+                 "they wait inside the I/O library for this rank, so the job is aborted",
+                 gn_error_message(), seconds);
+        gn_error_set_message(msg, gn_error_traceback());
+        if (before_abort) before_abort(ctx);
+        gn_par_die(par, status);
+      }
+      nanosleep(&(struct timespec){0, 1000 * 1000}, NULL);
+    }
+  }
+  return share_message(par, status, global);
+}
+
+static int share_message(const gn_par *par, int status, int global) {
   if (global == GN_OK) return GN_OK;
   int mine = status != GN_OK ? par->rank : INT_MAX, first = mine;
   if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, par->comm) != MPI_SUCCESS)

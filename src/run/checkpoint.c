@@ -162,6 +162,19 @@ static void fault_injection(const gn_par *par, int64_t step) {
   }
 }
 
+/* Local. After a failed I/O while writing the checkpoint of `step` (the temporary file is gone by
+ * then): says what is left and how to go on. Returns status. */
+static int not_written(int64_t step, int status) {
+  if (status != GN_EIO) return status;
+  char msg[8192];
+  snprintf(msg, sizeof msg,
+           "%s\n  the checkpoint of step %lld is not written, nothing of it is left, and the earlier checkpoints "
+           "are as they were: free some space, then run the same command to continue from the newest one",
+           gn_error_message(), (long long)step);
+  gn_error_set_message(msg, gn_error_traceback());
+  return status;
+}
+
 int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *meta,
                   const gn_model *model, const double *theta, gn_opt *opt) {
   char dir[GN_PATH_MAX + 32], path[GN_PATH_MAX + 64];
@@ -172,7 +185,7 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   CHECK(gn_par_agree(par, st));
   gn_ckpt_path(deck, meta->step, path, sizeof path);
   gn_h5 *f = NULL;
-  CHECK(gn_h5_create_atomic(par, path, &f));
+  CHECK(not_written(meta->step, gn_h5_create_atomic(par, path, &f)));
   int status = GN_OK;
   CHECK_GOTO(gn_h5_attr_str(f, "/", "format", "gnrev-checkpoint-1"));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "step", meta->step));
@@ -214,12 +227,12 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_state", crc_steering(&sv)));
   /* Written last: a file without it was cut short while being written. */
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "complete", 1));
-  CHECK(gn_h5_close(f));
+  CHECK(not_written(meta->step, gn_h5_close(f)));
   if (par->rank == 0) prune(deck, meta->guard ? (int64_t)meta->guard[GN_GUARD_BEST_STEP] : -1);
   return GN_OK;
 fail:
   gn_h5_abandon(f);
-  return status;
+  return not_written(meta->step, status);
 }
 
 /* ---- reading and restarting ---- */

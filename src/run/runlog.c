@@ -158,13 +158,26 @@ static int describe(gn_runlog *log) {
   return GN_OK;
 }
 
+/* Local. After a failed write to run.h5: says what it keeps and how to go on. Returns status. */
+static int not_appended(const gn_runlog *log, int64_t step, int status) {
+  if (status != GN_EIO) return status;
+  char msg[8192];
+  snprintf(msg, sizeof msg,
+           "%s\n  %s keeps the rows before step %lld: free some space, then run the same command to continue "
+           "from the newest checkpoint",
+           gn_error_message(), log->path, (long long)step);
+  gn_error_set_message(msg, gn_error_traceback());
+  return status;
+}
+
 int gn_runlog_append(gn_runlog *log, const gn_metrics_row *row, const gn_opt_record *rec, bool flush) {
   double v[N_METRICS];
   row_values(row, v);
-  CHECK(gn_h5_append(log->file, "/metrics", N_METRICS, NAMES, v));
-  if (!log->described) CHECK(describe(log));
-  if (rec) CHECK(gn_h5_append(log->file, rec->group, rec->n, rec->names, rec->values));
-  return flush ? gn_h5_flush(log->file) : GN_OK;
+  const int64_t step = (int64_t)row->step;
+  CHECK(not_appended(log, step, gn_h5_append(log->file, "/metrics", N_METRICS, NAMES, v)));
+  if (!log->described) CHECK(not_appended(log, step, describe(log)));
+  if (rec) CHECK(not_appended(log, step, gn_h5_append(log->file, rec->group, rec->n, rec->names, rec->values)));
+  return flush ? not_appended(log, step, gn_h5_flush(log->file)) : GN_OK;
 }
 
 int gn_runlog_flush(gn_runlog *log) { return gn_h5_flush(log->file); }
