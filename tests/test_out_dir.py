@@ -105,6 +105,22 @@ check(p.returncode == 2 and "node-that-is-not-this-one-17" in p.stderr and "pid 
       and os.path.exists(lock_path(other)) and not os.path.exists(os.path.join(other, "run.h5")),
       "test_lock_held_on_another_host_is_refused_and_left_alone", f"rc={p.returncode} {p.stderr[-400:]}")
 
+# A requeued SLURM job keeps its job id and may run on another node: the lock its killed earlier
+# run left there names the same job and is taken over; another job's lock is refused.
+requeued = os.path.join(tmp, "requeued")
+os.makedirs(requeued)
+with open(lock_path(requeued), "w") as f:
+    f.write("gnrev_mpi lock\nhost=node-that-is-not-this-one-17\npid=4242\nslurm_job=9001\n")
+os.environ["SLURM_JOB_ID"] = "9002"
+p_other = run(synthetic_deck(requeued, method="sgd", lr=0.05, steps=2), np_=2)
+os.environ["SLURM_JOB_ID"] = "9001"
+p_same = run(synthetic_deck(requeued, method="sgd", lr=0.05, steps=2), np_=2)
+del os.environ["SLURM_JOB_ID"]
+check(p_other.returncode == 2 and "node-that-is-not-this-one-17" in p_other.stderr and p_same.returncode == 0
+      and "earlier run of this SLURM job (9001)" in p_same.stderr and not os.path.exists(lock_path(requeued)),
+      "test_lock_of_an_earlier_run_of_the_same_slurm_job_is_taken_over",
+      f"rc={p_other.returncode},{p_same.returncode} {p_other.stderr[-200:]} {p_same.stderr[-300:]}")
+
 # ---- released on every way out ----------------------------------------------------------------
 done = os.path.join(tmp, "done")
 p = run(synthetic_deck(done, method="sgd", lr=0.05, steps=2), np_=2)

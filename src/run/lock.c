@@ -3,8 +3,10 @@
  *
  * The file is created with O_CREAT | O_EXCL, which is atomic on local file systems and on NFSv3+
  * and Lustre, and holds "key=value" lines: host, pid, start (the holder's start time in clock ticks
- * since boot, /proc/<pid>/stat field 22, so a recycled pid is not mistaken for the holder) and
- * since (UTC). Only rank 0 touches it; the outcome is agreed over all ranks. */
+ * since boot, /proc/<pid>/stat field 22, so a recycled pid is not mistaken for the holder), since
+ * (UTC) and, under SLURM, slurm_job: a requeued job keeps its job id and may land on another node,
+ * where the lock of its killed previous run could not be checked otherwise. Only rank 0 touches
+ * the file; the outcome is agreed over all ranks. */
 #include "gnrev/run/lock.h"
 
 #include <errno.h>
@@ -34,6 +36,7 @@ typedef struct {
   long pid;
   unsigned long long start; /* 0 when not recorded */
   char since[64];
+  char slurm_job[64]; /* "" when not run under SLURM */
 } holder;
 
 /* Local. Start time of process pid in clock ticks since boot; 0 if unknown. */
@@ -77,6 +80,7 @@ static void parse_holder(const char *text, holder *h) {
     else if (strncmp(line, "pid=", 4) == 0) h->pid = strtol(line + 4, NULL, 10);
     else if (strncmp(line, "start=", 6) == 0) h->start = strtoull(line + 6, NULL, 10);
     else if (strncmp(line, "since=", 6) == 0) snprintf(h->since, sizeof h->since, "%.63s", line + 6);
+    else if (strncmp(line, "slurm_job=", 10) == 0) snprintf(h->slurm_job, sizeof h->slurm_job, "%.63s", line + 10);
   }
 }
 
@@ -124,7 +128,7 @@ static int refuse(const gn_lock *lk, const char *out_dir, const holder *h, const
 
 /* Rank 0. Moves a stale lock aside and deletes it, unless it changed since it was judged stale
  * (another run took it over in between: then that run holds the lock). */
-static int take_over(const gn_lock *lk, const char *out_dir, const char *judged, const holder *h) {
+static int take_over(const gn_lock *lk, const char *out_dir, const char *judged, const holder *h, const char *host) {
   char aside[sizeof lk->path + 32], now[TEXT_CAP];
   snprintf(aside, sizeof aside, "%s.stale.%ld", lk->path, (long)getpid());
   if (rename(lk->path, aside) != 0) {
@@ -139,10 +143,16 @@ static int take_over(const gn_lock *lk, const char *out_dir, const char *judged,
     return GN_OK;
   }
   unlink(aside);
-  fprintf(stderr,
-          "gnrev_mpi: warning: out_dir %s had a stale lock of gnrev_mpi pid %ld on this host%s%s, which no "
-          "longer runs: taken over\n",
-          out_dir, h->pid, h->since[0] ? ", since " : "", h->since);
+  if (strcmp(h->host, host) == 0)
+    fprintf(stderr,
+            "gnrev_mpi: warning: out_dir %s had a stale lock of gnrev_mpi pid %ld on this host%s%s, which no "
+            "longer runs: taken over\n",
+            out_dir, h->pid, h->since[0] ? ", since " : "", h->since);
+  else
+    fprintf(stderr,
+            "gnrev_mpi: warning: out_dir %s had a stale lock of gnrev_mpi pid %ld on host %s, left by an earlier run "
+            "of this SLURM job (%s): taken over\n",
+            out_dir, h->pid, h->host, h->slurm_job);
   fflush(stderr);
   return GN_OK;
 }
@@ -156,8 +166,11 @@ static int take(gn_lock *lk, const char *out_dir) {
   struct tm tm;
   if (gmtime_r(&t, &tm)) strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
   const long pid = (long)getpid();
-  snprintf(lk->text, sizeof lk->text, "gnrev_mpi lock\nhost=%s\npid=%ld\nstart=%llu\nsince=%s\n", host, pid,
-           process_start(pid), since);
+  const char *job = getenv("SLURM_JOB_ID");
+  char job_line[96] = "";
+  if (job && *job) snprintf(job_line, sizeof job_line, "slurm_job=%.63s\n", job);
+  snprintf(lk->text, sizeof lk->text, "gnrev_mpi lock\nhost=%s\npid=%ld\nstart=%llu\nsince=%s\n%s", host, pid,
+           process_start(pid), since, job_line);
   for (int attempt = 0; attempt < ATTEMPTS; ++attempt) {
     int fd = open(lk->path, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd >= 0) {
@@ -190,8 +203,11 @@ static int take(gn_lock *lk, const char *out_dir) {
       GN_FAIL(GN_EINPUT,
               "out_dir %s has a lock file %s that names no holder: if no run uses this out_dir, delete it",
               out_dir, lk->path);
-    if (strcmp(h.host, host) != 0 || holder_alive(&h)) return refuse(lk, out_dir, &h, host);
-    CHECK(take_over(lk, out_dir, text, &h));
+    /* On this host the holder's process tells; on another, only the same SLURM job id does: SLURM
+     * runs a job id once at a time, so that holder was an earlier run of this requeued job. */
+    const bool same_job = job && *job && strcmp(h.slurm_job, job) == 0;
+    if (strcmp(h.host, host) == 0 ? holder_alive(&h) : !same_job) return refuse(lk, out_dir, &h, host);
+    CHECK(take_over(lk, out_dir, text, &h, host));
   }
   GN_FAIL(GN_EINPUT, "out_dir %s: the lock file %s keeps changing (runs starting at once?); try again", out_dir,
           lk->path);
