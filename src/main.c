@@ -150,22 +150,27 @@ static int run(const gn_par *par, const cli *c) {
   CHECK(read_deck(par, c->deck_path, &text));
   gn_deck deck;
   int st = gn_par_agree(par, gn_deck_parse(text, c->deck_path, c->overrides, c->n_overrides, &deck));
+  if (st == GN_OK) st = gn_par_agree(par, gn_deck_require_groups(text, c->deck_path));
   if (st == GN_OK) st = gn_train_run(par, &deck, c->deck_path, text, c->check);
   free(text);
   return st;
 }
 
 int main(int argc, char **argv) {
+  /* First of all: a stop signal sent while MPI starts (a job preempted at once) is recorded and
+   * honoured after the first step instead of killing the rank. The handler is async-signal-safe
+   * and uses no MPI. */
+  const int sig_status = gn_signals_install();
   MPI_Init(&argc, &argv);
   /* One core per rank unless the user asked otherwise: OpenBLAS threads would oversubscribe. */
   if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  gn_signals_install();
   gn_par par;
   int st = gn_par_open(MPI_COMM_WORLD, &par);
   if (st != GN_OK) gn_par_die(NULL, st);
   cli c;
-  st = gn_par_agree(&par, parse_args(argc, argv, &c));
+  st = gn_par_agree(&par, sig_status);
+  if (st == GN_OK) st = gn_par_agree(&par, parse_args(argc, argv, &c));
   if (st == GN_OK) st = run(&par, &c);
   gn_signals_restore();
   if (st != GN_OK) gn_par_report(&par, st);

@@ -65,7 +65,8 @@ static bool decks_equal(const gn_deck *a, const gn_deck *b) {
 #define EQ(f) (a->f == b->f)
 #define EQR(f) same_bits(a->f, b->f)
 #define EQS(f) (strcmp(a->f, b->f) == 0)
-  return EQS(name) && EQS(out_dir) && EQ(seed) && EQ(epochs) && EQ(max_steps) && EQ(log_every) && EQ(source) &&
+  return EQS(name) && EQS(out_dir) && EQ(seed) && EQ(epochs) && EQ(max_steps) && EQ(log_every) &&
+         EQR(divergence_factor) && EQ(source) &&
          EQS(path) && EQ(n_train) && EQ(n_test) && EQ(batch_size) && EQ(shuffle) && EQ(dim) && EQ(classes) &&
          EQ(synthetic_train) && EQ(synthetic_test) && EQ(blocks) && EQ(hidden) && EQ(activation) &&
          EQ(linear_first_block) && EQ(bias) && EQR(init_std) && EQR(proj_gain) && EQ(method) && EQR(lr) &&
@@ -531,7 +532,7 @@ static void dump(FILE *fp, const gn_deck *d) {
   } while (0)
 #define L(k) fprintf(fp, "%s %s\n", #k, d->k ? "T" : "F")
 #define S(k) fprintf(fp, "%s %s\n", #k, d->k)
-  S(name); S(out_dir); I(seed); I(epochs); I(max_steps); I(log_every);
+  S(name); S(out_dir); I(seed); I(epochs); I(max_steps); I(log_every); R(divergence_factor);
   fprintf(fp, "source %s\n", gn_deck_source_name(d->source));
   S(path); I(n_train); I(n_test); I(batch_size); L(shuffle); I(dim); I(classes); I(synthetic_train); I(synthetic_test);
   I(blocks); I(hidden);

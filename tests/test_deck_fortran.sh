@@ -45,9 +45,10 @@ program deck_oracle
   integer(8) :: blocks, hidden, every, keep
   integer(8) :: eval_every, ntk_every, ntk_samples, cka_every, cka_samples, weights_every
   integer(8) :: ggn_every, ggn_samples, ggn_mc_samples, ggn_top_k
+  real(8) :: divergence_factor
   real(8) :: init_std, proj_gain, lr, momentum, beta1, beta2, eps, weight_decay, rtol, atol, damping
   logical :: shuffle, linear_first_block, bias, nesterov, gn_reference, batch_change, ntk_save_matrix
-  namelist /run/ name, out_dir, seed, epochs, max_steps, log_every
+  namelist /run/ name, out_dir, seed, epochs, max_steps, log_every, divergence_factor
   namelist /data/ source, path, n_train, n_test, batch_size, shuffle, dim, classes, &
                   synthetic_train, synthetic_test
   namelist /model/ blocks, hidden, activation, linear_first_block, bias, init_std, proj_gain
@@ -69,7 +70,7 @@ program deck_oracle
   ntk_space = 'UNSET'; ntk_probe = 'UNSET'; ntk_output_probe = 'UNSET'; cka_probe = 'UNSET'
   keep_features = 'UNSET'
   ntk_output_samples = -777; probe_seed = -777
-  seed = -777; epochs = -777; max_steps = -777; log_every = -777
+  seed = -777; epochs = -777; max_steps = -777; log_every = -777; divergence_factor = -777
   n_train = -777; n_test = -777; batch_size = -777; dim = -777; classes = -777
   synthetic_train = -777; synthetic_test = -777; blocks = -777; hidden = -777; every = -777
   keep = -777; eval_every = -777; ntk_every = -777; ntk_samples = -777; cka_every = -777
@@ -88,7 +89,7 @@ program deck_oracle
   write(*, '(a,1x,a)') 'name', trim(name)
   write(*, '(a,1x,a)') 'out_dir', trim(out_dir)
   call wi('seed', seed); call wi('epochs', epochs); call wi('max_steps', max_steps)
-  call wi('log_every', log_every)
+  call wi('log_every', log_every); call wr('divergence_factor', divergence_factor)
   call ws('source', source)
   write(*, '(a,1x,a)') 'path', trim(path)
   call wi('n_train', n_train); call wi('n_test', n_test); call wi('batch_size', batch_size)

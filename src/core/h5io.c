@@ -1,14 +1,21 @@
 /* h5io.c — the HDF5 output layer: parallel files over MPI-IO, replicated and row-distributed
  * arrays, extendible series, attributes, and the write-aside-then-rename of restart files.
  *
- * Every public collective function ends with gn_par_agree, so all ranks return the same status and
- * message. Failures that come from the file's metadata (a missing dataset, a wrong shape) are seen
+ * Every public collective function ends with gn_par_agree (writes: agree_write), so all ranks
+ * return the same status and message. Failures that come from the file's metadata (a missing dataset, a wrong shape) are seen
  * by every rank at the same call, so no rank waits in a collective the others skipped; arguments
  * that may differ between ranks (row ranges) are agreed before any collective HDF5 call. Messages
- * name the file, the object and what failed, with HDF5's innermost reason appended. */
+ * name the file, the object and what failed, with HDF5's innermost reason appended.
+ *
+ * A full disk: every write that grows a file first checks, on rank 0, that it leaves SPACE_MARGIN
+ * free (ensure_space), so the common case is refused before HDF5 starts (GN_EIO naming the file
+ * system). A write that fails anyway (a quota, another program filling the disk) may leave ranks
+ * inside HDF5 waiting for the failed one: agree_write then aborts the job after GNREV_IO_TIMEOUT
+ * rather than hang, and an abandoned temporary file is emptied before HDF5 closes it. */
 #include "gnrev/core/h5io.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <hdf5.h>
 #include <stdarg.h>
@@ -19,7 +26,15 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "gnrev/core/fs.h"
+#include "gnrev/core/sysmem.h"
+
 enum { SERIES_CHUNK = 1024, MSG_CAP = 4096, REASON_CAP = 1024, SHAPE_CAP = 96 };
+
+/* Bytes a write must leave free on the file system: room for what HDF5 writes of its own accord
+ * (metadata at its sync points, every 256 KiB of dirty metadata by default, and at close). With
+ * it, a full disk is refused before HDF5 starts a write that one rank could fail alone. */
+enum { SPACE_MARGIN = 1 << 20 };
 
 struct gn_h5 {
   gn_par par; /* the communicator facts (the communicator itself is not owned) */
@@ -28,6 +43,8 @@ struct gn_h5 {
   hid_t lcpl; /* link creation that makes intermediate groups */
   char *name; /* the path users know (the final path of an atomic file), used in messages */
   char *tmp;  /* atomic files: the temporary path actually written; NULL otherwise */
+  char *dir;  /* the folder of the file (where its free space is looked up) */
+  bool failed; /* a write failed on some rank (agreed): the close must not need space */
 };
 
 /* ---- errors ---------------------------------------------------------------------------------- */
@@ -86,6 +103,69 @@ static void format_shape(char *buf, int ndims, const int64_t *dims) {
     used += (size_t)snprintf(buf + used, SHAPE_CAP - used, "%s%lld", i ? " x " : "", (long long)dims[i]);
 }
 
+/* ---- failed writes ------------------------------------------------------------------------------ */
+
+/* Seconds a rank whose write failed waits for the others (GNREV_IO_TIMEOUT, default 120). */
+static double io_timeout(void) {
+  const char *v = getenv("GNREV_IO_TIMEOUT");
+  const double s = v ? strtod(v, NULL) : 0;
+  return s > 0 && isfinite(s) ? s : 120.0;
+}
+
+/* Before an abort: a partial temporary file must not linger (any rank may do it: shared folder),
+ * and the message names the file system. */
+static void before_abort(void *ctx) {
+  const gn_h5 *f = ctx;
+  if (f->tmp) unlink(f->tmp);
+  char fs[1400], msg[MSG_CAP + 1500];
+  gn_fs_describe(f->dir, fs, sizeof fs);
+  snprintf(msg, sizeof msg, "%s\n  %s", gn_error_message(), fs);
+  gn_error_set_message(msg, gn_error_traceback());
+}
+
+/* Collective. Agrees the status of a write. A failed HDF5 write can leave the other ranks waiting
+ * inside HDF5 for the one that failed: that rank then aborts the job after io_timeout() instead of
+ * hanging (gn_par_agree_within). An I/O error marks the file failed and its message names the file
+ * system and its free space. */
+static int agree_write(gn_h5 *f, int status) {
+  status = gn_par_agree_within(&f->par, status, io_timeout(), before_abort, f);
+  if (status == GN_EIO && !f->failed) {
+    f->failed = true;
+    if (!strstr(gn_error_message(), "the file system at")) {
+      char fs[1400], msg[MSG_CAP + 1500];
+      gn_fs_describe(f->dir, fs, sizeof fs);
+      snprintf(msg, sizeof msg, "%s; %s", gn_error_message(), fs);
+      gn_error_set_message(msg, gn_error_traceback());
+    }
+  }
+  return status;
+}
+
+/* Collective. Refuses (GN_EIO on every rank, before any HDF5 call) a write of about `bytes` (what:
+ * "dataset '/x'") that would leave less than SPACE_MARGIN free where the file lives. For the
+ * tests, GNREV_FAULT_SKIP_SPACE_CHECK=1 lets every write through, so that HDF5 meets the full disk
+ * itself (docs/operations.md). */
+static int ensure_space(gn_h5 *f, const char *what, double bytes) {
+  int status = GN_OK;
+  char dataset[512];
+  if (what[0] == '/') { /* a dataset's path */
+    snprintf(dataset, sizeof dataset, "dataset '%s'", what);
+    what = dataset;
+  }
+  double freeb = 0, total = 0;
+  const char *skip = getenv("GNREV_FAULT_SKIP_SPACE_CHECK");
+  if (f->par.rank == 0 && !(skip && strcmp(skip, "1") == 0) && gn_fs_space(f->dir, &freeb, &total) == 0 &&
+      freeb < bytes + SPACE_MARGIN) {
+    char fs[1400], need[32], margin[32];
+    gn_fs_describe(f->dir, fs, sizeof fs);
+    gn_sysmem_str((size_t)bytes, need, sizeof need);
+    gn_sysmem_str(SPACE_MARGIN, margin, sizeof margin);
+    status = GN_RAISE(GN_EIO, "%s: not enough free space for %s (%s, and %s kept free for HDF5's own writes): %s",
+                      f->name, what, need, margin, fs);
+  }
+  return gn_par_agree(&f->par, status);
+}
+
 /* ---- paths ----------------------------------------------------------------------------------- */
 
 /* Local. H5Lexists fails rather than answers when an intermediate link is missing, so every
@@ -128,6 +208,7 @@ static void free_handle(gn_h5 *f) {
   close_id(&f->lcpl);
   free(f->name);
   free(f->tmp);
+  free(f->dir);
   free(f);
 }
 
@@ -141,7 +222,12 @@ static int new_handle(const gn_par *par, const char *name, gn_h5 **out) {
   f->file = f->dxpl = f->lcpl = -1;
   int status = GN_OK;
   f->name = strdup(name);
-  if (!f->name) FAIL_GOTO(GN_ENOMEM, "out of memory for the name of '%s'", name);
+  f->dir = strdup(name);
+  if (!f->name || !f->dir) FAIL_GOTO(GN_ENOMEM, "out of memory for the name of '%s'", name);
+  char *slash = strrchr(f->dir, '/');
+  if (!slash) snprintf(f->dir, strlen(f->dir) + 1, ".");
+  else if (slash == f->dir) slash[1] = '\0';
+  else *slash = '\0';
   f->dxpl = H5Pcreate(H5P_DATASET_XFER);
   if (f->dxpl < 0 || H5Pset_dxpl_mpio(f->dxpl, H5FD_MPIO_COLLECTIVE) < 0)
     H5_FAIL_GOTO(GN_ELIB, "%s: cannot set up collective transfers", name);
@@ -248,7 +334,8 @@ static int publish(const char *tmp, const char *final_path) {
 int gn_h5_create(const gn_par *par, const char *path, gn_h5 **f) {
   gn_h5 *h = NULL;
   *f = NULL;
-  int status = new_handle(par, path, &h);
+  int status = gn_par_agree(par, new_handle(par, path, &h));
+  if (status == GN_OK) status = ensure_space(h, "a new file", 0);
   if (status == GN_OK) status = create_on_disk(h, path);
   status = gn_par_agree(par, status);
   if (status != GN_OK) {
@@ -304,6 +391,8 @@ int gn_h5_create_atomic(const gn_par *par, const char *final_path, gn_h5 **f) {
     else
       snprintf(h->tmp, cap, "%s.tmp.%ld", final_path, pid);
   }
+  status = gn_par_agree(par, status);
+  if (status == GN_OK) status = ensure_space(h, "a new file", 0);
   if (status == GN_OK) status = create_on_disk(h, h->tmp);
   status = gn_par_agree(par, status);
   if (status != GN_OK) {
@@ -318,7 +407,7 @@ int gn_h5_create_atomic(const gn_par *par, const char *final_path, gn_h5 **f) {
 
 int gn_h5_close(gn_h5 *f) {
   if (!f) return GN_OK;
-  int status = gn_par_agree(&f->par, close_file(f));
+  int status = agree_write(f, close_file(f));
   if (f->tmp) {
     int mine = GN_OK;
     if (f->par.rank == 0) {
@@ -336,6 +425,12 @@ int gn_h5_close(gn_h5 *f) {
 
 int gn_h5_abandon(gn_h5 *f) {
   if (!f) return GN_OK;
+  /* The partial file is going away: its space is freed first, so that the metadata HDF5 writes on
+   * closing finds room on a full disk (a write failing on one rank there would leave the others
+   * waiting). Every rank waits for the truncation before closing. */
+  int freed = f->tmp && f->par.rank == 0 ? truncate(f->tmp, 0) : 0;
+  (void)freed; /* if it fails, the close below may still succeed: nothing else to try */
+  gn_par_agree(&f->par, GN_OK);
   int status = close_file(f);
   if (f->tmp) {
     if (f->par.rank == 0 && unlink(f->tmp) != 0 && errno != ENOENT && status == GN_OK)
@@ -346,15 +441,16 @@ int gn_h5_abandon(gn_h5 *f) {
                       "(closed, not deleted)",
                       f->name);
   }
-  status = gn_par_agree(&f->par, status);
+  status = agree_write(f, status);
   free_handle(f);
   return status;
 }
 
 int gn_h5_flush(gn_h5 *f) {
+  CHECK(ensure_space(f, "flushing it", 0));
   int status = GN_OK;
   if (H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0) status = H5_RAISE(GN_EIO, "%s: cannot flush", f->name);
-  return gn_par_agree(&f->par, status);
+  return agree_write(f, status);
 }
 
 bool gn_h5_exists(gn_h5 *f, const char *path) { return link_exists(f->file, path); }
@@ -512,14 +608,23 @@ static int write_replicated(gn_h5 *f, const char *path, int ndims, const int64_t
   return GN_OK;
 }
 
+/* Bytes of an array of these extents (0 for extents check_dims will refuse). */
+static double array_bytes(int ndims, const int64_t *dims, size_t elsize) {
+  double n = (double)elsize;
+  for (int i = 0; i < ndims && i < 3; ++i) n *= dims[i] > 0 ? (double)dims[i] : 0.0;
+  return n;
+}
+
 int gn_h5_write_f64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, const double *data) {
-  return gn_par_agree(&f->par, write_replicated(f, path, ndims, dims, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE,
-                                                sizeof(double), data));
+  CHECK(ensure_space(f, path, array_bytes(ndims, dims, sizeof(double))));
+  return agree_write(f, write_replicated(f, path, ndims, dims, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, sizeof(double),
+                                         data));
 }
 
 int gn_h5_write_i64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, const int64_t *data) {
-  return gn_par_agree(&f->par, write_replicated(f, path, ndims, dims, H5T_NATIVE_INT64, H5T_STD_I64LE,
-                                                sizeof(int64_t), data));
+  CHECK(ensure_space(f, path, array_bytes(ndims, dims, sizeof(int64_t))));
+  return agree_write(f, write_replicated(f, path, ndims, dims, H5T_NATIVE_INT64, H5T_STD_I64LE, sizeof(int64_t),
+                                         data));
 }
 
 /* Each rank reads its share of the rows (so the file is read once, collectively), then the
@@ -640,12 +745,13 @@ int gn_h5_write_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols,
     GN_FAIL(GN_EINTERNAL, "%s: the ranks hold %lld rows of dataset '%s' in total, it has %lld", f->name,
             (long long)total, path, (long long)rows);
   const int64_t dims[2] = {rows, cols};
+  CHECK(ensure_space(f, path, array_bytes(2, dims, sizeof(double))));
   hid_t d = -1;
   status = create_dataset(f, path, H5T_IEEE_F64LE, 2, dims, &d);
   if (status == GN_OK)
     status = transfer_rows(f, d, path, true, H5T_NATIVE_DOUBLE, row0, nrows, cols, (void *)local);
   close_id(&d);
-  return gn_par_agree(&f->par, status);
+  return agree_write(f, status);
 }
 
 /* ---- series ---------------------------------------------------------------------------------- */
@@ -696,11 +802,15 @@ static int append_one(gn_h5 *f, const char *group, const char *name, double valu
 }
 
 int gn_h5_append(gn_h5 *f, const char *group, int n, const char *const *names, const double *values) {
+  char what[256];
+  snprintf(what, sizeof what, "a row of '%s'", group);
+  /* At worst every series starts a new chunk. */
+  CHECK(ensure_space(f, what, (double)n * SERIES_CHUNK * sizeof(double)));
   int status = GN_OK;
   if (n < 0 || (n > 0 && (!names || !values)))
     status = GN_RAISE(GN_EINTERNAL, "%s: gn_h5_append to '%s' with %d names", f->name, group, n);
   for (int i = 0; status == GN_OK && i < n; ++i) status = append_one(f, group, names[i], values[i]);
-  return gn_par_agree(&f->par, status);
+  return agree_write(f, status);
 }
 
 typedef struct {
@@ -780,7 +890,7 @@ fail:
 }
 
 int gn_h5_truncate_series(gn_h5 *f, const char *group, int64_t len) {
-  return gn_par_agree(&f->par, truncate_series(f, group, len));
+  return agree_write(f, truncate_series(f, group, len));
 }
 
 int64_t gn_h5_series_len(gn_h5 *f, const char *path) {
@@ -857,15 +967,15 @@ static int attr_str(gn_h5 *f, const char *obj, const char *name, const char *val
 }
 
 int gn_h5_attr_str(gn_h5 *f, const char *obj, const char *name, const char *value) {
-  return gn_par_agree(&f->par, attr_str(f, obj, name, value));
+  return agree_write(f, attr_str(f, obj, name, value));
 }
 
 int gn_h5_attr_i64(gn_h5 *f, const char *obj, const char *name, int64_t value) {
-  return gn_par_agree(&f->par, write_attr(f, obj, name, H5T_NATIVE_INT64, &value));
+  return agree_write(f, write_attr(f, obj, name, H5T_NATIVE_INT64, &value));
 }
 
 int gn_h5_attr_f64(gn_h5 *f, const char *obj, const char *name, double value) {
-  return gn_par_agree(&f->par, write_attr(f, obj, name, H5T_NATIVE_DOUBLE, &value));
+  return agree_write(f, write_attr(f, obj, name, H5T_NATIVE_DOUBLE, &value));
 }
 
 /* Opens attribute name of obj, checks it holds one value of an accepted class, returns its type. */
@@ -967,5 +1077,5 @@ static int describe(gn_h5 *f, const char *path, const char *description, const c
 }
 
 int gn_h5_describe(gn_h5 *f, const char *path, const char *description, const char *units, const char *dims) {
-  return gn_par_agree(&f->par, describe(f, path, description, units, dims));
+  return agree_write(f, describe(f, path, description, units, dims));
 }

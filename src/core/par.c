@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Collectives move large buffers in pieces of CHUNK elements. Besides keeping counts in int,
  * pieces of 8 MB are ~10x faster than one 100 MB MPI_Allreduce with Debian's Open MPI 4.1 on one
@@ -71,10 +72,45 @@ void gn_par_close(gn_par *par) {
   if (par->comm != MPI_COMM_NULL && par->comm != 0) MPI_Comm_free(&par->comm);
 }
 
+/* After the MAX of the statuses: the message of the lowest failing rank to every rank. */
+static int share_message(const gn_par *par, int status, int global);
+
 int gn_par_agree(const gn_par *par, int status) {
   int global = status;
   if (MPI_Allreduce(&status, &global, 1, MPI_INT, MPI_MAX, par->comm) != MPI_SUCCESS)
     gn_par_die(par, GN_EMPI);
+  return share_message(par, status, global);
+}
+
+int gn_par_agree_within(const gn_par *par, int status, double seconds, void (*before_abort)(void *), void *ctx) {
+  int global = status;
+  MPI_Request req;
+  if (MPI_Iallreduce(&status, &global, 1, MPI_INT, MPI_MAX, par->comm, &req) != MPI_SUCCESS)
+    gn_par_die(par, GN_EMPI);
+  if (status == GN_OK) {
+    if (MPI_Wait(&req, MPI_STATUS_IGNORE) != MPI_SUCCESS) gn_par_die(par, GN_EMPI);
+  } else {
+    const double deadline = MPI_Wtime() + seconds;
+    for (int done = 0; !done;) {
+      if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) gn_par_die(par, GN_EMPI);
+      if (done) break;
+      if (MPI_Wtime() > deadline) {
+        char msg[8192];
+        snprintf(msg, sizeof msg,
+                 "%s\n  the other ranks did not reach agreement on this error within %g s (GNREV_IO_TIMEOUT): "
+                 "they wait inside the I/O library for this rank, so the job is aborted",
+                 gn_error_message(), seconds);
+        gn_error_set_message(msg, gn_error_traceback());
+        if (before_abort) before_abort(ctx);
+        gn_par_die(par, status);
+      }
+      nanosleep(&(struct timespec){0, 1000 * 1000}, NULL);
+    }
+  }
+  return share_message(par, status, global);
+}
+
+static int share_message(const gn_par *par, int status, int global) {
   if (global == GN_OK) return GN_OK;
   int mine = status != GN_OK ? par->rank : INT_MAX, first = mine;
   if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, par->comm) != MPI_SUCCESS)
@@ -101,17 +137,26 @@ int gn_par_agree(const gn_par *par, int status) {
   return first_status;
 }
 
+/* The message escaped (it may quote the deck or a file name), or as it is if memory is short. */
+static void print_message(const char *prefix, int status) {
+  char *safe = gn_escape_text(gn_error_message());
+  fprintf(stderr, "gnrev_mpi: %s%s: %s\n", prefix, gn_status_name(status), safe ? safe : gn_error_message());
+  free(safe);
+}
+
 void gn_par_report(const gn_par *par, int status) {
   if (par->rank != 0) return;
-  fprintf(stderr, "gnrev_mpi: %s: %s\n", gn_status_name(status), gn_error_message());
+  print_message("", status);
   if (getenv("GNREV_TRACEBACK") || status == GN_EINTERNAL)
     fprintf(stderr, "%s\n", gn_error_traceback());
   fflush(stderr);
 }
 
 void gn_par_die(const gn_par *par, int status) {
-  fprintf(stderr, "gnrev_mpi: rank %d: %s: %s\n%s\n", par ? par->rank : -1, gn_status_name(status),
-          gn_error_message(), gn_error_traceback());
+  char prefix[32];
+  snprintf(prefix, sizeof prefix, "rank %d: ", par ? par->rank : -1);
+  print_message(prefix, status);
+  fprintf(stderr, "%s\n", gn_error_traceback());
   fflush(stderr);
   MPI_Abort(par ? par->comm : MPI_COMM_WORLD, status ? status : 1);
   exit(status ? status : 1);

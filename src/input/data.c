@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <zlib.h>
+
 #include "gnrev/core/sysmem.h"
 #include "gnrev/input/data_readers.h"
 #include "gnrev/input/pixels.h"
@@ -353,4 +355,40 @@ void gn_data_gather(const gn_dataset *set, const int64_t *idx, int64_t n, double
     for (int64_t j = 0; j < d; ++j) dst[j] = src[j];
     if (y) y[i] = set->y[idx[i]];
   }
+}
+
+/* CRC-32 of bytes, in chunks (crc32 takes a uInt length). */
+static uint32_t crc_bytes(const void *data, size_t bytes) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const unsigned char *p = data;
+  for (size_t off = 0; off < bytes; off += 1u << 30) {
+    const size_t len = bytes - off < (1u << 30) ? bytes - off : (1u << 30);
+    crc = crc32(crc, p + off, (uInt)len);
+  }
+  return (uint32_t)crc;
+}
+
+int gn_data_fingerprint(const gn_par *par, const gn_dataset *train, const gn_dataset *test, char *out,
+                        size_t cap) {
+  const gn_dataset *set[2] = {train, test};
+  /* [0, 4): the node leaders' CRCs (others -1), [4, 8): minus them (others -inf): one max gives
+   * the largest and the smallest over the nodes. */
+  double v[8];
+  for (int s = 0; s < 2; ++s) {
+    const size_t nx = (size_t)(set[s]->n * set[s]->d) * sizeof(float), ny = (size_t)set[s]->n * sizeof(int32_t);
+    const bool leader = par->node_rank == 0;
+    v[2 * s] = leader ? (double)crc_bytes(set[s]->x, nx) : -1.0;
+    v[2 * s + 1] = leader ? (double)crc_bytes(set[s]->y, ny) : -1.0;
+    v[4 + 2 * s] = leader ? -v[2 * s] : -INFINITY;
+    v[4 + 2 * s + 1] = leader ? -v[2 * s + 1] : -INFINITY;
+  }
+  CHECK(gn_par_max(par, v, 8));
+  for (int k = 0; k < 4; ++k)
+    if (v[k] != -v[4 + k])
+      GN_FAIL(GN_EINPUT, "the nodes of this run loaded different %s data (the data files differ between nodes)",
+              SPLIT[k / 2]);
+  snprintf(out, cap, "train n=%lld d=%lld C=%d x_crc32=%08lx y_crc32=%08lx; test n=%lld x_crc32=%08lx y_crc32=%08lx",
+           (long long)train->n, (long long)train->d, train->classes, (unsigned long)v[0], (unsigned long)v[1],
+           (long long)test->n, (unsigned long)v[2], (unsigned long)v[3]);
+  return GN_OK;
 }

@@ -71,7 +71,7 @@ typedef struct {
 /* Order = the order of the effective deck and of "valid keys" lists. */
 static const key_def KEYS[] = {
     KS("run", name), KS("run", out_dir), KI("run", seed), KI("run", epochs), KI("run", max_steps),
-    KI("run", log_every),
+    KI("run", log_every), KR("run", divergence_factor),
     KE("data", source, SOURCE_NAMES), KS("data", path), KI("data", n_train), KI("data", n_test),
     KI("data", batch_size), KB("data", shuffle), KI("data", dim), KI("data", classes),
     KI("data", synthetic_train), KI("data", synthetic_test),
@@ -147,6 +147,7 @@ void gn_deck_defaults(gn_deck *d) {
   d->epochs = 1;
   d->max_steps = 0;
   d->log_every = 10;
+  d->divergence_factor = 1e3;
   d->source = GN_SRC_FASHION_MNIST;
   d->n_train = 0;
   d->n_test = 0;
@@ -458,6 +459,16 @@ static void check_ranges(pctx *pc) {
   range_int(pc, "epochs", 1);
   range_int(pc, "max_steps", 0);
   range_int(pc, "log_every", 1);
+  {
+    /* A factor in (0, 1] would stop any run whose loss ever rises above its first value. */
+    int k = kx("divergence_factor");
+    double x = pc->d.divergence_factor;
+    if (!pc->org[k].bad && !(x == 0 || (x > 1 && isfinite(x)))) {
+      char buf[64];
+      key_error(pc, k, "divergence_factor = %s is out of range in &run: expected 0 (off) or a finite value > 1",
+                shown(pc, k, buf, sizeof buf));
+    }
+  }
   range_int(pc, "n_train", 0);
   range_int(pc, "n_test", 0);
   range_int(pc, "batch_size", 0);
@@ -575,6 +586,29 @@ static void apply_file(pctx *pc, const gn_nml_file *f, const char *filename, con
     group_line[gx] = g->line;
     for (int64_t ii = 0; ii < g->n_items; ++ii) apply_item(pc, GROUPS[gx], &g->items[ii], filename, text, true);
   }
+}
+
+int gn_deck_require_groups(const char *text, const char *filename) {
+  gn_nml_file file = {0};
+  gn_nml_diag diag = {0};
+  int status = gn_nml_parse(text, filename, &file, &diag);
+  /* Syntax errors are gn_deck_parse's to report. */
+  const bool empty = status == GN_OK && diag.n_errors == 0 && file.n_groups == 0;
+  gn_nml_free(&file);
+  gn_nml_diag_free(&diag);
+  CHECK(status);
+  if (empty) {
+    gn_deck d;
+    gn_deck_defaults(&d);
+    char *safe = gn_escape_text(filename);
+    status = GN_RAISE(GN_EINPUT,
+                      "%s: error: the deck has no namelist group (it is empty or holds only comments): refusing "
+                      "to train with every default (%s, the whole Fashion-MNIST training set, hidden = %" PRId64
+                      "); write the groups you mean, e.g. &run out_dir = 'runs/first' / (docs/deck-reference.md)",
+                      safe ? safe : filename, gn_deck_method_name(d.method), d.hidden);
+    free(safe);
+  }
+  return status;
 }
 
 int gn_deck_parse(const char *text, const char *filename, const char *const *overrides, int n_overrides,

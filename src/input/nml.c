@@ -47,7 +47,19 @@ __attribute__((format(printf, 2, 3))) static void diag_append(gn_nml_diag *d, co
   va_end(ap);
 }
 
-/* Echo source line `line` (tabs shown as blanks so the caret stays aligned) and the caret. */
+/* Appends untrusted text escaped (gn_escape_text): a deck must not reach the terminal raw. */
+static void diag_append_escaped(gn_nml_diag *d, const char *text) {
+  char *safe = gn_escape_text(text);
+  if (!safe) {
+    d->oom = true;
+    return;
+  }
+  diag_append(d, "%s", safe);
+  free(safe);
+}
+
+/* Echo source line `line` (escaped; tabs shown as blanks) and a caret under the bytes [col - 1,
+ * col - 1 + len) of it, counted in the columns the escaped echo takes. */
 static void diag_echo(gn_nml_diag *d, const char *source, int line, int col, int len) {
   const char *p = source;
   for (int l = 1; l < line && *p; ++l) {
@@ -56,14 +68,30 @@ static void diag_echo(gn_nml_diag *d, const char *source, int line, int col, int
     p = nl + 1;
   }
   size_t n = strcspn(p, "\r\n");
-  diag_append(d, "%5d | ", line);
-  for (size_t k = 0; k < n; ++k) diag_append(d, "%c", p[k] == '\t' ? ' ' : p[k]);
-  diag_append(d, "\n      | ");
   if (col < 1) col = 1;
-  for (int k = 1; k < col; ++k) diag_append(d, " ");
+  if (len < 1) len = 1;
+  const size_t first = (size_t)col - 1, end = first + (size_t)len;
+  int before = 0, under = 0;
+  diag_append(d, "%5d | ", line);
+  for (size_t k = 0; k < n;) {
+    char one[GN_ESCAPE_MAX];
+    int w = 1;
+    size_t used = 1;
+    if (p[k] == '\t') {
+      snprintf(one, sizeof one, " ");
+    } else {
+      used = gn_escape_char(p + k, n - k, one, &w);
+    }
+    diag_append(d, "%s", one);
+    if (k < first) before += w;
+    else if (k < end) under += w;
+    k += used;
+  }
+  diag_append(d, "\n      | ");
+  for (int k = 0; k < before; ++k) diag_append(d, " ");
   diag_append(d, "^");
   /* Underline the token, but not past the end of the line. */
-  for (int k = 1; k < len && (size_t)(col - 1 + k) < n; ++k) diag_append(d, "~");
+  for (int k = 1; k < under; ++k) diag_append(d, "~");
   diag_append(d, "\n");
 }
 
@@ -81,25 +109,29 @@ void gn_nml_diag_error(gn_nml_diag *diag, const char *where, const char *source,
     diag->blocks_cap = cap;
   }
   diag->blocks[diag->n_blocks++] = (gn_nml_diag_block){diag->len, line, col};
-  if (line > 0)
-    diag_append(diag, "%s:%d:%d: error: ", where, line, col);
-  else
-    diag_append(diag, "%s: error: ", where);
+  char head[64], msg[2048];
+  if (line > 0) snprintf(head, sizeof head, ":%d:%d: error: ", line, col);
+  else snprintf(head, sizeof head, ": error: ");
   va_list ap;
   va_start(ap, fmt);
-  diag_vappend(diag, fmt, ap);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  diag_append_escaped(diag, where);
+  diag_append(diag, "%s", head);
+  diag_append_escaped(diag, msg);
   diag_append(diag, "\n");
   if (line > 0 && source) diag_echo(diag, source, line, col, len);
 }
 
 void gn_nml_diag_note(gn_nml_diag *diag, const char *fmt, ...) {
   if (diag->n_errors > GN_NML_MAX_BLOCKS) return;
-  diag_append(diag, "  ");
+  char msg[2048];
   va_list ap;
   va_start(ap, fmt);
-  diag_vappend(diag, fmt, ap);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  diag_append(diag, "  ");
+  diag_append_escaped(diag, msg);
   diag_append(diag, "\n");
 }
 

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <signal.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,26 +22,34 @@
 #include "gnrev/core/version.h"
 
 
-/* The path of the checkpoint of a step (buf of GN_PATH_MAX + 32 bytes or more). */
-static void ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap) {
+void gn_ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap) {
   snprintf(buf, cap, "%s/checkpoints/step_%08lld.h5", deck->out_dir, (long long)step);
 }
 
-/* zlib's CRC-32 over a double array, in chunks (crc32 takes a uInt length). */
-static int64_t crc_of(const double *v, size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
+/* zlib's CRC-32 continued over a double array, in chunks (crc32 takes a uInt length). */
+static uLong crc_more(uLong crc, const double *v, size_t n) {
   const unsigned char *p = (const unsigned char *)v;
   size_t bytes = n * sizeof(double);
   for (size_t off = 0; off < bytes; off += 1u << 30) {
     size_t len = bytes - off < (1u << 30) ? bytes - off : (1u << 30);
     crc = crc32(crc, p + off, (uInt)len);
   }
+  return crc;
+}
+
+static int64_t crc_of(const double *v, size_t n) { return (int64_t)crc_more(crc32(0L, Z_NULL, 0), v, n); }
+
+/* CRC-32 of the fixed arrays as written: U, then C of every block, F before G. */
+static int64_t crc_fixed(const gn_model *md) {
+  uLong crc = crc_more(crc32(0L, Z_NULL, 0), md->U, (size_t)(md->d * md->C));
+  for (int k = 0; k < 2 * md->B; ++k) crc = crc_more(crc, md->proj[k], (size_t)(md->m * md->h));
   return (int64_t)crc;
 }
 
 enum { MAX_ARRAYS = 8 };
 
 static const char *const SUM_NAMES[GN_CKPT_SUMS] = {"epoch_loss_sum", "epoch_correct_sum", "epoch_samples"};
+static const char *const GUARD_NAMES[GN_CKPT_GUARD] = {"loss_first", "loss_min", "best_step", "best_loss"};
 
 static int64_t crc_optimizer(gn_opt *opt) {
   gn_opt_array arrays[MAX_ARRAYS];
@@ -48,6 +57,46 @@ static int64_t crc_optimizer(gn_opt *opt) {
   int64_t crc = 0;
   for (int i = 0; i < k; ++i) crc ^= crc_of(arrays[i].data, arrays[i].n) * (i + 1);
   return crc;
+}
+
+/* The root attributes that steer a continuation, as one checksum covers them. */
+typedef struct {
+  const char *format, *run_id, *data_fp, *deck, *optimizer;
+  int64_t step, epoch, nranks, optimizer_t, has_momentum;
+  double sums[GN_CKPT_SUMS];
+  double guard[GN_CKPT_GUARD];
+} steering;
+
+/* CRC-32 of the steering attributes in a fixed text form (%a keeps every bit of the sums). An
+ * edited step, counter, running sum or deck then reads as damage, like a flipped weight. */
+static int64_t crc_steering(const steering *s) {
+  char head[1024];
+  const int n = snprintf(head, sizeof head,
+                         "format=%s\nrun_id=%s\ndata_fingerprint=%s\noptimizer=%s\nstep=%lld\nepoch=%lld\n"
+                         "nranks=%lld\noptimizer_t=%lld\noptimizer_has_momentum=%lld\nsums=%a %a %a\ndeck=",
+                         s->format, s->run_id, s->data_fp, s->optimizer, (long long)s->step, (long long)s->epoch,
+                         (long long)s->nranks, (long long)s->optimizer_t, (long long)s->has_momentum, s->sums[0],
+                         s->sums[1], s->sums[2]);
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = crc32(crc, (const unsigned char *)head, (uInt)(n < (int)sizeof head ? n : (int)sizeof head - 1));
+  crc = crc32(crc, (const unsigned char *)s->deck, (uInt)strlen(s->deck));
+  char tail[256];
+  const int k = snprintf(tail, sizeof tail, "\nguard=%a %a %a %a", s->guard[0], s->guard[1], s->guard[2], s->guard[3]);
+  crc = crc32(crc, (const unsigned char *)tail, (uInt)k);
+  return (int64_t)crc;
+}
+
+/* GN_EIO when the file is named step_<digits>.h5 but holds another step (any other name makes
+ * no claim). */
+static int step_matches_name(const char *path, int64_t step) {
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  long long named;
+  int used = 0;
+  if (sscanf(base, "step_%lld.h5%n", &named, &used) == 1 && used == (int)strlen(base) && named != step)
+    GN_FAIL(GN_EIO, "checkpoint %s holds step %lld but its name says step %lld (renamed or edited file)", path,
+            (long long)step, named);
+  return GN_OK;
 }
 
 static int write_model(gn_h5 *f, const gn_model *md, const double *theta) {
@@ -82,8 +131,8 @@ static int cmp_i64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Rank 0 only: deletes all but the newest `keep` checkpoints, sparing step 0. */
-static void prune(const gn_deck *deck) {
+/* Rank 0 only: deletes all but the newest `keep` checkpoints, sparing step 0 and step `spare`. */
+static void prune(const gn_deck *deck, int64_t spare) {
   char dir[GN_PATH_MAX + 32];
   snprintf(dir, sizeof dir, "%s/checkpoints", deck->out_dir);
   DIR *dp = opendir(dir);
@@ -94,14 +143,14 @@ static void prune(const gn_deck *deck) {
   while ((e = readdir(dp)) && n < sizeof steps / sizeof *steps) {
     long long s;
     char tail[8];
-    if (sscanf(e->d_name, "step_%lld.%7s", &s, tail) == 2 && strcmp(tail, "h5") == 0 && s > 0)
+    if (sscanf(e->d_name, "step_%lld.%7s", &s, tail) == 2 && strcmp(tail, "h5") == 0 && s > 0 && s != spare)
       steps[n++] = s;
   }
   closedir(dp);
   qsort(steps, n, sizeof *steps, cmp_i64);
   for (size_t i = 0; i + (size_t)deck->keep < n; ++i) {
     char path[GN_PATH_MAX + 64];
-    ckpt_path(deck, steps[i], path, sizeof path);
+    gn_ckpt_path(deck, steps[i], path, sizeof path);
     unlink(path);
   }
 }
@@ -115,6 +164,19 @@ static void fault_injection(const gn_par *par, int64_t step) {
   }
 }
 
+/* Local. After a failed I/O while writing the checkpoint of `step` (the temporary file is gone by
+ * then): says what is left and how to go on. Returns status. */
+static int not_written(int64_t step, int status) {
+  if (status != GN_EIO) return status;
+  char msg[8192];
+  snprintf(msg, sizeof msg,
+           "%s\n  the checkpoint of step %lld is not written, nothing of it is left, and the earlier checkpoints "
+           "are as they were: free some space, then run the same command to continue from the newest one",
+           gn_error_message(), (long long)step);
+  gn_error_set_message(msg, gn_error_traceback());
+  return status;
+}
+
 int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *meta,
                   const gn_model *model, const double *theta, gn_opt *opt) {
   char dir[GN_PATH_MAX + 32], path[GN_PATH_MAX + 64];
@@ -123,12 +185,14 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   if (par->rank == 0 && mkdir(dir, 0775) != 0 && errno != EEXIST)
     st = GN_RAISE(GN_EIO, "cannot create checkpoint folder %s: %s", dir, strerror(errno));
   CHECK(gn_par_agree(par, st));
-  ckpt_path(deck, meta->step, path, sizeof path);
+  gn_ckpt_path(deck, meta->step, path, sizeof path);
   gn_h5 *f = NULL;
-  CHECK(gn_h5_create_atomic(par, path, &f));
+  CHECK(not_written(meta->step, gn_h5_create_atomic(par, path, &f)));
   int status = GN_OK;
   CHECK_GOTO(gn_h5_attr_str(f, "/", "format", "gnrev-checkpoint-1"));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "step", meta->step));
+  CHECK_GOTO(gn_h5_attr_str(f, "/", "run_id", meta->run_id ? meta->run_id : ""));
+  CHECK_GOTO(gn_h5_attr_str(f, "/", "data_fingerprint", meta->data_fp ? meta->data_fp : ""));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "epoch", meta->epoch));
   CHECK_GOTO(gn_h5_attr_str(f, "/", "deck", meta->deck));
   CHECK_GOTO(gn_h5_attr_str(f, "/", "deck_source", meta->deck_source ? meta->deck_source : ""));
@@ -150,17 +214,27 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   }
   if (meta->sums)
     for (int i = 0; i < GN_CKPT_SUMS; ++i) CHECK_GOTO(gn_h5_attr_f64(f, "/", SUM_NAMES[i], meta->sums[i]));
+  if (meta->guard)
+    for (int i = 0; i < GN_CKPT_GUARD; ++i) CHECK_GOTO(gn_h5_attr_f64(f, "/", GUARD_NAMES[i], meta->guard[i]));
   if (meta->extra) CHECK_GOTO(meta->extra(meta->extra_ctx, f));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_theta", crc_of(theta, model->nparams)));
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_fixed", crc_fixed(model)));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_optimizer", crc_optimizer(opt)));
+  steering sv = {.format = "gnrev-checkpoint-1", .run_id = meta->run_id ? meta->run_id : "",
+                 .data_fp = meta->data_fp ? meta->data_fp : "", .deck = meta->deck,
+                 .optimizer = gn_opt_name(opt), .step = meta->step, .epoch = meta->epoch, .nranks = par->size,
+                 .optimizer_t = opt->t, .has_momentum = opt->has_momentum};
+  for (int i = 0; meta->sums && i < GN_CKPT_SUMS; ++i) sv.sums[i] = meta->sums[i];
+  for (int i = 0; i < GN_CKPT_GUARD; ++i) sv.guard[i] = meta->guard ? meta->guard[i] : NAN;
+  CHECK_GOTO(gn_h5_attr_i64(f, "/", "crc32_state", crc_steering(&sv)));
   /* Written last: a file without it was cut short while being written. */
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "complete", 1));
-  CHECK(gn_h5_close(f));
-  if (par->rank == 0) prune(deck);
+  CHECK(not_written(meta->step, gn_h5_close(f)));
+  if (par->rank == 0) prune(deck, meta->guard ? (int64_t)meta->guard[GN_GUARD_BEST_STEP] : -1);
   return GN_OK;
 fail:
   gn_h5_abandon(f);
-  return status;
+  return not_written(meta->step, status);
 }
 
 /* ---- reading and restarting ---- */
@@ -168,7 +242,7 @@ fail:
 /* Keys whose change between the run that wrote a checkpoint and the run that continues it
  * changes nothing already computed: how long to run, how often to log, check and measure. */
 static const char *const MAY_CHANGE[] = {
-    "run:name", "run:out_dir", "run:epochs", "run:max_steps", "run:log_every",
+    "run:name", "run:out_dir", "run:epochs", "run:max_steps", "run:log_every", "run:divergence_factor",
     "checkpoint:every", "checkpoint:keep", "checkpoint:restart",
     "diagnostics:eval_every", "diagnostics:train_eval", "diagnostics:batch_change", "diagnostics:ntk_every",
     "diagnostics:ntk_save_matrix", "diagnostics:cka_every", "diagnostics:weights_every", "optim:keep_features",
@@ -213,10 +287,15 @@ static bool may_change(const char *gk) {
 }
 
 /* Compares two effective decks key by key; refuses differences outside MAY_CHANGE. A key the old
- * deck lacks (written by a version that had no such key) counts as its default value. */
+ * deck lacks (written by a version that had no such key) counts as its default value. A
+ * continuation from a checkpoint named in restart may also change lr: that is how a run stopped by
+ * the divergence guard goes on with a smaller step from the state it saved (a deliberate branch,
+ * unlike restart = 'auto', which must continue the same computation). */
 static int compare_decks(const gn_par *par, const char *path, const char *old_text, const char *new_text) {
   char refused[4096] = "", allowed[4096] = "";
   char group[64] = "", gk[GK_MAX], val[VAL_MAX], old[VAL_MAX];
+  const bool named = deck_lookup(new_text, "checkpoint:restart", val) && strcmp(val, "'auto'") != 0 &&
+                     strcmp(val, "'none'") != 0;
   gn_deck defaults;
   gn_deck_defaults(&defaults);
   char *default_text = gn_deck_format(&defaults);
@@ -227,7 +306,7 @@ static int compare_decks(const gn_par *par, const char *path, const char *old_te
     if (strcmp(old, val) != 0) {
       char item[512];
       snprintf(item, sizeof item, "\n    %.100s: %.180s -> %.180s", gk, old, val);
-      char *dst = may_change(gk) ? allowed : refused;
+      char *dst = may_change(gk) || (named && strcmp(gk, "optim:lr") == 0) ? allowed : refused;
       strncat(dst, item, 4096 - strlen(dst) - 1);
     }
   }
@@ -244,20 +323,86 @@ static int compare_decks(const gn_par *par, const char *path, const char *old_te
   return GN_OK;
 }
 
-/* Collective. Whether the rows x cols dataset `path` equals `expect` (this build's fixed matrix):
- * each rank compares its share of the rows, so no rank holds a whole copy. */
+/* Collective. Reads the rows x cols fixed matrix `path`, each rank its share of the rows (no rank
+ * holds a whole copy), continues *crc over it as stored (the ranks' CRCs combined in row order),
+ * and notes in `differs` (the first only, on every rank) when it is not `expect`, the matrix this
+ * build makes. */
 static int same_fixed(const gn_par *par, gn_h5 *f, const char *path, const char *what, int64_t rows, int64_t cols,
-                      const double *expect, const char *ckpt) {
+                      const double *expect, const char *ckpt, uLong *crc, char *differs, size_t cap) {
   int64_t row0, nrows;
   gn_par_rows(rows, par->size, par->rank, &row0, &nrows);
   double *buf = gn_alloc((size_t)(nrows * cols));
   CHECK(gn_par_agree(par, buf ? GN_OK : GN_RAISE(GN_ENOMEM, "out of memory reading %s of %s", what, ckpt)));
   int st = gn_h5_read_rows_f64(f, path, rows, cols, row0, nrows, buf);
-  if (st == GN_OK && nrows > 0 && memcmp(buf, expect + row0 * cols, (size_t)(nrows * cols) * sizeof(double)) != 0)
-    st = GN_RAISE(GN_EINPUT, "checkpoint %s: %s differs from the one this build makes from the seed "
-                  "(another gnrev version or BLAS?): refusing to continue", ckpt, what);
+  int64_t mine[2] = {0, 0}; /* this rank's CRC and whether its rows differ */
+  if (st == GN_OK) {
+    mine[0] = (int64_t)crc_more(crc32(0L, Z_NULL, 0), buf, (size_t)(nrows * cols));
+    mine[1] = nrows > 0 && memcmp(buf, expect + row0 * cols, (size_t)(nrows * cols) * sizeof(double)) != 0;
+  }
   free(buf);
-  return gn_par_agree(par, st);
+  CHECK(gn_par_agree(par, st));
+  int64_t *all = malloc(2 * (size_t)par->size * sizeof *all);
+  CHECK(gn_par_agree(par, all ? GN_OK : GN_RAISE(GN_ENOMEM, "out of memory reading %s of %s", what, ckpt)));
+  st = gn_par_mpi_status(MPI_Allgather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, par->comm), "MPI_Allgather",
+                          __FILE__, __LINE__, __func__);
+  for (int r = 0; st == GN_OK && r < par->size; ++r) {
+    int64_t r0, nr;
+    gn_par_rows(rows, par->size, r, &r0, &nr);
+    *crc = crc32_combine(*crc, (uLong)all[2 * r], (z_off_t)((size_t)(nr * cols) * sizeof(double)));
+    if (all[2 * r + 1] && !differs[0]) snprintf(differs, cap, "%s", what);
+  }
+  free(all);
+  return st;
+}
+
+/* Collective. Damage (the stored C and U against their checksum crc32_fixed: GN_EIO) is told
+ * apart from a genuine difference with what this build makes (GN_EINPUT). A checkpoint of an older
+ * version without crc32_fixed can only tell the latter. */
+static int check_fixed(gn_h5 *f, const char *ckpt, uLong crc, const char *differs) {
+  int64_t stored = 0;
+  if (gn_h5_read_attr_i64(f, "/", "crc32_fixed", &stored) != GN_OK) gn_error_clear();
+  else if ((int64_t)crc != stored)
+    GN_FAIL(GN_EIO, "checkpoint %s: the fixed projections C and U do not match their checksum (damaged file)", ckpt);
+  if (differs[0])
+    GN_FAIL(GN_EINPUT,
+            "checkpoint %s: %s differs from the one this build makes from the seed (another gnrev version or "
+            "BLAS?): refusing to continue",
+            ckpt, differs);
+  return GN_OK;
+}
+
+/* Collective. The steering attributes against crc32_state (GN_EIO on a mismatch: damaged or edited;
+ * a checkpoint of an older version without it is read with a warning), and the step against the
+ * file's name. */
+static int check_steering(const gn_par *par, gn_h5 *f, const char *path, const char *format, const char *deck,
+                          int64_t step, int64_t epoch, int64_t nranks, int64_t t, int64_t has_mom,
+                          const gn_ckpt_state *state) {
+  CHECK(step_matches_name(path, step));
+  char *optimizer = NULL;
+  int64_t stored = 0;
+  CHECK(gn_h5_read_attr_str(f, "/", "optimizer", &optimizer));
+  if (gn_h5_read_attr_i64(f, "/", "crc32_state", &stored) != GN_OK) {
+    gn_error_clear();
+    free(optimizer);
+    if (par->rank == 0) {
+      fprintf(stderr, "gnrev_mpi: warning: checkpoint %s has no crc32_state (written by an older gnrev): its step "
+              "and counters are not checked\n", path);
+      fflush(stderr);
+    }
+    return GN_OK;
+  }
+  steering sv = {.format = format, .run_id = state->run_id, .data_fp = state->data_fp, .deck = deck, .optimizer = optimizer, .step = step,
+                 .epoch = epoch, .nranks = nranks, .optimizer_t = t, .has_momentum = has_mom};
+  memcpy(sv.sums, state->sums, sizeof sv.sums);
+  memcpy(sv.guard, state->guard, sizeof sv.guard);
+  const int64_t crc = crc_steering(&sv);
+  free(optimizer);
+  if (crc != stored)
+    GN_FAIL(GN_EIO,
+            "checkpoint %s: its step, epoch, optimizer counters, running sums or deck do not match their checksum "
+            "(damaged or edited file)",
+            path);
+  return GN_OK;
 }
 
 /* Collective on par->comm. Reads checkpoint `path` into theta and opt (see gn_ckpt_restart). */
@@ -280,7 +425,10 @@ static int ckpt_read(const gn_par *par, const char *path, const char *deck_text,
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "nranks", &nranks));
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "crc32_theta", &crc_t));
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "crc32_optimizer", &crc_o));
-  CHECK_GOTO(same_fixed(par, f, "/model/U", "the output map U", md->d, md->C, md->U, path));
+  uLong fixed_crc = crc32(0L, Z_NULL, 0);
+  char differs[64] = "";
+  CHECK_GOTO(same_fixed(par, f, "/model/U", "the output map U", md->d, md->C, md->U, path, &fixed_crc, differs,
+                        sizeof differs));
   for (int b = 0; b < md->B; ++b)
     for (int s = 0; s < 2; ++s) {
       char p[128], what[64];
@@ -288,7 +436,8 @@ static int ckpt_read(const gn_par *par, const char *path, const char *deck_text,
       double *th = theta + gn_model_offset(md, b, s);
       snprintf(p, sizeof p, "/model/block_%03d/%s/C", b, half);
       snprintf(what, sizeof what, "the projection C of block %d, %s", b, half);
-      CHECK_GOTO(same_fixed(par, f, p, what, md->m, md->h, md->proj[2 * b + s], path));
+      CHECK_GOTO(same_fixed(par, f, p, what, md->m, md->h, md->proj[2 * b + s], path, &fixed_crc, differs,
+                            sizeof differs));
       snprintf(p, sizeof p, "/model/block_%03d/%s/W", b, half);
       int64_t dw[2] = {md->h, md->m};
       CHECK_GOTO(gn_h5_read_f64_node(f, p, 2, dw, th));
@@ -299,6 +448,7 @@ static int ckpt_read(const gn_par *par, const char *path, const char *deck_text,
       }
     }
   CHECK_GOTO(gn_shm_sync(par));
+  CHECK_GOTO(check_fixed(f, path, fixed_crc, differs));
   if (crc_of(theta, md->nparams) != crc_t)
     FAIL_GOTO(GN_EIO, "checkpoint %s: the weights do not match their checksum (damaged file)", path);
   CHECK_GOTO(gn_h5_read_attr_i64(f, "/", "optimizer_t", &t));
@@ -321,6 +471,23 @@ static int ckpt_read(const gn_par *par, const char *path, const char *deck_text,
     state->sums[i] = 0;
     if (gn_h5_read_attr_f64(f, "/", SUM_NAMES[i], &state->sums[i]) != GN_OK) gn_error_clear();
   }
+  /* The guard's record (absent from checkpoints of older versions: then nothing measured). */
+  const double unmeasured[GN_CKPT_GUARD] = {NAN, INFINITY, -1, INFINITY};
+  for (int i = 0; i < GN_CKPT_GUARD; ++i)
+    if (gn_h5_read_attr_f64(f, "/", GUARD_NAMES[i], &state->guard[i]) != GN_OK) {
+      gn_error_clear();
+      state->guard[i] = unmeasured[i];
+    }
+  /* The run's id (absent from checkpoints of older versions: then empty). */
+  char *run_id = NULL;
+  if (gn_h5_read_attr_str(f, "/", "run_id", &run_id) != GN_OK) gn_error_clear();
+  snprintf(state->run_id, sizeof state->run_id, "%s", run_id ? run_id : "");
+  free(run_id);
+  char *data_fp = NULL;
+  if (gn_h5_read_attr_str(f, "/", "data_fingerprint", &data_fp) != GN_OK) gn_error_clear();
+  snprintf(state->data_fp, sizeof state->data_fp, "%s", data_fp ? data_fp : "");
+  free(data_fp);
+  CHECK_GOTO(check_steering(par, f, path, format, old_deck, step, epoch, nranks, t, has_mom, state));
   state->step = step;
   state->epoch = epoch;
   state->nranks = (int)nranks;
@@ -336,6 +503,22 @@ fail:
 }
 
 static int cmp_desc(const void *a, const void *b) { return -cmp_i64(a, b); }
+
+/* Rank 0 only: renames a damaged checkpoint <path>.damaged (or .damaged.N if taken), out of reach
+ * of the pruning and of the rewrite of its step, and says so. */
+static void set_aside(const char *path) {
+  char aside[GN_PATH_MAX + 96];
+  snprintf(aside, sizeof aside, "%s.damaged", path);
+  for (int k = 1; k < 100 && access(aside, F_OK) == 0; ++k) snprintf(aside, sizeof aside, "%s.damaged.%d", path, k);
+  char *msg = gn_escape_text(gn_error_message());
+  if (rename(path, aside) == 0)
+    fprintf(stderr, "gnrev_mpi: warning: skipping damaged checkpoint (kept as %s): %s\n", aside, msg ? msg : "");
+  else
+    fprintf(stderr, "gnrev_mpi: warning: skipping damaged checkpoint (could not rename it: %s): %s\n",
+            strerror(errno), msg ? msg : "");
+  free(msg);
+  fflush(stderr);
+}
 
 int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
                     const gn_model *model, double *theta, gn_opt *opt, char *path, size_t cap,
@@ -369,8 +552,9 @@ int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_tex
   }
   int st = gn_par_bcast(par, &n, sizeof n, 0);
   if (st == GN_OK) st = gn_par_bcast(par, steps, (size_t)n * sizeof *steps, 0);
+  int64_t damaged = 0;
   for (int64_t i = 0; st == GN_OK && i < n; ++i) {
-    ckpt_path(deck, steps[i], path, cap);
+    gn_ckpt_path(deck, steps[i], path, cap);
     int r = ckpt_read(par, path, deck_text, model, theta, opt, state);
     if (r == GN_OK) {
       free(steps);
@@ -380,17 +564,17 @@ int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_tex
       st = r;
       break;
     }
-    if (par->rank == 0) {
-      fprintf(stderr, "gnrev_mpi: warning: skipping damaged checkpoint: %s\n", gn_error_message());
-      fflush(stderr);
-    }
+    ++damaged;
+    if (par->rank == 0) set_aside(path);
     gn_error_clear();
   }
   free(steps);
   path[0] = '\0';
   if (st == GN_OK) {
-    /* Nothing loadable: start afresh, from the initial parameters the caller made. */
+    /* Nothing loadable: the caller decides whether to start afresh. */
     memset(state, 0, sizeof *state);
+    state->found = n;
+    state->damaged = damaged;
   }
   return st;
 }

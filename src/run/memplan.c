@@ -33,7 +33,9 @@ void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C
   p->theta0 = gn_diag_shared_bytes(deck, d);
   p->optimizer = deck->method == GN_OPT_ADAM ? bytes(2 * nparams * D)
                  : (deck->method == GN_OPT_SGD && deck->momentum > 0) ? bytes(nparams * D) : 0;
-  p->node_shared = p->data + p->model_fixed + p->params + p->theta0 + p->optimizer;
+  /* the divergence guard's two saved states, each rank holding its slice: once per node in all */
+  p->guard = bytes(2.0 * (nparams * D + (double)p->optimizer));
+  p->node_shared = p->data + p->model_fixed + p->params + p->theta0 + p->optimizer + p->guard;
 
   /* batch inputs, state, logits; the model workspace (features, feature-space tangents, C W) */
   p->batch = bytes((3 * eval_rows * d + 2 * eval_rows * C) * D + (eval_rows * (hp + h) + 2 * m * m) * D);
@@ -58,7 +60,8 @@ char *gn_memplan_format(const gn_memplan *p) {
     size_t bytes;
   } shared[] = {{"data", p->data}, {"fixed projections C, U", p->model_fixed},
                 {"parameters and update", p->params}, {"diagnostics (theta0, J^T v)", p->theta0},
-                {"optimizer state", p->optimizer}, {"total once per node", p->node_shared}},
+                {"optimizer state", p->optimizer}, {"divergence guard: two saved states", p->guard},
+                {"total once per node", p->node_shared}},
     rank[] = {{"batch and model workspace", p->batch}, {"one half-block of gradient", p->gradient},
               {"GN sweep and pseudo-inverse", p->gn}, {"diagnostics", p->diagnostics},
               {"total per rank", p->per_rank}};

@@ -59,6 +59,15 @@ static int reopen(gn_runlog *log, const gn_deck *deck, const gn_runlog_meta *met
            (long long)meta->restart_step, par->size, meta->restart_path);
   free(prev);
   CHECK(gn_h5_attr_str(f, "/", "restarts", note));
+  const char *const ids[2][2] = {{"run_id", meta->run_id}, {"data_fingerprint", meta->data_fp}};
+  for (int i = 0; i < 2; ++i) {
+    char *id = NULL;
+    if (gn_h5_read_attr_str(f, "/", ids[i][0], &id) != GN_OK) {
+      gn_error_clear();
+      CHECK(gn_h5_attr_str(f, "/", ids[i][0], ids[i][1]));
+    }
+    free(id);
+  }
   CHECK(gn_h5_attr_i64(f, "/", "nranks", par->size));
   CHECK(gn_h5_attr_str(f, "/", "deck", meta->deck_text));
   log->described = gn_h5_series_len(f, "/metrics/step") > 0;
@@ -71,6 +80,8 @@ static int create(gn_runlog *log, const gn_runlog_meta *meta) {
   CHECK(gn_h5_create(log->par, log->path, &log->file));
   gn_h5 *f = log->file;
   CHECK(gn_h5_attr_str(f, "/", "format", "gnrev-run-1"));
+  CHECK(gn_h5_attr_str(f, "/", "run_id", meta->run_id));
+  CHECK(gn_h5_attr_str(f, "/", "data_fingerprint", meta->data_fp));
   CHECK(gn_h5_attr_str(f, "/", "deck", meta->deck_text));
   CHECK(gn_h5_attr_str(f, "/", "deck_source", meta->deck_source ? meta->deck_source : ""));
   CHECK(gn_h5_attr_str(f, "/", "deck_path", meta->deck_path ? meta->deck_path : ""));
@@ -111,6 +122,28 @@ int gn_runlog_close(gn_runlog *log) {
   return st;
 }
 
+int gn_runlog_peek(const gn_par *par, const char *out_dir, gn_runlog_found *found) {
+  memset(found, 0, sizeof *found);
+  char path[GN_PATH_MAX + 16];
+  snprintf(path, sizeof path, "%s/run.h5", out_dir);
+  struct stat sb;
+  int exists = stat(path, &sb) == 0;
+  CHECK(gn_par_bcast(par, &exists, sizeof exists, 0));
+  if (!exists) return GN_OK;
+  found->exists = true;
+  gn_h5 *f = NULL;
+  CHECK(gn_h5_open(par, path, false, &f));
+  found->rows = gn_h5_series_len(f, "/metrics/step");
+  if (found->rows < 0) found->rows = 0;
+  char *id = NULL;
+  if (gn_h5_read_attr_str(f, "/", "run_id", &id) == GN_OK)
+    snprintf(found->run_id, sizeof found->run_id, "%s", id);
+  else
+    gn_error_clear();
+  free(id);
+  return gn_h5_close(f);
+}
+
 gn_h5 *gn_runlog_file(gn_runlog *log) { return log->file; }
 
 const char *gn_runlog_path(const gn_runlog *log) { return log->path; }
@@ -125,13 +158,26 @@ static int describe(gn_runlog *log) {
   return GN_OK;
 }
 
+/* Local. After a failed write to run.h5: says what it keeps and how to go on. Returns status. */
+static int not_appended(const gn_runlog *log, int64_t step, int status) {
+  if (status != GN_EIO) return status;
+  char msg[8192];
+  snprintf(msg, sizeof msg,
+           "%s\n  %s keeps the rows before step %lld: free some space, then run the same command to continue "
+           "from the newest checkpoint",
+           gn_error_message(), log->path, (long long)step);
+  gn_error_set_message(msg, gn_error_traceback());
+  return status;
+}
+
 int gn_runlog_append(gn_runlog *log, const gn_metrics_row *row, const gn_opt_record *rec, bool flush) {
   double v[N_METRICS];
   row_values(row, v);
-  CHECK(gn_h5_append(log->file, "/metrics", N_METRICS, NAMES, v));
-  if (!log->described) CHECK(describe(log));
-  if (rec) CHECK(gn_h5_append(log->file, rec->group, rec->n, rec->names, rec->values));
-  return flush ? gn_h5_flush(log->file) : GN_OK;
+  const int64_t step = (int64_t)row->step;
+  CHECK(not_appended(log, step, gn_h5_append(log->file, "/metrics", N_METRICS, NAMES, v)));
+  if (!log->described) CHECK(not_appended(log, step, describe(log)));
+  if (rec) CHECK(not_appended(log, step, gn_h5_append(log->file, rec->group, rec->n, rec->names, rec->values)));
+  return flush ? not_appended(log, step, gn_h5_flush(log->file)) : GN_OK;
 }
 
 int gn_runlog_flush(gn_runlog *log) { return gn_h5_flush(log->file); }

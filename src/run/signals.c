@@ -15,6 +15,9 @@ int gn_signals_install(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
+  /* Installed before MPI_Init: system calls interrupted by the signal (in MPI's start-up, in file
+   * reads) resume instead of failing with EINTR. */
+  sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
   const int sigs[] = {SIGTERM, SIGUSR1, SIGINT};
   for (size_t i = 0; i < sizeof sigs / sizeof *sigs; ++i)

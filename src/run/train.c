@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "gnrev/core/array.h"
 #include "gnrev/core/err.h"
@@ -32,9 +33,23 @@
 #include "gnrev/model/model.h"
 #include "gnrev/optim/optim.h"
 #include "gnrev/run/checkpoint.h"
+#include "gnrev/run/lock.h"
 #include "gnrev/run/memplan.h"
 #include "gnrev/run/runlog.h"
 #include "gnrev/run/signals.h"
+
+enum { OPT_ARRAYS = 8 /* at most, per optimizer */ };
+
+/* The state at the start of one update: theta_step and what a checkpoint of it holds, so that a
+ * run stopped by a bad loss can save the state before the update that went wrong. */
+typedef struct {
+  int64_t step;                 /* the state is theta_step; -1: empty */
+  double loss;                  /* its batch loss, as update `step` measured it (NaN before) */
+  double *theta;                /* this rank's slice of the node-shared parameters */
+  double *opt_state;            /* its slices of the optimizer's node-shared arrays, one after the other */
+  int64_t t, has_momentum;      /* the optimizer's counters */
+  double sums[GN_CKPT_SUMS], guard[GN_CKPT_GUARD];
+} saved_state;
 
 /* Seconds spent per phase of the loop, summed over the steps of this run (rank 0's clock). */
 typedef struct {
@@ -53,6 +68,7 @@ typedef struct {
   gn_opt *opt;
   gn_diag *diag;
   gn_runlog *log;
+  gn_lock *lock;             /* out_dir's lock, held from before the restart to the end */
   int64_t bs, steps_per_epoch, steps_total;
   bool full_batch;           /* one batch, the whole training set, every step */
   int64_t *perm, perm_epoch;
@@ -63,7 +79,13 @@ typedef struct {
   int64_t n_local, n_batch;  /* the current batch: local and global rows (0: none gathered) */
   int64_t start_step;        /* first update of this run (> 0 after a restart) */
   char restart_path[GN_PATH_MAX + 64]; /* checkpoint continued from ("" if none) */
+  char run_id[GN_RUN_ID_CAP]; /* this run's id in run.h5 and every checkpoint */
+  char data_fp[GN_DATA_FP_CAP]; /* the fingerprint of the data loaded (gn_data_fingerprint) */
   double sums[GN_CKPT_SUMS]; /* the epoch's running loss sum, correct count, samples */
+  double guard[GN_CKPT_GUARD]; /* the divergence guard's record (checkpoint.h) */
+  int64_t last_ckpt;         /* step of the newest checkpoint written or continued from (-1: none) */
+  saved_state saved[2];      /* the states at the start of updates t (saved[t % 2]) and t - 1 */
+  bool warned_kept;          /* the warning of a pseudo-inverse that kept nothing was given */
   bool have_pending;         /* row `pending` waits for its batch_loss_after (full batch) */
   gn_metrics_row pending;
   gn_opt_record pending_rec; /* the optimizer's record of that row's update (values copied) */
@@ -156,8 +178,10 @@ static int save_diag(void *ctx, gn_h5 *f) { return gn_diag_save((gn_diag *)ctx, 
 static int checkpoint(trainer *tr, int64_t step, int64_t epoch) {
   const double t0 = gn_par_wtime();
   gn_ckpt_meta meta = {.step = step, .epoch = epoch, .deck = tr->deck_text, .deck_source = tr->deck_source,
-                       .extra = save_diag, .extra_ctx = tr->diag, .sums = tr->sums};
+                       .extra = save_diag, .extra_ctx = tr->diag, .sums = tr->sums, .run_id = tr->run_id,
+                       .data_fp = tr->data_fp, .guard = tr->guard};
   CHECK(gn_ckpt_write(tr->par, tr->deck, &meta, &tr->model, tr->theta, tr->opt));
+  tr->last_ckpt = step;
   tr->time.ckpt += gn_par_wtime() - t0;
   return GN_OK;
 }
@@ -244,16 +268,236 @@ static int train_columns(trainer *tr, int64_t step, const gn_step_info *info, do
   return GN_OK;
 }
 
-/* Collective. After a failed update: theta still holds the last good state, saved for inspection
- * before stopping. */
-static int save_last_good(trainer *tr, int64_t step, int64_t epoch) {
-  char msg[2048];
+/* ---- the divergence guard --------------------------------------------------------------------- */
+
+/* The guard's copies hold each rank's slice of the node-shared state (gn_shm_slice), so a node
+ * holds two copies in all, whatever its rank count. */
+static void state_slice(const trainer *tr, size_t n, size_t *lo, size_t *hi) {
+  gn_shm_slice(tr->par, n, sizeof(double), lo, hi);
+}
+
+/* Collective. Room for the two saved states. */
+static int alloc_saved(trainer *tr) {
+  gn_opt_array arrays[OPT_ARRAYS];
+  const int k = gn_opt_arrays(tr->opt, arrays, OPT_ARRAYS);
+  size_t n = 0, lo, hi;
+  for (int i = 0; i < k; ++i) {
+    state_slice(tr, arrays[i].n, &lo, &hi);
+    n += hi - lo;
+  }
+  state_slice(tr, tr->model.nparams, &lo, &hi);
+  int st = GN_OK;
+  for (int s = 0; s < 2 && st == GN_OK; ++s) {
+    saved_state *ss = &tr->saved[s];
+    ss->step = -1;
+    ss->theta = gn_alloc(hi - lo);
+    ss->opt_state = gn_alloc(n);
+    if (!ss->theta || !ss->opt_state)
+      st = GN_RAISE(GN_ENOMEM, "out of memory for the divergence guard's copies of %zu parameters", hi - lo);
+  }
+  return gn_par_agree(tr->par, st);
+}
+
+/* Local. Copies this rank's slices of the state at the start of update `step` (theta_step, the
+ * optimizer) and the running sums and the guard's record into saved[step % 2];
+ * saved[(step - 1) % 2] keeps the one before. The node's state is consistent here: the previous
+ * update ended with gn_shm_sync. */
+static void keep_state(trainer *tr, int64_t step) {
+  saved_state *ss = &tr->saved[step % 2];
+  ss->step = step;
+  ss->loss = NAN;
+  size_t lo, hi;
+  state_slice(tr, tr->model.nparams, &lo, &hi);
+  memcpy(ss->theta, tr->theta + lo, (hi - lo) * sizeof(double));
+  gn_opt_array arrays[OPT_ARRAYS];
+  const int k = gn_opt_arrays(tr->opt, arrays, OPT_ARRAYS);
+  size_t off = 0;
+  for (int i = 0; i < k; ++i) {
+    state_slice(tr, arrays[i].n, &lo, &hi);
+    memcpy(ss->opt_state + off, arrays[i].data + lo, (hi - lo) * sizeof(double));
+    off += hi - lo;
+  }
+  ss->t = tr->opt->t;
+  ss->has_momentum = tr->opt->has_momentum;
+  memcpy(ss->sums, tr->sums, sizeof ss->sums);
+  memcpy(ss->guard, tr->guard, sizeof ss->guard);
+}
+
+/* Collective. The live state back from a saved one (the run stops after checkpointing it). */
+static int put_back(trainer *tr, const saved_state *ss) {
+  size_t lo, hi;
+  state_slice(tr, tr->model.nparams, &lo, &hi);
+  memcpy(tr->theta + lo, ss->theta, (hi - lo) * sizeof(double));
+  gn_opt_array arrays[OPT_ARRAYS];
+  const int k = gn_opt_arrays(tr->opt, arrays, OPT_ARRAYS);
+  size_t off = 0;
+  for (int i = 0; i < k; ++i) {
+    state_slice(tr, arrays[i].n, &lo, &hi);
+    memcpy(arrays[i].data + lo, ss->opt_state + off, (hi - lo) * sizeof(double));
+    off += hi - lo;
+  }
+  tr->opt->t = ss->t;
+  tr->opt->has_momentum = ss->has_momentum;
+  memcpy(tr->sums, ss->sums, sizeof tr->sums);
+  memcpy(tr->guard, ss->guard, sizeof tr->guard);
+  return gn_shm_sync(tr->par);
+}
+
+/* Rank 0. The checkpoint this run wrote of a diverged state (theta_step, before its loss was seen)
+ * is renamed <name>.diverged: restart = 'auto' must not pick it, and nothing is deleted. */
+static void set_aside_diverged(trainer *tr, int64_t step) {
+  if (!RANK0) return;
+  char path[GN_PATH_MAX + 64], aside[GN_PATH_MAX + 80];
+  gn_ckpt_path(tr->deck, step, path, sizeof path);
+  snprintf(aside, sizeof aside, "%s.diverged", path);
+  if (rename(path, aside) != 0) {
+    fprintf(stderr, "gnrev_mpi: warning: cannot rename the diverged checkpoint %s: %s\n", path, strerror(errno));
+    fflush(stderr);
+  }
+}
+
+/* Collective. Update `step` failed (GN_ENUMERIC, its message set). With theta_good (the update
+ * measured a finite loss at theta_step, then its own arithmetic failed) theta_step is the good
+ * state; otherwise (a non-finite or diverged loss) theta_step is bad and the good state is the one
+ * before. That state is put back and checkpointed, never the diverged weights, and the message says
+ * how to continue from it with a smaller lr. Returns GN_ENUMERIC. */
+static int stop_numeric(trainer *tr, int64_t step, const gn_step_info *info, bool theta_good, bool suggest_lr) {
+  char msg[8192], trace[4096];
   snprintf(msg, sizeof msg, "%s", gn_error_message());
-  if (flush_pending(tr, NAN, true) == GN_OK && checkpoint(tr, step, epoch) == GN_OK)
-    snprintf(msg + strlen(msg), sizeof msg - strlen(msg),
-             "\n  the last good state is saved as the checkpoint of step %lld", (long long)step);
-  gn_error_set_message(msg, "");
+  snprintf(trace, sizeof trace, "%s", gn_error_traceback());
+  tr->saved[step % 2].loss = info->loss;
+  const saved_state *good = &tr->saved[(theta_good ? step : step + 1) % 2];
+  const bool have = good->step == (theta_good ? step : step - 1) && isfinite(good->loss);
+  const int64_t diverged_ckpt = tr->last_ckpt; /* before the checkpoint below */
+  const double best = tr->guard[GN_GUARD_BEST_STEP], best_loss = tr->guard[GN_GUARD_BEST_LOSS];
+  /* The row waiting for its batch_loss_after gets the loss this update measured. */
+  int st = flush_pending(tr, isnan(info->loss) ? INFINITY : info->loss, true);
+  const size_t used = strlen(msg);
+  if (!have) {
+    snprintf(msg + used, sizeof msg - used,
+             "\n  no earlier state of this run with a finite measured loss is in memory; the checkpoints in "
+             "%s/checkpoints are as they were",
+             tr->deck->out_dir);
+  } else {
+    const int64_t s = good->step;
+    const double loss = good->loss;
+    const int back = put_back(tr, good);
+    if (st == GN_OK) st = back;
+    if (st == GN_OK) st = checkpoint(tr, s, s / tr->steps_per_epoch);
+    char path[GN_PATH_MAX + 64];
+    gn_ckpt_path(tr->deck, s, path, sizeof path);
+    if (st == GN_OK) {
+      if (!theta_good && diverged_ckpt == step) set_aside_diverged(tr, step);
+      snprintf(msg + used, sizeof msg - used,
+               "\n  the last state with a finite measured loss (step %lld, batch loss %.6g) is saved as %s", (long long)s,
+               loss, path);
+      if (suggest_lr) {
+        const size_t at = strlen(msg);
+        snprintf(msg + at, sizeof msg - at,
+                 "; to continue from it with a smaller step size, run the same command with\n"
+                 "    -P optim:lr=%g -P \"checkpoint:restart='%s'\"",
+                 tr->deck->lr / 10, path);
+      }
+      if (best >= 0 && best != (double)s) {
+        const size_t at = strlen(msg);
+        gn_ckpt_path(tr->deck, (int64_t)best, path, sizeof path);
+        snprintf(msg + at, sizeof msg - at, "\n  (the checkpoint with the lowest measured loss is %s, batch loss %.6g)",
+                 path, best_loss);
+      }
+    } else {
+      snprintf(msg + used, sizeof msg - used, "\n  the last good state (step %lld) could not be saved: %s",
+               (long long)s, gn_error_message());
+    }
+  }
+  gn_error_set_message(msg, trace);
+  return GN_ENUMERIC;
+}
+
+/* Collective. Whether an update moved theta by more than its rounding: ||after - before|| >
+ * 2^-52 ||before|| (so a bit-identical theta, or one changed only in zeros by a vanishing step, has
+ * not moved). before is this rank's slice of theta_step; the sums run over every rank's slice (each
+ * node counts the whole vector once, which leaves the ratio as it is). */
+static int moved(const trainer *tr, const double *before, bool *yes) {
+  size_t lo, hi;
+  state_slice(tr, tr->model.nparams, &lo, &hi);
+  double s[2] = {0, 0}; /* |after - before|^2, |before|^2 */
+  for (size_t i = lo; i < hi; ++i) {
+    const double d = tr->theta[i] - before[i - lo];
+    s[0] += d * d;
+    s[1] += before[i - lo] * before[i - lo];
+  }
+  CHECK(gn_par_sum(tr->par, s, 2));
+  *yes = s[0] > 0x1p-104 * s[1];
   return GN_OK;
+}
+
+/* Whether a batch loss diverges: above divergence_factor times the lowest loss so far and above the
+ * first one (near convergence a loss may grow by a large factor and still be tiny). */
+static bool diverged(const trainer *tr, double loss) {
+  const double f = tr->deck->divergence_factor;
+  return f > 0 && isfinite(tr->guard[GN_GUARD_MIN]) && loss > f * tr->guard[GN_GUARD_MIN] &&
+         loss > tr->guard[GN_GUARD_FIRST];
+}
+
+/* Collective. After update `step` succeeded: its loss against the guard (exit 5 when it diverges),
+ * then into the guard's record; the checkpoint of theta_step, if any, becomes the best one when its
+ * loss is the lowest yet. The first update of a run must move theta (lr > 0, as the deck demands):
+ * one that does not will not next time either. Later updates are not held to it, since a run that
+ * has converged to the precision of doubles legitimately stops moving. */
+static int guard_step(trainer *tr, int64_t step, const gn_step_info *info) {
+  tr->saved[step % 2].loss = info->loss;
+  if (diverged(tr, info->loss)) {
+    gn_error(GN_ENUMERIC, __FILE__, __LINE__, __func__,
+             "step %lld: the batch loss %.6g is more than divergence_factor = %g times the lowest so far (%.6g) and "
+             "above the first (%.6g): the run diverges",
+             (long long)step, info->loss, tr->deck->divergence_factor, tr->guard[GN_GUARD_MIN],
+             tr->guard[GN_GUARD_FIRST]);
+    return stop_numeric(tr, step, info, false, true);
+  }
+  double *g = tr->guard;
+  if (isnan(g[GN_GUARD_FIRST])) g[GN_GUARD_FIRST] = info->loss;
+  if (info->loss < g[GN_GUARD_MIN]) g[GN_GUARD_MIN] = info->loss;
+  if (tr->last_ckpt == step && info->loss < g[GN_GUARD_BEST_LOSS]) {
+    g[GN_GUARD_BEST_STEP] = (double)step;
+    g[GN_GUARD_BEST_LOSS] = info->loss;
+  }
+  bool has_moved = true;
+  if (step == tr->start_step) CHECK(moved(tr, tr->saved[step % 2].theta, &has_moved));
+  if (!has_moved) {
+    gn_error(GN_ENUMERIC, __FILE__, __LINE__, __func__,
+             "step %lld: the update changed no parameter (theta moved by less than its rounding, lr = %g), so "
+             "training cannot progress. Pseudo-inverses that keep no singular value (&optim atol, rtol) or a "
+             "damping so large that the step vanishes (pinv = 'damped') do this",
+             (long long)step, tr->deck->lr);
+    return stop_numeric(tr, step, info, true, false);
+  }
+  return GN_OK;
+}
+
+/* Rank 0, once per run. A pseudo-inverse that kept no singular value leaves its half-block as it
+ * was; the optimizer's record (series kept_bBBB_S and sigma_max_bBBB_S, see gn.c) says which. */
+static void warn_kept_nothing(trainer *tr, int64_t step) {
+  gn_opt_record rec;
+  if (tr->warned_kept || !RANK0 || !gn_opt_last_record(tr->opt, &rec)) return;
+  for (int i = 0; i < rec.n; ++i) {
+    int b;
+    char half;
+    if (sscanf(rec.names[i], "kept_b%d_%c", &b, &half) != 2 || rec.values[i] != 0) continue;
+    char want[64];
+    double sigma = NAN;
+    snprintf(want, sizeof want, "sigma_max_b%03d_%c", b, half);
+    for (int j = 0; j < rec.n; ++j)
+      if (strcmp(rec.names[j], want) == 0) sigma = rec.values[j];
+    const gn_deck *dk = tr->deck;
+    fprintf(stderr,
+            "gnrev_mpi: warning: step %lld: the pseudo-inverse of block %d, %c kept no singular value: sigma_max = "
+            "%.6g is below max(rtol * sigma_max, atol) = max(%g * %.6g, %g) (&optim rtol, atol), so that half-block "
+            "does not change (said once per run)\n",
+            (long long)step, b, half, sigma, dk->rtol, sigma, dk->atol);
+    fflush(stderr);
+    tr->warned_kept = true;
+    return;
+  }
 }
 
 static void print_timing(const trainer *tr, int64_t done) {
@@ -286,13 +530,16 @@ static int train_loop(trainer *tr) {
     CHECK(gn_diag_step(tr->diag, step, tr->theta, tr->n_local, tr->n_batch, tr->X0, tr->y));
     tr->time.diag += gn_par_wtime() - t0;
 
+    keep_state(tr, step);
     t0 = gn_par_wtime();
     const gn_batch batch = {.step = step, .n = tr->n_local, .n_global = tr->n_batch, .X0 = tr->X0, .y = tr->y};
     gn_step_info info;
     const int st = gn_opt_step(tr->opt, tr->theta, &batch, &info);
     const double dt = gn_par_wtime() - t0;
-    if (st == GN_ENUMERIC) save_last_good(tr, step, epoch);
+    if (st == GN_ENUMERIC) CHECK(stop_numeric(tr, step, &info, isfinite(info.loss), true));
     CHECK(st);
+    warn_kept_nothing(tr, step);
+    CHECK(guard_step(tr, step, &info));
     tr->time.update += dt;
     ++done;
     /* The update's own forward measured theta_step on this batch: in full batch that is also the
@@ -392,11 +639,16 @@ static int create_diagnostics(trainer *tr) {
 static void trainer_free(trainer *tr) {
   gn_diag_free(tr->diag);
   gn_runlog_close(tr->log);
+  gn_lock_release(tr->lock);
   gn_opt_free(tr->opt);
   gn_model_free(&tr->model);
   gn_data_free(&tr->train);
   gn_data_free(&tr->test);
   gn_shm_free(&tr->theta_mem);
+  for (int s = 0; s < 2; ++s) {
+    free(tr->saved[s].theta);
+    free(tr->saved[s].opt_state);
+  }
   free(tr->pending_values);
   free(tr->perm);
   free(tr->idx); free(tr->X0); free(tr->X); free(tr->logits); free(tr->y);
@@ -447,6 +699,101 @@ static int init_params(trainer *tr) {
   return gn_shm_sync(tr->par);
 }
 
+/* Collective. Creates out_dir and takes its lock before anything in it is read or written. */
+static int lock_out_dir(trainer *tr) {
+  int st = GN_OK;
+  if (RANK0 && gn_mkdir_p(tr->deck->out_dir) != 0)
+    st = GN_RAISE(GN_EIO, "cannot create output folder %s: %s", tr->deck->out_dir, strerror(errno));
+  CHECK(gn_par_agree(tr->par, st));
+  return gn_lock_take(tr->par, tr->deck->out_dir, &tr->lock);
+}
+
+/* Collective. restart = 'auto' found no checkpoint that loads: starting afresh would replace
+ * run.h5, so it is refused when run.h5 holds rows or when checkpoints were there but damaged. */
+static int may_start_afresh(trainer *tr, const gn_ckpt_state *cs) {
+  const gn_deck *dk = tr->deck;
+  gn_runlog_found found;
+  CHECK(gn_runlog_peek(tr->par, dk->out_dir, &found));
+  if (found.rows == 0 && cs->damaged == 0) return GN_OK;
+  char what[GN_PATH_MAX + 256];
+  if (found.rows > 0 && cs->damaged > 0)
+    snprintf(what, sizeof what, "out_dir %s holds run.h5 with %lld rows but every one of its %lld checkpoints is "
+             "damaged (each kept as <name>.damaged)", dk->out_dir, (long long)found.rows, (long long)cs->damaged);
+  else if (found.rows > 0)
+    snprintf(what, sizeof what, "out_dir %s holds run.h5 with %lld rows but no checkpoint to continue it from",
+             dk->out_dir, (long long)found.rows);
+  else
+    snprintf(what, sizeof what, "every one of the %lld checkpoints in out_dir %s is damaged (each kept as "
+             "<name>.damaged)", (long long)cs->damaged, dk->out_dir);
+  GN_FAIL(GN_EINPUT,
+          "%s: restart = 'auto' will not start afresh over it. To start afresh anyway, set &checkpoint "
+          "restart = 'none' (run.h5 is then replaced) or use another out_dir; to continue from a checkpoint "
+          "kept elsewhere, name it in restart",
+          what);
+}
+
+/* Collective. A fresh run id in tr->run_id: 128 random bits from rank 0. */
+static int new_run_id(trainer *tr) {
+  unsigned char bits[16] = {0};
+  if (RANK0) {
+    FILE *fp = fopen("/dev/urandom", "rb");
+    const size_t got = fp ? fread(bits, 1, sizeof bits, fp) : 0;
+    if (fp) fclose(fp);
+    if (got != sizeof bits) {
+      /* No /dev/urandom: the clock and the pid still tell runs apart. */
+      const uint64_t a = (uint64_t)(gn_par_wtime() * 1e9), b = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull;
+      memcpy(bits, &a, 8);
+      memcpy(bits + 8, &b, 8);
+    }
+  }
+  CHECK(gn_par_bcast(tr->par, bits, sizeof bits, 0));
+  for (int i = 0; i < 16; ++i) snprintf(tr->run_id + 2 * i, 3, "%02x", bits[i]);
+  return GN_OK;
+}
+
+/* Collective. A checkpoint continues into out_dir's run.h5 only if both carry the same run id;
+ * files of older versions, without one, are continued with a warning. */
+static int same_run(trainer *tr, const gn_ckpt_state *cs) {
+  gn_runlog_found found;
+  CHECK(gn_runlog_peek(tr->par, tr->deck->out_dir, &found));
+  snprintf(tr->run_id, sizeof tr->run_id, "%s", cs->run_id);
+  if (!found.exists) return GN_OK;
+  if (found.run_id[0] && cs->run_id[0] && strcmp(found.run_id, cs->run_id) != 0)
+    GN_FAIL(GN_EINPUT,
+            "%s/run.h5 belongs to another run (run_id %s) than checkpoint %s (run_id %s): refusing to append "
+            "to it. Continue the checkpoint in an out_dir without run.h5 (a new run.h5 then starts at its step), "
+            "or move that run.h5 away",
+            tr->deck->out_dir, found.run_id, tr->restart_path, cs->run_id);
+  if ((!found.run_id[0] || !cs->run_id[0]) && RANK0) {
+    fprintf(stderr,
+            "gnrev_mpi: warning: %s has no run_id (written by an older gnrev): cannot check that %s/run.h5 "
+            "belongs to the run of checkpoint %s; continuing\n",
+            !cs->run_id[0] ? tr->restart_path : "run.h5", tr->deck->out_dir, tr->restart_path);
+    fflush(stderr);
+  }
+  if (!tr->run_id[0]) snprintf(tr->run_id, sizeof tr->run_id, "%s", found.run_id);
+  return GN_OK;
+}
+
+/* Local (the same on every rank). A checkpoint continues only on the data it was trained on. */
+static int same_data(trainer *tr, const gn_ckpt_state *cs) {
+  if (!cs->data_fp[0]) {
+    if (RANK0) {
+      fprintf(stderr, "gnrev_mpi: warning: checkpoint %s has no data_fingerprint (written by an older gnrev): "
+              "cannot check that the data are those it was trained on; continuing\n", tr->restart_path);
+      fflush(stderr);
+    }
+    return GN_OK;
+  }
+  if (strcmp(cs->data_fp, tr->data_fp) != 0)
+    GN_FAIL(GN_EINPUT,
+            "the data differ from those checkpoint %s was trained on (a data file replaced or changed?):\n"
+            "  checkpoint: %s\n  now:        %s\n"
+            "  restore the data it was trained on, or start afresh with restart = 'none' or another out_dir",
+            tr->restart_path, cs->data_fp, tr->data_fp);
+  return GN_OK;
+}
+
 /* Collective. theta, the optimizer and the step to start from: a checkpoint as the deck's restart
  * says, or the initial state. */
 static int restore(trainer *tr) {
@@ -456,7 +803,11 @@ static int restore(trainer *tr) {
   CHECK(gn_ckpt_restart(tr->par, deck, tr->deck_text, &tr->model, tr->theta, tr->opt, tr->restart_path,
                         sizeof tr->restart_path, &cs));
   if (tr->restart_path[0]) {
+    CHECK(same_run(tr, &cs));
+    CHECK(same_data(tr, &cs));
     tr->start_step = cs.step;
+    tr->last_ckpt = cs.step;
+    memcpy(tr->guard, cs.guard, sizeof tr->guard);
     memcpy(tr->sums, cs.sums, sizeof tr->sums);
     if (RANK0) {
       printf("restart: continuing from %s (step %lld, written on %d rank%s)\n", tr->restart_path,
@@ -464,10 +815,28 @@ static int restore(trainer *tr) {
       fflush(stdout);
     }
   } else if (strcmp(deck->restart, "auto") == 0) {
+    CHECK(may_start_afresh(tr, &cs));
     /* A failed candidate may have left partial values behind: start from the true initial state. */
     CHECK(init_params(tr));
     CHECK(gn_opt_reset(tr->opt));
   }
+  if (!tr->run_id[0]) CHECK(new_run_id(tr));
+  return GN_OK;
+}
+
+/* Local. steps_total = epochs x steps_per_epoch, bounded by max_steps, in checked arithmetic: a
+ * product past int64 (epochs = 2**57) is refused unless max_steps bounds it. */
+static int count_steps(trainer *tr) {
+  const gn_deck *dk = tr->deck;
+  int64_t total = 0;
+  const bool overflow = __builtin_mul_overflow(dk->epochs, tr->steps_per_epoch, &total);
+  if (dk->max_steps > 0 && (overflow || dk->max_steps < total)) total = dk->max_steps;
+  else if (overflow)
+    GN_FAIL(GN_EINPUT,
+            "epochs = %lld with %lld steps per epoch is more than 2^63 - 1 steps: lower epochs, or set "
+            "max_steps in &run",
+            (long long)dk->epochs, (long long)tr->steps_per_epoch);
+  tr->steps_total = total;
   return GN_OK;
 }
 
@@ -479,16 +848,21 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   tr->deck = deck;
   tr->deck_source = deck_source;
   tr->perm_epoch = -1;
+  tr->last_ckpt = -1;
+  tr->guard[GN_GUARD_FIRST] = NAN;
+  tr->guard[GN_GUARD_MIN] = INFINITY;
+  tr->guard[GN_GUARD_BEST_STEP] = -1;
+  tr->guard[GN_GUARD_BEST_LOSS] = INFINITY;
   int status = GN_OK;
   tr->deck_text = gn_deck_format(deck);
   if (!tr->deck_text) FAIL_GOTO(GN_ENOMEM, "out of memory formatting the deck");
   CHECK_GOTO(gn_data_load(par, deck, &tr->train, &tr->test));
   CHECK_GOTO(gn_par_agree(par, gn_deck_check_data(deck, deck_path, tr->train.d, tr->train.n, tr->test.n)));
+  CHECK_GOTO(gn_data_fingerprint(par, &tr->train, &tr->test, tr->data_fp, sizeof tr->data_fp));
   tr->bs = deck->batch_size > 0 && deck->batch_size < tr->train.n ? deck->batch_size : tr->train.n;
   tr->full_batch = tr->bs == tr->train.n;
   tr->steps_per_epoch = (tr->train.n + tr->bs - 1) / tr->bs;
-  tr->steps_total = deck->epochs * tr->steps_per_epoch;
-  if (deck->max_steps > 0 && deck->max_steps < tr->steps_total) tr->steps_total = deck->max_steps;
+  CHECK_GOTO(gn_par_agree(par, count_steps(tr)));
   gn_memplan plan;
   gn_memplan_compute(par, deck, tr->train.d, tr->train.classes, tr->train.n, tr->train.n_pool, tr->test.n, &plan);
   /* The plan is judged before anything sized by the deck is allocated. */
@@ -509,6 +883,8 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   }
   CHECK_GOTO(gn_par_agree(par, st));
   CHECK_GOTO(gn_opt_create(par, deck, &tr->model, &tr->opt));
+  CHECK_GOTO(alloc_saved(tr));
+  CHECK_GOTO(lock_out_dir(tr));
   CHECK_GOTO(restore(tr));
   if (tr->restart_path[0] && tr->start_step >= tr->steps_total) {
     if (RANK0) {
@@ -526,7 +902,7 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   gn_opt_record rec;
   const gn_runlog_meta meta = {.deck_text = tr->deck_text, .deck_source = deck_source, .deck_path = deck_path,
                                .nparams = np, .restart_step = tr->restart_path[0] ? tr->start_step : 0,
-                               .restart_path = tr->restart_path};
+                               .restart_path = tr->restart_path, .run_id = tr->run_id, .data_fp = tr->data_fp};
   CHECK_GOTO(gn_runlog_open(par, deck, &meta, gn_opt_last_record(tr->opt, &rec) ? rec.group : NULL, &tr->log));
   CHECK_GOTO(create_diagnostics(tr));
   CHECK_GOTO(train_loop(tr));

@@ -43,6 +43,16 @@ void gn_error_clear(void);
 /* Local. A short name for a status ("input error", "I/O error", ...). */
 const char *gn_status_name(int status);
 
+/* Local. Untrusted text (deck contents, file names) made safe to print on a terminal: control
+ * characters other than newline and tab, C1 controls, bidirectional overrides and bytes that are
+ * not UTF-8 become \xNN escapes; the rest of valid UTF-8 is kept. gn_escape_char handles the one
+ * character at s (n bytes left, n >= 1): writes it, or its escape, NUL-terminated into out, sets
+ * *width to the columns it takes when printed, and returns the bytes it consumed. gn_escape_text
+ * returns a malloc'ed escaped copy (NULL when out of memory). */
+enum { GN_ESCAPE_MAX = 20 };
+size_t gn_escape_char(const char *s, size_t n, char out[GN_ESCAPE_MAX], int *width);
+char *gn_escape_text(const char *s);
+
 #define GN_FAIL(status, ...) return gn_error((status), __FILE__, __LINE__, __func__, __VA_ARGS__)
 #define GN_RAISE(status, ...) gn_error((status), __FILE__, __LINE__, __func__, __VA_ARGS__)
 

@@ -54,6 +54,14 @@ void gn_par_close(gn_par *par);
  * report and every rank can exit cleanly with the same code. */
 int gn_par_agree(const gn_par *par, int status);
 
+/* Collective on par->comm. gn_par_agree for a status that may come from a library that left the
+ * other ranks waiting inside it (parallel HDF5 after a failed write: one rank returns the error
+ * while the others wait at its internal barrier). A rank with an error waits at most `seconds` for
+ * the others; then it calls before_abort(ctx) (may be NULL), prints its message and aborts the job
+ * with its status (gn_par_die). Every rank of the call must use this function, not gn_par_agree:
+ * the two reductions do not match each other. */
+int gn_par_agree_within(const gn_par *par, int status, double seconds, void (*before_abort)(void *), void *ctx);
+
 /* Local. Prints "gnrev_mpi: rank R: <status>: <message>" and the traceback to stderr, then
  * MPI_Abort(comm): for errors seen by one rank inside collective work, where waiting for the
  * others would hang. Never returns. */

@@ -7,6 +7,7 @@
 #define GNREV_DATA_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gnrev/input/deck.h"
@@ -34,6 +35,12 @@ int gn_data_load(const gn_par *par, const gn_deck *deck, gn_dataset *train, gn_d
 /* Local. Whether the deck's diagnostics draw random probes from every training sample the source
  * holds (then the training set holds them all, n_pool > n). */
 bool gn_data_wants_pool(const gn_deck *deck);
+/* Collective on par->comm. A fingerprint of what was loaded, in out (at most cap bytes, 160 are
+ * enough): per set, n, d, the classes and the CRC-32 of the samples as held (float32, normalised)
+ * and of the labels. Each node's rank 0 computes it; nodes that loaded different data (a file that
+ * differs between nodes) are GN_EINPUT. */
+int gn_data_fingerprint(const gn_par *par, const gn_dataset *train, const gn_dataset *test, char *out,
+                        size_t cap);
 
 /* Collective on par->comm. Frees what gn_data_load made. */
 void gn_data_free(gn_dataset *set);

@@ -31,6 +31,8 @@ typedef struct {
   int64_t epochs;             /* passes over the training set; default 1 */
   int64_t max_steps;          /* stop after this many updates; 0 = no limit; default 0 */
   int64_t log_every;          /* progress line every this many steps; default 10 */
+  double divergence_factor;   /* stop (exit 5) when a batch loss exceeds this many times the lowest
+                               * so far and the first; 0 = off; default 1e3 */
   /* &data */
   gn_source source;           /* default fashion-mnist */
   char path[GN_PATH_MAX];     /* folder (IDX, CIFAR) or file (HDF5); default per source */
@@ -103,6 +105,11 @@ void gn_deck_defaults(gn_deck *deck);
  * "did you mean" suggestion for misspelt names and the list of valid keys. */
 int gn_deck_parse(const char *text, const char *filename, const char *const *overrides,
                   int n_overrides, gn_deck *deck);
+
+/* Local. GN_EINPUT when the deck text holds no namelist group at all (empty, or only comments and
+ * blanks): gnrev_mpi refuses such a deck rather than train every default. gn_deck_parse itself
+ * accepts it (the defaults), and syntax errors are left to it (GN_OK here). */
+int gn_deck_require_groups(const char *text, const char *filename);
 
 /* Local. Reads the file and calls gn_deck_parse. */
 int gn_deck_load(const char *path, const char *const *overrides, int n_overrides, gn_deck *deck);

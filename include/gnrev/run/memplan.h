@@ -19,6 +19,7 @@ typedef struct {
   size_t params;        /* theta and the update (gradient or GN direction) */
   size_t theta0;        /* the diagnostics' copy of the initial parameters (and J^T v) */
   size_t optimizer;     /* SGD momentum or Adam moments */
+  size_t guard;         /* the divergence guard's two saved states, split over the node's ranks */
   size_t node_shared;   /* their sum */
   /* per rank */
   size_t batch;         /* batch rows, the evaluation rows and the model workspace */

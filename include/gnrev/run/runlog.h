@@ -31,6 +31,11 @@ typedef struct {
 
 typedef struct gn_runlog gn_runlog;
 
+/* Room for a run id: 32 hex digits drawn at a run's first start, kept by its continuations. */
+enum { GN_RUN_ID_CAP = 40 };
+/* Room for the data fingerprint (gn_data_fingerprint). */
+enum { GN_DATA_FP_CAP = 256 };
+
 /* What identifies the run in run.h5's root attributes. */
 typedef struct {
   const char *deck_text;    /* effective deck */
@@ -39,16 +44,30 @@ typedef struct {
   size_t nparams;
   int64_t restart_step;     /* > 0: continue <out_dir>/run.h5 from this step (rows t < step stay) */
   const char *restart_path; /* the checkpoint continued from ("" when starting afresh) */
+  const char *run_id;       /* the run's id (root attribute run_id) */
+  const char *data_fp;      /* the fingerprint of the data (root attribute data_fingerprint) */
 } gn_runlog_meta;
 
 /* Collective on par->comm. Creates <out_dir>/run.h5, or opens it to continue when
  * meta->restart_step > 0 and it exists: the /metrics series and the optimizer's record group are
- * cut to restart_step rows and the restart is noted in the root attribute `restarts`. rec_group
+ * cut to restart_step rows and the restart is noted in the root attribute `restarts` (a file of an
+ * older version gets the run_id and data_fingerprint it lacked). rec_group
  * (NULL: none) names the optimizer's record group. */
 int gn_runlog_open(const gn_par *par, const gn_deck *deck, const gn_runlog_meta *meta, const char *rec_group,
                    gn_runlog **log);
 /* Collective. Closes the file; NULL is a no-op. */
 int gn_runlog_close(gn_runlog *log);
+
+/* What an existing <out_dir>/run.h5 holds, looked at before a run decides how to start. */
+typedef struct {
+  bool exists;    /* the file is there */
+  int64_t rows;   /* its /metrics rows (0 when absent or empty) */
+  char run_id[GN_RUN_ID_CAP]; /* its root attribute run_id ("" when absent: an older file) */
+} gn_runlog_found;
+
+/* Collective on par->comm. Looks at <out_dir>/run.h5 without changing it; a file that is there but
+ * cannot be read as HDF5 is GN_EIO. */
+int gn_runlog_peek(const gn_par *par, const char *out_dir, gn_runlog_found *found);
 
 /* Local. The open run.h5 (for the diagnostics' groups) and the path it was opened with. */
 gn_h5 *gn_runlog_file(gn_runlog *log);

@@ -5,7 +5,8 @@
 
 #include "gnrev/core/par.h"
 
-/* Local. Installs the handlers; a handler only records the signal number. */
+/* Local. Installs the handlers; a handler only records the signal number. Needs no MPI: main
+ * calls it before MPI_Init, so a signal during start-up is honoured at the first step. */
 int gn_signals_install(void);
 
 /* Local. Back to the default actions: once training is over, a signal from the launcher (which

@@ -1,0 +1,22 @@
+/* lock.h — one run per out_dir: the lock file <out_dir>/gnrev.lock, made atomically (O_EXCL) by
+ * rank 0 and naming the host, pid and start time of its holder (docs/operations.md). */
+#ifndef GNREV_RUN_LOCK_H
+#define GNREV_RUN_LOCK_H
+
+#include "gnrev/core/par.h"
+
+typedef struct gn_lock gn_lock;
+
+/* Collective on par->comm. Takes the lock of out_dir (which must exist). A lock held by a running
+ * process, or by any process on another host (whose liveness cannot be checked from here), is
+ * GN_EINPUT naming its holder; a lock left by a process of this host that no longer runs (or
+ * whose pid now belongs to a later process), or by an earlier run of the same SLURM job (a
+ * requeue, SLURM_JOB_ID) on any host, is reported on stderr and taken over. *lock is NULL on
+ * error. */
+int gn_lock_take(const gn_par *par, const char *out_dir, gn_lock **lock);
+
+/* Local (rank 0 does the work). Removes the lock file if it is still ours and frees lock; NULL is
+ * a no-op. */
+void gn_lock_release(gn_lock *lock);
+
+#endif
