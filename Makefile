@@ -14,7 +14,7 @@ VERSION    := $(shell git describe --always --dirty --tags 2>/dev/null || echo u
 OPT      ?= -O3
 CFLAGS   ?= $(OPT) -g
 WARN     := -Wall -Wextra
-ALLCFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) -Iinclude $(PKG_CFLAGS)
+ALLCFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) $(PREC_DEF) -Iinclude $(PKG_CFLAGS)
 LIBS     ?= $(PKG_LIBS) -lgfortran -lm
 
 # SANITIZE=1: AddressSanitizer + UBSan (any UB report is fatal) in build-san/. The variable is
@@ -25,6 +25,19 @@ ifeq ($(SANITIZE),1)
   LDFLAGS += -fsanitize=address,undefined
   BUILD  ?= build-san
   export SANITIZE
+endif
+# PRECISION=single: model, data, SGD/Adam/GN arithmetic in float (gn_real, include/gnrev/core/real.h)
+# in build-single/; double is the default. A sanitized single build goes to build-san-single/.
+PRECISION ?= double
+ifeq ($(PRECISION),single)
+  PREC_DEF := -DGN_PRECISION_SINGLE
+  ifeq ($(SANITIZE),1)
+    BUILD := build-san-single
+  endif
+  BUILD ?= build-single
+  export PRECISION
+else ifneq ($(PRECISION),double)
+  $(error PRECISION must be double or single, not '$(PRECISION)')
 endif
 BUILD ?= build
 

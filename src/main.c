@@ -16,6 +16,7 @@
 #include "gnrev/core/par.h"
 #include "gnrev/run/signals.h"
 #include "gnrev/run/train.h"
+#include "gnrev/core/real.h"
 #include "gnrev/core/version.h"
 
 
@@ -47,8 +48,10 @@ static void print_version(void) {
   MPI_Get_library_version(mpi, &len);
   char *nl = strchr(mpi, '\n');
   if (nl) *nl = '\0';
-  printf("gnrev_mpi %s\ncompiler: %s\nflags: %s\nHDF5 %u.%u.%u\nMPI: %s\nBLAS: %s\n", gn_version,
-         __VERSION__, gn_build_cflags, maj, min, rel, mpi, openblas_get_config());
+  printf("gnrev_mpi %s\nprecision: %s (make PRECISION=%s)\ncompiler: %s\nflags: %s\nHDF5 %u.%u.%u\nMPI: %s\n"
+         "BLAS: %s\n",
+         gn_version, GN_PRECISION_NAME, GN_PRECISION_NAME, __VERSION__, gn_build_cflags, maj, min, rel, mpi,
+         openblas_get_config());
 }
 
 typedef struct {

@@ -27,7 +27,11 @@
 #include <unistd.h>
 
 #include "gnrev/core/fs.h"
+#include "gnrev/core/real.h"
 #include "gnrev/core/sysmem.h"
+
+/* gn_real in memory; on disk every floating-point dataset is double (real.h). */
+#define GN_H5_REAL GN_LA(H5T_NATIVE_DOUBLE, H5T_NATIVE_FLOAT)
 
 enum { SERIES_CHUNK = 1024, MSG_CAP = 4096, REASON_CAP = 1024, SHAPE_CAP = 96 };
 
@@ -621,6 +625,11 @@ int gn_h5_write_f64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, 
                                          data));
 }
 
+int gn_h5_write_real(gn_h5 *f, const char *path, int ndims, const int64_t *dims, const gn_real *data) {
+  CHECK(ensure_space(f, path, array_bytes(ndims, dims, sizeof(double))));
+  return agree_write(f, write_replicated(f, path, ndims, dims, GN_H5_REAL, H5T_IEEE_F64LE, sizeof(gn_real), data));
+}
+
 int gn_h5_write_i64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, const int64_t *data) {
   CHECK(ensure_space(f, path, array_bytes(ndims, dims, sizeof(int64_t))));
   return agree_write(f, write_replicated(f, path, ndims, dims, H5T_NATIVE_INT64, H5T_STD_I64LE, sizeof(int64_t),
@@ -695,6 +704,14 @@ int gn_h5_read_f64_node(gn_h5 *f, const char *path, int ndims, const int64_t *di
                       read_replicated(f, path, ndims, dims, H5T_NATIVE_DOUBLE, false, sizeof(double), data, true));
 }
 
+int gn_h5_read_real(gn_h5 *f, const char *path, int ndims, const int64_t *dims, gn_real *data) {
+  return gn_par_agree(&f->par, read_replicated(f, path, ndims, dims, GN_H5_REAL, false, sizeof(gn_real), data, false));
+}
+
+int gn_h5_read_real_node(gn_h5 *f, const char *path, int ndims, const int64_t *dims, gn_real *data) {
+  return gn_par_agree(&f->par, read_replicated(f, path, ndims, dims, GN_H5_REAL, false, sizeof(gn_real), data, true));
+}
+
 int gn_h5_read_i64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, int64_t *data) {
   return gn_par_agree(&f->par,
                       read_replicated(f, path, ndims, dims, H5T_NATIVE_INT64, true, sizeof(int64_t), data, false));
@@ -709,8 +726,9 @@ int gn_h5_shape(gn_h5 *f, const char *path, int *ndims, int64_t dims[3]) {
   return GN_OK;
 }
 
-int gn_h5_read_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows,
-                        double *local) {
+/* Rows [row0, row0 + nrows) of a rows x cols dataset into local, as mtype. */
+static int read_rows(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows, hid_t mtype,
+                     void *local) {
   int status = rows < 0 || cols < 0 || row0 < 0 || nrows < 0 || row0 > rows - nrows
                    ? GN_RAISE(GN_EINTERNAL, "%s: rows [%lld, %lld) of dataset '%s' lie outside its %lld rows", f->name,
                               (long long)row0, (long long)(row0 + nrows), path, (long long)rows)
@@ -726,13 +744,24 @@ int gn_h5_read_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols, 
       status = GN_RAISE(GN_EINPUT, "%s: dataset '%s' is not %lld x %lld", f->name, path, (long long)rows, (long long)cols);
   }
   CHECK(gn_par_agree(&f->par, status));
-  status = transfer_rows(f, d, path, false, H5T_NATIVE_DOUBLE, row0, nrows, cols, local);
+  status = transfer_rows(f, d, path, false, mtype, row0, nrows, cols, local);
   close_id(&d);
   return gn_par_agree(&f->par, status);
 }
 
-int gn_h5_write_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows,
-                         const double *local) {
+int gn_h5_read_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows,
+                        double *local) {
+  return read_rows(f, path, rows, cols, row0, nrows, H5T_NATIVE_DOUBLE, local);
+}
+
+int gn_h5_read_rows_real(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows,
+                         gn_real *local) {
+  return read_rows(f, path, rows, cols, row0, nrows, GN_H5_REAL, local);
+}
+
+/* Rows [row0, row0 + nrows) of a rows x cols double dataset from local, held as mtype. */
+static int write_rows(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows, hid_t mtype,
+                      const void *local) {
   /* The row ranges differ between ranks: agree on them before any collective HDF5 call. */
   int status = GN_OK;
   if (rows < 0 || cols < 0 || row0 < 0 || nrows < 0 || row0 > rows - nrows)
@@ -748,10 +777,19 @@ int gn_h5_write_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols,
   CHECK(ensure_space(f, path, array_bytes(2, dims, sizeof(double))));
   hid_t d = -1;
   status = create_dataset(f, path, H5T_IEEE_F64LE, 2, dims, &d);
-  if (status == GN_OK)
-    status = transfer_rows(f, d, path, true, H5T_NATIVE_DOUBLE, row0, nrows, cols, (void *)local);
+  if (status == GN_OK) status = transfer_rows(f, d, path, true, mtype, row0, nrows, cols, (void *)local);
   close_id(&d);
   return agree_write(f, status);
+}
+
+int gn_h5_write_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows,
+                         const double *local) {
+  return write_rows(f, path, rows, cols, row0, nrows, H5T_NATIVE_DOUBLE, local);
+}
+
+int gn_h5_write_rows_real(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows,
+                          const gn_real *local) {
+  return write_rows(f, path, rows, cols, row0, nrows, GN_H5_REAL, local);
 }
 
 /* ---- series ---------------------------------------------------------------------------------- */

@@ -195,6 +195,10 @@ int gn_par_sum(const gn_par *par, double *buf, size_t n) {
   return allreduce(par->comm, buf, n, MPI_DOUBLE, sizeof(double), MPI_SUM);
 }
 
+int gn_par_sum_real(const gn_par *par, gn_real *buf, size_t n) {
+  return allreduce(par->comm, buf, n, GN_MPI_REAL, sizeof(gn_real), MPI_SUM);
+}
+
 int gn_par_sum_i64(const gn_par *par, int64_t *buf, size_t n) {
   return allreduce(par->comm, buf, n, MPI_INT64_T, sizeof(int64_t), MPI_SUM);
 }
@@ -210,7 +214,7 @@ static void piece_share(size_t len, int nsize, int r, int *lo, int *cnt) {
   *cnt = (int)(b - a);
 }
 
-int gn_par_sum_to_node_begin(const gn_par *par, const double *src, size_t len, double *dst, gn_par_pending *p) {
+int gn_par_sum_to_node_begin(const gn_par *par, const gn_real *src, size_t len, gn_real *dst, gn_par_pending *p) {
   memset(p, 0, sizeof *p);
   p->src = src;
   p->dst = dst;
@@ -234,12 +238,12 @@ int gn_par_sum_to_node_begin(const gn_par *par, const double *src, size_t len, d
       int lo = 0, cnt = 0, *counts = p->counts + k * (size_t)par->node_size;
       for (int r = 0; r < par->node_size; ++r) piece_share(n, par->node_size, r, &lo, &counts[r]);
       piece_share(n, par->node_size, par->node_rank, &lo, &cnt);
-      status = gn_par_mpi_status(MPI_Ireduce_scatter(src + off, dst + off + lo, counts, MPI_DOUBLE, MPI_SUM,
+      status = gn_par_mpi_status(MPI_Ireduce_scatter(src + off, dst + off + lo, counts, GN_MPI_REAL, MPI_SUM,
                                                      par->node, &p->req[p->n]),
                                  "MPI_Ireduce_scatter", __FILE__, __LINE__, __func__);
     } else {
       /* Nodes of unequal sizes: the node leader receives the node's sum of the piece. */
-      status = gn_par_mpi_status(MPI_Ireduce(src + off, dst + off, (int)n, MPI_DOUBLE, MPI_SUM, 0, par->node,
+      status = gn_par_mpi_status(MPI_Ireduce(src + off, dst + off, (int)n, GN_MPI_REAL, MPI_SUM, 0, par->node,
                                              &p->req[p->n]),
                                  "MPI_Ireduce", __FILE__, __LINE__, __func__);
     }
@@ -263,9 +267,9 @@ int gn_par_sum_to_node_end(const gn_par *par, gn_par_pending *p) {
     if (par->uniform) {
       int lo = 0, cnt = 0;
       piece_share(n, par->node_size, par->node_rank, &lo, &cnt);
-      if (cnt > 0) CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, p->dst + off + lo, cnt, MPI_DOUBLE, MPI_SUM, par->cross));
+      if (cnt > 0) CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, p->dst + off + lo, cnt, GN_MPI_REAL, MPI_SUM, par->cross));
     } else if (par->node_rank == 0) {
-      CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, p->dst + off, (int)n, MPI_DOUBLE, MPI_SUM, par->cross));
+      CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, p->dst + off, (int)n, GN_MPI_REAL, MPI_SUM, par->cross));
     }
   }
   return GN_OK;

@@ -32,6 +32,11 @@ void gn_rng_fill_normal(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t i
   for (size_t i = 0; i < n; ++i) out[i] = scale * gn_rng_normal(seed, stream, sub, index0 + i);
 }
 
+void gn_rng_fill_normal_real(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t index0, size_t n, double scale,
+                             gn_real *out) {
+  for (size_t i = 0; i < n; ++i) out[i] = (gn_real)(scale * gn_rng_normal(seed, stream, sub, index0 + i));
+}
+
 uint64_t gn_rng_below(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t index, uint64_t bound) {
   /* Rejection on the top of the range; the retry counter lives in the high index bits, which no
    * caller reaches (indices stay far below 2^48). */

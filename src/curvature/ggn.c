@@ -22,6 +22,7 @@
 
 #include <cblas.h>
 #include <limits.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +34,14 @@
 #include "gnrev/curvature/ntk.h"
 #include "gnrev/linalg/symeig.h"
 #include "gnrev/model/loss.h"
+#include "gnrev/core/real.h"
 
 /* Gram eigenvalues at or below EIG_RTOL * lambda_max count as zero. A backward-stable solver
  * returns the eigenvalues of Gram + E with |E| ~ n eps |Gram| (Weyl), so anything under a few
  * thousand eps relative cannot be told from zero at the n = N cols <= a few thousand we solve;
- * structural zeros (CE's S_n has rank C - 1, so the Gram has at least N) land near 1e-16. */
-static const double EIG_RTOL = 1e-12;
+ * structural zeros (CE's S_n has rank C - 1, so the Gram has at least N) land near 1e-16. In the
+ * single-precision build everything scales with gn_real's eps (EIG_RTOL 5e-4). */
+static const double EIG_RTOL = 1e-12 * (GN_REAL_EPS / DBL_EPSILON);
 
 
 
@@ -64,7 +67,7 @@ void gn_ggn_factors_free(gn_ggn_factors *f) {
  * (e_yhat - p)/sqrt(M) with yhat ~ softmax(l) for CE, and N(0, I)/sqrt(M) for MSE (whose output
  * Hessian is I = E[s s^T]), drawn from GN_RNG_MC with sub = step at counters fixed by (n, j), so
  * the draw does not depend on the rank count. */
-static void mc_factor(const gn_deck *deck, int64_t step, int64_t n, int C, int64_t M, const double *l, double *S) {
+static void mc_factor(const gn_deck *deck, int64_t step, int64_t n, int C, int64_t M, const gn_real *l, gn_real *S) {
   const uint64_t seed = (uint64_t)deck->seed;
   const uint32_t sub = (uint32_t)step;
   const double scale = 1.0 / sqrt((double)M);
@@ -109,8 +112,8 @@ static void mean_snr(int64_t N, int64_t k, int64_t kk, const double *x, double *
 
 /* The whole analysis; extra (may be NULL) keeps S and the eigenvectors for a step built on them,
  * and want_overlap asks for the mean gradient (one backpropagation). */
-static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck, const double *theta,
-                   int64_t n_local, int64_t N, const double *X_local, const int32_t *y_local, int64_t step,
+static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck, const gn_real *theta,
+                   int64_t n_local, int64_t N, const gn_real *X_local, const int32_t *y_local, int64_t step,
                    int want_overlap, gn_ggn *out, gn_ggn_factors *extra) {
   memset(out, 0, sizeof *out);
   const int C = model->C;
@@ -132,11 +135,11 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   int status = GN_OK;
   gn_ntk K = {0};
   MPI_Datatype row_s = MPI_DATATYPE_NULL, row_k = MPI_DATATYPE_NULL;
-  double *X = gn_alloc((size_t)(n_local * d)), *logits = gn_alloc((size_t)(n_local * C));
-  double *r = gn_alloc((size_t)(n_local * C)), *S = gn_alloc((size_t)(N * SC));
-  double *T = gn_alloc((size_t)(n_local * C * Ncols));
-  double *Gl = gn_alloc((size_t)(n_local * cols * Ncols));
-  double *eig = gn_alloc((size_t)Ncols), *evecs = NULL, *wv = gn_alloc((size_t)Ncols), *grad = NULL;
+  gn_real *X = gn_alloc((size_t)(n_local * d)), *logits = gn_alloc((size_t)(n_local * C));
+  gn_real *r = gn_alloc((size_t)(n_local * C)), *S = gn_alloc((size_t)(N * SC));
+  gn_real *T = gn_alloc((size_t)(n_local * C * Ncols));
+  gn_real *Gl = gn_alloc((size_t)(n_local * cols * Ncols));
+  gn_real *eig = gn_alloc((size_t)Ncols), *evecs = NULL, *wv = gn_alloc((size_t)Ncols), *grad = NULL;
   gn_shm grad_mem = {.win = MPI_WIN_NULL};
   int *cnt = malloc(2 * (size_t)par->size * sizeof(int)), *dsp = cnt ? cnt + par->size : NULL;
   if (!X || !logits || !r || !S || !T || !Gl || !eig || !wv || !cnt)
@@ -145,7 +148,7 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   CHECK_GOTO(gn_par_agree(par, status));
 
   /* Logits, per-sample output gradients r_n and loss factors S_n of the local samples. */
-  if (n_local > 0) memcpy(X, X_local, (size_t)(n_local * d) * sizeof(double));
+  if (n_local > 0) memcpy(X, X_local, (size_t)(n_local * d) * sizeof(gn_real));
   for (int64_t i = 0; i < n_local; i += model->nmax) {
     const int64_t nc = n_local - i < model->nmax ? n_local - i : model->nmax;
     gn_model_forward(model, theta, nc, X + i * d, logits + i * C);
@@ -156,7 +159,7 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   else
     for (int64_t i = 0; i < n_local; ++i)
       mc_factor(deck, step, row0 + i, C, cols, logits + i * C, S + (row0 + i) * SC);
-  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(SC), MPI_DOUBLE, &row_s));
+  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(SC), GN_MPI_REAL, &row_s));
   CHECK_MPI_GOTO(MPI_Type_commit(&row_s));
   gn_par_counts(N, par->size, 1, cnt, dsp);
   CHECK_MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, S, cnt, dsp, row_s, par->comm));
@@ -187,27 +190,27 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   out->N = N;
   out->n_eig = n_eig;
   out->k = k;
-  out->eigenvalues = gn_alloc((size_t)n_eig);
-  out->gamma = gn_alloc((size_t)(N * k));
-  out->lambda = gn_alloc((size_t)(N * k));
-  out->gamma_mean = gn_alloc((size_t)k);
-  out->lambda_mean = gn_alloc((size_t)k);
-  out->gamma_snr = gn_alloc((size_t)k);
-  out->lambda_snr = gn_alloc((size_t)k);
+  out->eigenvalues = gn_alloc_f64((size_t)n_eig);
+  out->gamma = gn_alloc_f64((size_t)(N * k));
+  out->lambda = gn_alloc_f64((size_t)(N * k));
+  out->gamma_mean = gn_alloc_f64((size_t)k);
+  out->lambda_mean = gn_alloc_f64((size_t)k);
+  out->gamma_snr = gn_alloc_f64((size_t)k);
+  out->lambda_snr = gn_alloc_f64((size_t)k);
   status = out->eigenvalues && out->gamma && out->lambda && out->gamma_mean && out->lambda_mean &&
                    out->gamma_snr && out->lambda_snr
                ? GN_OK
                : GN_RAISE(GN_ENOMEM, "ggn: out of memory for the per-sample directional derivatives "
                           "(%lld samples x %lld directions)", (long long)N, (long long)k);
   CHECK_GOTO(gn_par_agree(par, status));
-  if (n_eig > 0) memcpy(out->eigenvalues, eig, (size_t)n_eig * sizeof(double));
+  for (int64_t i = 0; i < n_eig; ++i) out->eigenvalues[i] = eig[i];
 
   /* gamma_nk for the local samples: r_n^T T_n is S^T K_{.n} r_n. */
   for (int64_t i = 0; i < n_local; ++i) {
     gn_gemm(CblasNoTrans, CblasNoTrans, 1, Ncols, C, 1.0, r + i * C, C, T + i * C * Ncols, Ncols, 0.0, wv, Ncols);
     for (int64_t kk = 0; kk < k; ++kk)
       out->gamma[(row0 + i) * k + kk] =
-          cblas_ddot(gn_int(Ncols), evecs + kk * Ncols, 1, wv, 1) / sqrt((double)N * eig[kk]);
+          gn_cblas_dot(gn_int(Ncols), evecs + kk * Ncols, 1, wv, 1) / sqrt((double)N * eig[kk]);
   }
   if (k > 0) {
     CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(k), MPI_DOUBLE, &row_k));
@@ -216,7 +219,7 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
   }
   for (int64_t n = 0; n < N; ++n)
     for (int64_t kk = 0; kk < k; ++kk) {
-      const double *e = evecs + kk * Ncols + n * cols;
+      const gn_real *e = evecs + kk * Ncols + n * cols;
       double s2 = 0;
       for (int64_t j = 0; j < cols; ++j) s2 += e[j] * e[j];
       out->lambda[n * k + kk] = (double)N * eig[kk] * s2;
@@ -228,11 +231,11 @@ static int analyse(const gn_par *par, const gn_model *model, const gn_deck *deck
 
   if (want_overlap) {
     /* grad L = J^T r / N by backpropagation, independent of the Gram route. */
-    CHECK_GOTO(gn_par_agree(par, gn_shm_alloc(par, model->nparams * sizeof(double), "the gradient", &grad_mem)));
+    CHECK_GOTO(gn_par_agree(par, gn_shm_alloc(par, model->nparams * sizeof(gn_real), "the gradient", &grad_mem)));
     grad = grad_mem.base;
     for (int64_t i = 0; i < n_local * C; ++i) r[i] /= (double)N;
     CHECK_GOTO(gn_ntk_jt_apply(par, model, theta, n_local, X_local, r, grad));
-    const double g2 = cblas_ddot(gn_int((int64_t)model->nparams), grad, 1, grad, 1);
+    const double g2 = gn_cblas_dot(gn_int((int64_t)model->nparams), grad, 1, grad, 1);
     grad = NULL;
     double top = 0;
     for (int64_t kk = 0; kk < k; ++kk) top += out->gamma_mean[kk] * out->gamma_mean[kk];
@@ -264,14 +267,14 @@ fail:
   return status;
 }
 
-int gn_ggn_compute(const gn_par *par, const gn_model *model, const gn_deck *deck, const double *theta,
-                   int64_t n_local, int64_t N, const double *X_local, const int32_t *y_local,
+int gn_ggn_compute(const gn_par *par, const gn_model *model, const gn_deck *deck, const gn_real *theta,
+                   int64_t n_local, int64_t N, const gn_real *X_local, const int32_t *y_local,
                    int64_t step, gn_ggn *out) {
   return analyse(par, model, deck, theta, n_local, N, X_local, y_local, step, 1, out, NULL);
 }
 
-int gn_ggn_compute_factors(const gn_par *par, const gn_model *model, const gn_deck *deck, const double *theta,
-                           int64_t n_local, int64_t N, const double *X_local, const int32_t *y_local,
+int gn_ggn_compute_factors(const gn_par *par, const gn_model *model, const gn_deck *deck, const gn_real *theta,
+                           int64_t n_local, int64_t N, const gn_real *X_local, const int32_t *y_local,
                            int64_t step, gn_ggn *out, gn_ggn_factors *factors) {
   return analyse(par, model, deck, theta, n_local, N, X_local, y_local, step, 0, out, factors);
 }

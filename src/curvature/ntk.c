@@ -31,6 +31,7 @@
 #include "gnrev/core/shm.h"
 #include "gnrev/model/backprop.h"
 #include "gnrev/linalg/symeig.h"
+#include "gnrev/core/real.h"
 
 /* The model kernels hold at most model->nmax rows: rows are independent, so walk in chunks. */
 static int64_t chunk_rows(const gn_model *md) { return md->nmax; }
@@ -43,7 +44,7 @@ static int need_workspace(const gn_model *md) {
 }
 
 /* X (n x d) -> X_B in place, chunk by chunk; logits (n x C) too unless NULL. */
-static void forward_rows(const gn_model *md, const double *theta, int64_t n, double *X, double *logits) {
+static void forward_rows(const gn_model *md, const gn_real *theta, int64_t n, gn_real *X, gn_real *logits) {
   const int64_t ch = chunk_rows(md);
   for (int64_t r = 0; r < n; r += ch) {
     const int64_t nc = n - r < ch ? n - r : ch;
@@ -64,12 +65,12 @@ typedef struct {
   const gn_model *md;
   int64_t p, row0, nrows;
   int C;
-  double *X;      /* nrows x d: the state, walked down from X_B */
-  double *dX;     /* (nrows C) x d: cotangents, row i*C + a for output unit a of sample i */
-  double *Aall;   /* p x hp: features of every sample at the current half-block */
-  double *Gall;   /* (p C) x m: cotangents wrt the half-block output, all samples */
-  double *Ga;     /* nrows x p: A_loc A_all^T */
-  double *Gg;     /* (nrows C) x (p C): G_loc G_all^T */
+  gn_real *X;      /* nrows x d: the state, walked down from X_B */
+  gn_real *dX;     /* (nrows C) x d: cotangents, row i*C + a for output unit a of sample i */
+  gn_real *Aall;   /* p x hp: features of every sample at the current half-block */
+  gn_real *Gall;   /* (p C) x m: cotangents wrt the half-block output, all samples */
+  gn_real *Ga;     /* nrows x p: A_loc A_all^T */
+  gn_real *Gg;     /* (nrows C) x (p C): G_loc G_all^T */
   int *cnt, *dsp; /* 2 x size: allgather counts and displacements (rows) */
   double *half_trace; /* 2B: this rank's share of each half-block term's trace */
   MPI_Datatype row_hp, row_m;
@@ -77,13 +78,13 @@ typedef struct {
 
 /* Adds half-block (b, s)'s term to K: z (ld d) is its input, the cotangent wrt its output sits in
  * dX at column offset `off`. Collective. */
-static int add_half_block(walk *w, int b, int s, const double *z, int64_t off, double *K) {
+static int add_half_block(walk *w, int b, int s, const gn_real *z, int64_t off, gn_real *K) {
   const gn_model *md = w->md;
   const int64_t p = w->p, n = w->nrows, hp = md->hp, m = md->m, d = md->d, C = w->C, pC = p * C;
   int status = GN_OK;
   gn_model_features(md, b, s, n, z, d, w->Aall + w->row0 * hp);
-  double *Gloc = w->Gall + w->row0 * C * m;
-  for (int64_t r = 0; r < n * C; ++r) memcpy(Gloc + r * m, w->dX + r * d + off, (size_t)m * sizeof(double));
+  gn_real *Gloc = w->Gall + w->row0 * C * m;
+  for (int64_t r = 0; r < n * C; ++r) memcpy(Gloc + r * m, w->dX + r * d + off, (size_t)m * sizeof(gn_real));
   const int P = w->par->size;
   gn_par_counts(p, P, 1, w->cnt, w->dsp);
   CHECK_MPI_GOTO(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, w->Aall, w->cnt, w->dsp, w->row_hp,
@@ -96,8 +97,8 @@ static int add_half_block(walk *w, int b, int s, const double *z, int64_t off, d
   double tr = 0;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t a = 0; a < C; ++a) {
-      const double *ga = w->Gg + (i * C + a) * pC, *aa = w->Ga + i * p;
-      double *k = K + (i * C + a) * pC;
+      const gn_real *ga = w->Gg + (i * C + a) * pC, *aa = w->Ga + i * p;
+      gn_real *k = K + (i * C + a) * pC;
       for (int64_t j = 0; j < p; ++j)
         for (int64_t c = 0; c < C; ++c) k[j * C + c] += aa[j] * ga[j * C + c];
       tr += aa[w->row0 + i] * ga[(w->row0 + i) * C + a];
@@ -110,23 +111,23 @@ fail:
 /* Inverts half-block (b, s) of the state (target -= F(z)) and pulls every class's cotangent
  * through it (gz += J^T g), chunk by chunk. z, target and the cotangent columns are offsets into
  * the rows of X (ld d) and dX (ld C d). */
-static void invert_and_pull(walk *w, const double *theta, int b, int s, int64_t zoff, int64_t toff) {
+static void invert_and_pull(walk *w, const gn_real *theta, int b, int s, int64_t zoff, int64_t toff) {
   const gn_model *md = w->md;
   const int64_t d = md->d, C = w->C, ch = chunk_rows(md);
   for (int64_t r = 0; r < w->nrows; r += ch) {
     const int64_t nc = w->nrows - r < ch ? w->nrows - r : ch;
-    double *Xr = w->X + r * d;
+    gn_real *Xr = w->X + r * d;
     /* The VJP is taken at z, which the inversion leaves alone (it writes the other half). */
     for (int64_t a = 0; a < C; ++a) {
-      double *G = w->dX + (r * C + a) * d;
+      gn_real *G = w->dX + (r * C + a) * d;
       gn_model_half_vjp(md, theta, b, s, nc, Xr + zoff, d, G + toff, C * d, G + zoff, C * d, NULL);
     }
     gn_model_half_forward(md, theta, b, s, nc, Xr + zoff, d, -1.0, Xr + toff, d);
   }
 }
 
-int gn_ntk_compute(const gn_par *par, const gn_model *model, const double *theta, int64_t p,
-                   const double *X_local, gn_ntk *K) {
+int gn_ntk_compute(const gn_par *par, const gn_model *model, const gn_real *theta, int64_t p,
+                   const gn_real *X_local, gn_ntk *K) {
   memset(K, 0, sizeof *K);
   if (p < 1 || p * model->C > INT_MAX)
     GN_FAIL(GN_EINPUT, "ntk: %lld probe samples x %d classes; expected 1 <= p C <= %d", (long long)p,
@@ -141,7 +142,7 @@ int gn_ntk_compute(const gn_par *par, const gn_model *model, const double *theta
   K->C = model->C;
   K->row0 = w.row0;
   K->nrows = n;
-  K->K = calloc((size_t)(n * C * pC > 0 ? n * C * pC : 1), sizeof(double));
+  K->K = calloc((size_t)(n * C * pC > 0 ? n * C * pC : 1), sizeof(gn_real));
   K->nhalf = 2 * model->B;
   K->half_trace = w.half_trace = calloc((size_t)K->nhalf, sizeof(double));
   w.X = gn_alloc((size_t)(n * d));
@@ -157,12 +158,12 @@ int gn_ntk_compute(const gn_par *par, const gn_model *model, const double *theta
                       "and its work arrays (p = %lld samples)", (long long)(n * C), (long long)pC,
                       (long long)p);
   CHECK_GOTO(gn_par_agree(par, status));
-  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(hp), MPI_DOUBLE, &w.row_hp));
+  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(hp), GN_MPI_REAL, &w.row_hp));
   CHECK_MPI_GOTO(MPI_Type_commit(&w.row_hp));
-  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(m), MPI_DOUBLE, &w.row_m));
+  CHECK_MPI_GOTO(MPI_Type_contiguous(gn_int(m), GN_MPI_REAL, &w.row_m));
   CHECK_MPI_GOTO(MPI_Type_commit(&w.row_m));
 
-  if (n > 0) memcpy(w.X, X_local, (size_t)(n * d) * sizeof(double));
+  if (n > 0) memcpy(w.X, X_local, (size_t)(n * d) * sizeof(gn_real));
   forward_rows(model, theta, n, w.X, NULL);
   /* Cotangent e_a at the logits is e_a U^T = row a of U^T on the state. */
   for (int64_t i = 0; i < n; ++i)
@@ -202,12 +203,12 @@ int gn_ntk_eigenvalues(const gn_par *par, const gn_ntk *K, int64_t k, double *to
   if (k < 1 || k > N)
     GN_FAIL(GN_EINPUT, "ntk: asked for the %lld largest eigenvalues of the %lld x %lld NTK; expected "
             "1 <= k <= %lld", (long long)k, (long long)N, (long long)N, (long long)N);
-  double *w = gn_alloc((size_t)N);
+  gn_real *w = gn_alloc((size_t)N);
   CHECK(gn_par_agree(par, w ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for %lld eigenvalues",
                                                (long long)N)));
   const int64_t block = gn_par_rows(K->p, par->size, par->rank, NULL, NULL) * K->C;
   const int status = gn_symeig_rows(par, N, block, K->K, w, 0, NULL, "the NTK");
-  if (status == GN_OK) memcpy(top, w, (size_t)k * sizeof(double));
+  for (int64_t i = 0; status == GN_OK && i < k; ++i) top[i] = w[i];
   free(w);
   CHECK(status);
   return GN_OK;
@@ -220,14 +221,14 @@ int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_
             "x %d (or split differently); expected the same probe set", (long long)K->p, K->C,
             (long long)K0->p, K0->C);
   const int64_t N = K->p * K->C, rows = K->nrows * K->C;
-  double *v = gn_alloc((size_t)N);
+  gn_real *v = gn_alloc((size_t)N);
   CHECK(gn_par_agree(par, v ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for a probe vector")));
-  gn_rng_fill_normal(seed, GN_RNG_PROBE, 0, 0, (size_t)N, 1.0, v);
+  gn_rng_fill_normal_real(seed, GN_RNG_PROBE, 0, 0, (size_t)N, 1.0, v);
   /* s = [|K - K0|^2, |K0|^2, (K0 v).(K v), |K0 v|^2, |K v|^2, <K0, K>, |K|^2] summed over the
    * rows of all ranks. */
   double s[7] = {0, 0, 0, 0, 0, 0, 0};
   for (int64_t r = 0; r < rows; ++r) {
-    const double *a = K0->K + r * N, *b = K->K + r * N;
+    const gn_real *a = K0->K + r * N, *b = K->K + r * N;
     double u0 = 0, u = 0;
     for (int64_t j = 0; j < N; ++j) {
       const double dj = b[j] - a[j];
@@ -255,16 +256,16 @@ int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_
   return GN_OK;
 }
 
-int gn_ntk_jt_apply(const gn_par *par, const gn_model *model, const double *theta, int64_t n_local,
-                    const double *X_local, const double *w_local, double *delta) {
+int gn_ntk_jt_apply(const gn_par *par, const gn_model *model, const gn_real *theta, int64_t n_local,
+                    const gn_real *X_local, const gn_real *w_local, gn_real *delta) {
   CHECK(need_workspace(model));
   const int64_t d = model->d;
-  double *X = gn_alloc((size_t)(n_local * d)), *dX = gn_alloc((size_t)(n_local * d));
-  double *half = gn_alloc((size_t)model->hp * (size_t)model->m);
+  gn_real *X = gn_alloc((size_t)(n_local * d)), *dX = gn_alloc((size_t)(n_local * d));
+  gn_real *half = gn_alloc((size_t)model->hp * (size_t)model->m);
   int status = gn_par_agree(par, X && dX && half ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for %lld "
                                                                     "rows of state and cotangent", (long long)n_local));
   if (status == GN_OK) {
-    if (n_local > 0) memcpy(X, X_local, (size_t)(n_local * d) * sizeof(double));
+    if (n_local > 0) memcpy(X, X_local, (size_t)(n_local * d) * sizeof(gn_real));
     forward_rows(model, theta, n_local, X, NULL);
     gn_gemm(CblasNoTrans, CblasTrans, n_local, d, model->C, 1.0, w_local, model->C, model->U, model->C, 0.0, dX, d);
     status = gn_backprop_sum(par, model, theta, n_local, X, dX, delta, half);
@@ -274,7 +275,7 @@ int gn_ntk_jt_apply(const gn_par *par, const gn_model *model, const double *thet
   free(half);
   CHECK(status);
   size_t lo, hi;
-  gn_shm_slice(par, model->nparams, sizeof(double), &lo, &hi);
+  gn_shm_slice(par, model->nparams, sizeof(gn_real), &lo, &hi);
   return gn_par_agree(par, gn_all_finite(delta + lo, hi - lo) ? GN_OK : GN_RAISE(GN_ENUMERIC,
                       "ntk: J^T w has a non-finite entry: the output cotangent holds inf or NaN"));
 }
@@ -283,10 +284,10 @@ int gn_ntk_jt_apply(const gn_par *par, const gn_model *model, const double *thet
  * direction, for rows X (n x d, the network's input, overwritten by X_B). A half-block is linear in
  * its Theta, so its parameter tangent is the half-block itself evaluated with dtheta as
  * parameters; its input tangent is the JVP. out (n x m) is scratch. */
-static void jvp_params(const gn_model *md, const double *theta, const double *dtheta, int64_t n, double *X,
-                       double *T, double *out) {
+static void jvp_params(const gn_model *md, const gn_real *theta, const gn_real *dtheta, int64_t n, gn_real *X,
+                       gn_real *T, gn_real *out) {
   const int64_t d = md->d, m = md->m;
-  memset(T, 0, (size_t)(n * d) * sizeof(double));
+  memset(T, 0, (size_t)(n * d) * sizeof(gn_real));
   for (int b = 0; b < md->B; ++b) {
     /* y1 = x1 + F(x2): t1 += J_F(x2)[t2] + A_F(x2) dTheta_F. */
     gn_model_half_jvp(md, theta, b, 0, n, X + m, d, T + m, d, out, m);
@@ -303,26 +304,26 @@ static void jvp_params(const gn_model *md, const double *theta, const double *dt
   }
 }
 
-int gn_ntk_output_kv(const gn_par *par, const gn_model *model, const double *theta, int64_t nrows,
-                     const double *X_local, const double *v_local, double *g, double *Kv_local) {
+int gn_ntk_output_kv(const gn_par *par, const gn_model *model, const gn_real *theta, int64_t nrows,
+                     const gn_real *X_local, const gn_real *v_local, gn_real *g, gn_real *Kv_local) {
   CHECK(need_workspace(model));
   const int64_t d = model->d, ch = chunk_rows(model);
-  double *X = gn_alloc((size_t)(nrows * d)), *dX = gn_alloc((size_t)(nrows * d));
-  double *half = gn_alloc((size_t)model->hp * (size_t)model->m), *out = gn_alloc((size_t)(ch * model->m));
+  gn_real *X = gn_alloc((size_t)(nrows * d)), *dX = gn_alloc((size_t)(nrows * d));
+  gn_real *half = gn_alloc((size_t)model->hp * (size_t)model->m), *out = gn_alloc((size_t)(ch * model->m));
   int status = gn_par_agree(par, X && dX && half && out ? GN_OK : GN_RAISE(GN_ENOMEM, "ntk: out of memory for "
                                                                            "%lld probe rows", (long long)nrows));
   if (status == GN_OK) {
     /* g = J^T v: v is a cotangent of the state X_B. */
     if (nrows > 0) {
-      memcpy(X, X_local, (size_t)(nrows * d) * sizeof(double));
-      memcpy(dX, v_local, (size_t)(nrows * d) * sizeof(double));
+      memcpy(X, X_local, (size_t)(nrows * d) * sizeof(gn_real));
+      memcpy(dX, v_local, (size_t)(nrows * d) * sizeof(gn_real));
     }
     forward_rows(model, theta, nrows, X, NULL);
     status = gn_backprop_sum(par, model, theta, nrows, X, dX, g, half);
   }
   if (status == GN_OK) {
     /* K v = J g, row chunk by row chunk. */
-    if (nrows > 0) memcpy(X, X_local, (size_t)(nrows * d) * sizeof(double));
+    if (nrows > 0) memcpy(X, X_local, (size_t)(nrows * d) * sizeof(gn_real));
     for (int64_t r = 0; r < nrows; r += ch) {
       const int64_t k = nrows - r < ch ? nrows - r : ch;
       jvp_params(model, theta, g, k, X + r * d, Kv_local + r * d, out);

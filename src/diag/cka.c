@@ -15,6 +15,7 @@
 
 #include "gnrev/core/blas.h"
 #include "gnrev/core/err.h"
+#include "gnrev/core/real.h"
 
 static int check_sizes(int64_t n_local, int64_t n, int64_t p, const char *what) {
   if (n_local < 0 || n_local > n || p < 1 || p > INT_MAX || n_local > INT_MAX)
@@ -24,13 +25,13 @@ static int check_sizes(int64_t n_local, int64_t n, int64_t p, const char *what) 
 }
 
 /* Collective. Xc (n_local x p, packed) = X minus its global column means. */
-static int centre(const gn_par *par, int64_t n_local, int64_t n, int64_t p, const double *X,
-                  int64_t ldx, double *Xc) {
-  double *mean = calloc((size_t)p, sizeof(double));
+static int centre(const gn_par *par, int64_t n_local, int64_t n, int64_t p, const gn_real *X,
+                  int64_t ldx, gn_real *Xc) {
+  gn_real *mean = calloc((size_t)p, sizeof(gn_real));
   CHECK_ALLOC(mean);
   for (int64_t i = 0; i < n_local; ++i)
     for (int64_t j = 0; j < p; ++j) mean[j] += X[i * ldx + j];
-  int status = gn_par_sum(par, mean, (size_t)p);
+  int status = gn_par_sum_real(par, mean, (size_t)p);
   if (status == GN_OK) {
     for (int64_t j = 0; j < p; ++j) mean[j] /= (double)n;
     for (int64_t i = 0; i < n_local; ++i)
@@ -42,7 +43,7 @@ static int centre(const gn_par *par, int64_t n_local, int64_t n, int64_t p, cons
 }
 
 /* Local. Frobenius norm of a symmetric p x p matrix of which only the upper triangle is set. */
-static double sym_upper_norm(int64_t p, const double *S) {
+static double sym_upper_norm(int64_t p, const gn_real *S) {
   double sum = 0;
   for (int64_t i = 0; i < p; ++i) {
     sum += S[i * p + i] * S[i * p + i];
@@ -51,13 +52,13 @@ static double sym_upper_norm(int64_t p, const double *S) {
   return sqrt(sum);
 }
 
-int gn_cka_ref_create(const gn_par *par, int64_t n_local, int64_t n, int64_t p, const double *X,
+int gn_cka_ref_create(const gn_par *par, int64_t n_local, int64_t n, int64_t p, const gn_real *X,
                       int64_t ldx, gn_cka_ref *ref) {
   memset(ref, 0, sizeof *ref);
   CHECK(check_sizes(n_local, n, p, "the reference"));
   int status = GN_OK;
-  double *G = calloc((size_t)(p * p), sizeof(double));
-  ref->Xc = malloc((size_t)(n_local > 0 ? n_local : 1) * (size_t)p * sizeof(double));
+  gn_real *G = calloc((size_t)(p * p), sizeof(gn_real));
+  ref->Xc = malloc((size_t)(n_local > 0 ? n_local : 1) * (size_t)p * sizeof(gn_real));
   if (!G || !ref->Xc)
     FAIL_GOTO(GN_ENOMEM, "cka: out of memory for a %lld x %lld reference", (long long)n, (long long)p);
   ref->n = n;
@@ -65,7 +66,7 @@ int gn_cka_ref_create(const gn_par *par, int64_t n_local, int64_t n, int64_t p, 
   ref->p = p;
   CHECK_GOTO(centre(par, n_local, n, p, X, ldx, ref->Xc));
   gn_syrk_t(p, n_local, 1.0, ref->Xc, p, 0.0, G, p);
-  CHECK_GOTO(gn_par_sum(par, G, (size_t)(p * p)));
+  CHECK_GOTO(gn_par_sum_real(par, G, (size_t)(p * p)));
   ref->self = sym_upper_norm(p, G);
   free(G);
   return GN_OK;
@@ -80,22 +81,22 @@ void gn_cka_ref_free(gn_cka_ref *ref) {
   memset(ref, 0, sizeof *ref);
 }
 
-int gn_cka_compare(const gn_par *par, const gn_cka_ref *ref, int64_t q, const double *Y, int64_t ldy,
+int gn_cka_compare(const gn_par *par, const gn_cka_ref *ref, int64_t q, const gn_real *Y, int64_t ldy,
                    double *cka) {
   CHECK(check_sizes(ref->n_local, ref->n, q, "the compared representation"));
   const int64_t nl = ref->n_local, p = ref->p;
   int status = GN_OK;
   /* One buffer, so a single allreduce carries both products: [Yc^T Yc (q x q) | Yc^T Xc (q x p)]. */
-  double *buf = calloc((size_t)(q * q + q * p), sizeof(double));
-  double *Yc = malloc((size_t)(nl > 0 ? nl : 1) * (size_t)q * sizeof(double));
+  gn_real *buf = calloc((size_t)(q * q + q * p), sizeof(gn_real));
+  gn_real *Yc = malloc((size_t)(nl > 0 ? nl : 1) * (size_t)q * sizeof(gn_real));
   if (!buf || !Yc)
     FAIL_GOTO(GN_ENOMEM, "cka: out of memory for products of %lld and %lld features", (long long)q,
               (long long)p);
   CHECK_GOTO(centre(par, nl, ref->n, q, Y, ldy, Yc));
-  double *YY = buf, *YX = buf + q * q;
+  gn_real *YY = buf, *YX = buf + q * q;
   gn_syrk_t(q, nl, 1.0, Yc, q, 0.0, YY, q);
   gn_gemm(CblasTrans, CblasNoTrans, q, p, nl, 1.0, Yc, q, ref->Xc, p, 0.0, YX, p);
-  CHECK_GOTO(gn_par_sum(par, buf, (size_t)(q * q + q * p)));
+  CHECK_GOTO(gn_par_sum_real(par, buf, (size_t)(q * q + q * p)));
   const double yy = sym_upper_norm(q, YY);
   double cross = 0;
   for (int64_t k = 0; k < q * p; ++k) cross += YX[k] * YX[k];
@@ -106,8 +107,8 @@ fail:
   return status;
 }
 
-int gn_cka(const gn_par *par, int64_t n_local, int64_t n, int64_t p, const double *X, int64_t ldx,
-           int64_t q, const double *Y, int64_t ldy, double *cka) {
+int gn_cka(const gn_par *par, int64_t n_local, int64_t n, int64_t p, const gn_real *X, int64_t ldx,
+           int64_t q, const gn_real *Y, int64_t ldy, double *cka) {
   gn_cka_ref ref;
   CHECK(gn_cka_ref_create(par, n_local, n, p, X, ldx, &ref));
   int status = gn_cka_compare(par, &ref, q, Y, ldy, cka);

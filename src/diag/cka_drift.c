@@ -10,23 +10,24 @@
 #include "gnrev/diag/drift.h"
 #include "gnrev/diag/probe.h"
 #include "gnrev/diag/table.h"
+#include "gnrev/core/real.h"
 
 struct gn_cka_drift {
   gn_diag_ctx ctx;
   gn_probe probe;
   int64_t last;
-  double *S;            /* the state being propagated, probe.nrows x d */
+  gn_real *S;            /* the state being propagated, probe.nrows x d */
   gn_cka_ref *ref;      /* 2B step-0 states: after F, then after G, of each block */
   gn_diag_table value;
 };
 
 /* Local. S (n x d) goes through half-block (b, s) in place, in chunks the model workspace holds:
  * after F the state is (y1, x2), after G (y1, y2). */
-static void half_step(const gn_model *md, const double *theta, int b, int s, int64_t n, double *S) {
+static void half_step(const gn_model *md, const gn_real *theta, int b, int s, int64_t n, gn_real *S) {
   const int64_t d = md->d, m = md->m, chunk = md->nmax;
   for (int64_t off = 0; off < n; off += chunk) {
     const int64_t k = n - off < chunk ? n - off : chunk;
-    double *row = S + off * d;
+    gn_real *row = S + off * d;
     if (s == 0)
       gn_model_half_forward(md, theta, b, 0, k, row + m, d, 1.0, row, d);
     else
@@ -40,7 +41,7 @@ static int baseline(gn_cka_drift *cd) {
   const gn_model *md = c->model;
   const int nh = 2 * md->B;
   for (int k = 0; k < nh; ++k) gn_cka_ref_free(&cd->ref[k]);
-  memcpy(cd->S, cd->probe.X, (size_t)(cd->probe.nrows * md->d) * sizeof(double));
+  memcpy(cd->S, cd->probe.X, (size_t)(cd->probe.nrows * md->d) * sizeof(gn_real));
   for (int k = 0; k < nh; ++k) {
     half_step(md, c->theta0, k / 2, k % 2, cd->probe.nrows, cd->S);
     CHECK(gn_cka_ref_create(c->par, cd->probe.nrows, cd->probe.p, md->d, cd->S, md->d, &cd->ref[k]));
@@ -105,14 +106,14 @@ void gn_cka_drift_shape(const gn_cka_drift *cd, int64_t *rows, int64_t *cols) {
   *cols = cd->value.cols;
 }
 
-int gn_cka_drift_snapshot(gn_cka_drift *cd, int64_t step, const double *theta) {
+int gn_cka_drift_snapshot(gn_cka_drift *cd, int64_t step, const gn_real *theta) {
   const gn_diag_ctx *c = &cd->ctx;
   const gn_model *md = c->model;
   const int nh = 2 * md->B;
-  double *row = gn_alloc((size_t)nh);
+  double *row = malloc((size_t)nh * sizeof *row);
   CHECK(gn_par_agree(c->par, row ? GN_OK : GN_RAISE(GN_ENOMEM, "out of memory for a CKA row")));
   int status = GN_OK;
-  memcpy(cd->S, cd->probe.X, (size_t)(cd->probe.nrows * md->d) * sizeof(double));
+  memcpy(cd->S, cd->probe.X, (size_t)(cd->probe.nrows * md->d) * sizeof(gn_real));
   for (int k = 0; k < nh; ++k) {
     half_step(md, theta, k / 2, k % 2, cd->probe.nrows, cd->S);
     CHECK_GOTO(gn_cka_compare(c->par, &cd->ref[k], md->d, cd->S, md->d, &row[k]));

@@ -14,6 +14,7 @@
 #include "gnrev/diag/drift.h"
 #include "gnrev/diag/table.h"
 #include "gnrev/diag/xdmf.h"
+#include "gnrev/core/real.h"
 
 enum { NAME_CAP = 4096 };
 
@@ -22,7 +23,7 @@ struct gn_diag {
   char *run_path, *xmf_path;
   char h5_name[NAME_CAP]; /* run.h5 as named from run.xmf's folder */
   gn_shm theta0_mem;      /* the baseline, node-shared (ctx.theta0 points into it) */
-  double *theta0;
+  gn_real *theta0;
   gn_ntk_drift *ntk;      /* each NULL when its diagnostic is off */
   gn_cka_drift *cka;
   gn_weight_drift *weights;
@@ -71,7 +72,7 @@ static int write_index(gn_diag *dg) {
 }
 
 int gn_diag_create(const gn_par *par, const gn_deck *deck, const gn_model *model,
-                   const gn_dataset *train, const double *theta0, gn_h5 *run, const char *run_path,
+                   const gn_dataset *train, const gn_real *theta0, gn_h5 *run, const char *run_path,
                    const char *xmf_path, gn_diag **out) {
   *out = NULL;
   gn_diag *dg = calloc(1, sizeof *dg);
@@ -87,12 +88,12 @@ int gn_diag_create(const gn_par *par, const gn_deck *deck, const gn_model *model
   CHECK_GOTO(gn_par_agree(par, status));
   /* theta0 is kept only when a diagnostic compares against it, once per node. */
   if (any_on(deck)) {
-    CHECK_GOTO(gn_par_agree(par, gn_shm_alloc(par, model->nparams * sizeof(double), "the diagnostics' copy of theta0",
+    CHECK_GOTO(gn_par_agree(par, gn_shm_alloc(par, model->nparams * sizeof(gn_real), "the diagnostics' copy of theta0",
                                               &dg->theta0_mem)));
     dg->theta0 = dg->theta0_mem.base;
     size_t lo, hi;
-    gn_shm_slice(par, model->nparams, sizeof(double), &lo, &hi);
-    memcpy(dg->theta0 + lo, theta0 + lo, (hi - lo) * sizeof(double));
+    gn_shm_slice(par, model->nparams, sizeof(gn_real), &lo, &hi);
+    memcpy(dg->theta0 + lo, theta0 + lo, (hi - lo) * sizeof(gn_real));
     CHECK_GOTO(gn_shm_sync(par));
   }
   dg->ctx = (gn_diag_ctx){.par = par, .deck = deck, .model = model, .run = run, .theta0 = dg->theta0};
@@ -119,8 +120,8 @@ void gn_diag_free(gn_diag *dg) {
   free(dg);
 }
 
-int gn_diag_step(gn_diag *dg, int64_t step, const double *theta, int64_t n_local, int64_t n_global,
-                 const double *X_local, const int32_t *y_local) {
+int gn_diag_step(gn_diag *dg, int64_t step, const gn_real *theta, int64_t n_local, int64_t n_global,
+                 const gn_real *X_local, const int32_t *y_local) {
   const gn_deck *dk = dg->ctx.deck;
   if (dg->ntk && due(dk->ntk_every, step, gn_ntk_drift_last(dg->ntk))) {
     CHECK(gn_ntk_drift_snapshot(dg->ntk, step, theta));
@@ -137,7 +138,7 @@ int gn_diag_step(gn_diag *dg, int64_t step, const double *theta, int64_t n_local
   return GN_OK;
 }
 
-int gn_diag_final(gn_diag *dg, int64_t step, const double *theta) {
+int gn_diag_final(gn_diag *dg, int64_t step, const gn_real *theta) {
   if (dg->ntk && step > gn_ntk_drift_last(dg->ntk)) {
     CHECK(gn_ntk_drift_snapshot(dg->ntk, step, theta));
     if (dg->ctx.deck->ntk_save_matrix) CHECK(write_index(dg));
@@ -153,7 +154,7 @@ int gn_diag_final(gn_diag *dg, int64_t step, const double *theta) {
 int gn_diag_save(gn_diag *dg, gn_h5 *ckpt) {
   if (!dg || !dg->theta0) return GN_OK;
   const int64_t n = (int64_t)dg->ctx.model->nparams;
-  CHECK(gn_h5_write_f64(ckpt, "/diagnostics/theta0", 1, &n, dg->theta0));
+  CHECK(gn_h5_write_real(ckpt, "/diagnostics/theta0", 1, &n, dg->theta0));
   return gn_h5_describe(ckpt, "/diagnostics/theta0",
                         "parameters at step 0, the diagnostics' baseline (flat order of /optimizer)", "1", "parameter");
 }
@@ -163,7 +164,7 @@ int gn_diag_load(gn_diag *dg, gn_h5 *ckpt) {
   int64_t step = 0;
   CHECK(gn_h5_read_attr_i64(ckpt, "/", "step", &step));
   const int64_t n = (int64_t)dg->ctx.model->nparams;
-  CHECK(gn_h5_read_f64_node(ckpt, "/diagnostics/theta0", 1, &n, dg->theta0));
+  CHECK(gn_h5_read_real_node(ckpt, "/diagnostics/theta0", 1, &n, dg->theta0));
   CHECK(gn_shm_sync(dg->ctx.par));
   if (dg->ntk) CHECK(gn_ntk_drift_restart(dg->ntk, step));
   if (dg->cka) CHECK(gn_cka_drift_restart(dg->cka, step));

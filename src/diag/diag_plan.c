@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "gnrev/core/sysmem.h"
+#include "gnrev/core/real.h"
 
 typedef struct {
   double flops, bytes;
@@ -24,7 +25,7 @@ static cost ntk_cost(const gn_par *par, const gn_deck *dk, int64_t p, int64_t d,
   /* C backward passes over the local samples, then A A^T and g g^T for the local rows of K. */
   c.flops = nh * ((double)C * 8 * pl * m * h + 2 * pl * (double)p * hp + 2 * pl * C * pc * m);
   /* allgathered A (p x hp) and g (pC x m) of one half-block, and K's local rows. */
-  c.bytes = ((double)p * hp + pc * m + ceil(pc / P) * pc) * sizeof(double);
+  c.bytes = ((double)p * hp + pc * m + ceil(pc / P) * pc) * sizeof(gn_real);
   return c;
 }
 
@@ -44,12 +45,12 @@ static double ntk_bytes(const gn_par *par, const gn_deck *dk, int64_t d, int C) 
   /* the NTK helper's work space, K0 kept, K_t rows, probe rows, and the eigensolver's 2-D copies
    * and workspace (about 3 (pC)^2 / P) */
   return ntk_cost(par, dk, dk->ntk_samples, d, C).bytes +
-         (ceil(pc / P) * pc + ceil(p / P) * (double)d + 3 * pc * pc / P) * sizeof(double);
+         (ceil(pc / P) * pc + ceil(p / P) * (double)d + 3 * pc * pc / P) * sizeof(gn_real);
 }
 
 static double cka_bytes(const gn_par *par, const gn_deck *dk, int64_t d) {
   const double rows = ceil((double)dk->cka_samples / par->size), nh = 2.0 * (double)dk->blocks;
-  return ((nh + 3) * rows * (double)d + 2.0 * (double)d * (double)d) * sizeof(double);
+  return ((nh + 3) * rows * (double)d + 2.0 * (double)d * (double)d) * sizeof(gn_real);
 }
 
 static double ggn_bytes(const gn_par *par, const gn_deck *dk, int64_t d, int C) {
@@ -59,7 +60,7 @@ static double ggn_bytes(const gn_par *par, const gn_deck *dk, int64_t d, int C) 
    * 3 nc^2 / P) and the top-k eigenvectors on every rank */
   return ntk_cost(par, dk, dk->ggn_samples, d, C).bytes +
          (N * (double)d + nl * C * nc + nl * cols * nc + 3 * nc * nc / P + (double)dk->ggn_top_k * nc) *
-             sizeof(double);
+             sizeof(gn_real);
 }
 
 /* Output space: probe rows, v, K_0 v and K_t v, the state and cotangent of the VJP, one half-block of
@@ -67,14 +68,14 @@ static double ggn_bytes(const gn_par *par, const gn_deck *dk, int64_t d, int C) 
 static double ntk_output_bytes(const gn_par *par, const gn_deck *dk, int64_t d) {
   const double rows = ceil((double)dk->ntk_output_samples / par->size), m = (double)(d / 2);
   const double hp = (double)dk->hidden + (dk->bias ? 1 : 0);
-  return (6 * rows * (double)d + hp * m) * sizeof(double);
+  return (6 * rows * (double)d + hp * m) * sizeof(gn_real);
 }
 
 size_t gn_diag_shared_bytes(const gn_deck *dk, int64_t d) {
   const double nparams = 2.0 * (double)dk->blocks * ((double)dk->hidden + (dk->bias ? 1 : 0)) * (double)(d / 2);
   const bool any = dk->ntk_every > 0 || dk->cka_every > 0 || dk->weights_every > 0 || dk->ggn_every > 0;
   const bool output = dk->ntk_every > 0 && dk->ntk_space != GN_NTK_LOGITS;
-  return (size_t)((any ? nparams : 0) * sizeof(double) + (output ? nparams : 0) * sizeof(double));
+  return (size_t)((any ? nparams : 0) * sizeof(gn_real) + (output ? nparams : 0) * sizeof(gn_real));
 }
 
 size_t gn_diag_bytes(const gn_par *par, const gn_deck *dk, int64_t d, int C) {
@@ -98,7 +99,7 @@ char *gn_diag_plan(const gn_par *par, const gn_deck *dk, int64_t d, int C) {
   if (!any) return out;
   char fb[32], bb[32];
   fmt_line(out, cap, &used, "diagnostics (per rank, per snapshot; theta0 kept once per node: ");
-  gn_sysmem_str((size_t)(nparams * sizeof(double)), bb, sizeof bb);
+  gn_sysmem_str((size_t)(nparams * sizeof(gn_real)), bb, sizeof bb);
   fmt_line(out, cap, &used, "%s):\n", bb);
   if (dk->ntk_every > 0 && dk->ntk_space != GN_NTK_LOGITS) {
     const double rows = ceil((double)dk->ntk_output_samples / P);
@@ -126,7 +127,7 @@ char *gn_diag_plan(const gn_par *par, const gn_deck *dk, int64_t d, int C) {
              (long long)dk->ntk_every, (long long)dk->ntk_samples, pc, pc, fb, (double)C, ceil(p / P), bb,
              dk->ntk_save_matrix ? "; K saved each snapshot" : "");
     if (dk->ntk_save_matrix) {
-      gn_sysmem_str((size_t)(pc * pc * sizeof(double)), bb, sizeof bb);
+      gn_sysmem_str((size_t)(pc * pc * sizeof(gn_real)), bb, sizeof bb);
       fmt_line(out, cap, &used, "          run.h5 grows by %s per snapshot\n", bb);
     }
   }

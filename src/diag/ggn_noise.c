@@ -9,6 +9,7 @@
 #include "gnrev/curvature/ggn.h"
 #include "gnrev/diag/drift.h"
 #include "gnrev/diag/table.h"
+#include "gnrev/core/real.h"
 
 struct gn_ggn_noise {
   gn_diag_ctx ctx;
@@ -53,8 +54,8 @@ int64_t gn_ggn_noise_last(const gn_ggn_noise *gd) { return gd->last; }
 /* Collective. The first N rows of the batch, split again by gn_par_rows(N): every rank sends the
  * rows it holds below N to all (N x d doubles per rank, N = ggn_samples is small), then keeps its
  * share. */
-static int ggn_rows(const gn_diag_ctx *c, int64_t n_local, int64_t n_global, const double *X_local,
-                    const int32_t *y_local, int64_t N, double **Xall, int32_t **yall) {
+static int ggn_rows(const gn_diag_ctx *c, int64_t n_local, int64_t n_global, const gn_real *X_local,
+                    const int32_t *y_local, int64_t N, gn_real **Xall, int32_t **yall) {
   const gn_par *par = c->par;
   const int64_t d = c->model->d;
   int64_t r0, nr;
@@ -66,7 +67,7 @@ static int ggn_rows(const gn_diag_ctx *c, int64_t n_local, int64_t n_global, con
     status = GN_RAISE(GN_EINPUT, "ggn_samples = %lld is too large: %lld x %lld doubles exceed one MPI message",
                       (long long)N, (long long)N, (long long)d);
   int *cnt = malloc(4 * (size_t)par->size * sizeof(int));
-  *Xall = malloc((size_t)(N * d) * sizeof(double));
+  *Xall = malloc((size_t)(N * d) * sizeof(gn_real));
   *yall = malloc((size_t)N * sizeof(int32_t));
   if (status == GN_OK && (!cnt || !*Xall || !*yall))
     status = GN_RAISE(GN_ENOMEM, "out of memory for %lld GGN samples", (long long)N);
@@ -99,12 +100,12 @@ static int ggn_rows(const gn_diag_ctx *c, int64_t n_local, int64_t n_global, con
   return status;
 }
 
-int gn_ggn_noise_snapshot(gn_ggn_noise *gd, int64_t step, const double *theta, int64_t n_local, int64_t n_global,
-                        const double *X_local, const int32_t *y_local) {
+int gn_ggn_noise_snapshot(gn_ggn_noise *gd, int64_t step, const gn_real *theta, int64_t n_local, int64_t n_global,
+                        const gn_real *X_local, const int32_t *y_local) {
   const gn_diag_ctx *c = &gd->ctx;
   const int64_t N = c->deck->ggn_samples < n_global ? c->deck->ggn_samples : n_global;
   const int64_t d = c->model->d;
-  double *Xall = NULL;
+  gn_real *Xall = NULL;
   int32_t *yall = NULL;
   CHECK(ggn_rows(c, n_local, n_global, X_local, y_local, N, &Xall, &yall));
   int64_t g0, gn;

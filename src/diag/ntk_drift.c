@@ -26,6 +26,7 @@
 #include "gnrev/diag/drift.h"
 #include "gnrev/diag/probe.h"
 #include "gnrev/diag/table.h"
+#include "gnrev/core/real.h"
 
 enum { NTK_TOP = 20 }; /* leading eigenvalues recorded per snapshot */
 
@@ -43,7 +44,7 @@ struct gn_ntk_drift {
   int64_t nsaved, saved_cap;
   /* output space */
   gn_probe oprobe;
-  double *v, *K0v, *Kv;  /* oprobe.nrows x d each */
+  gn_real *v, *K0v, *Kv;  /* oprobe.nrows x d each */
   gn_shm g;              /* J^T v, node-shared scratch */
 };
 
@@ -62,9 +63,9 @@ static int baseline(gn_ntk_drift *nd) {
 }
 
 /* Collective. Whether theta is theta0 bit for bit on every rank (then K_0 is K). */
-static int is_theta0(const gn_ntk_drift *nd, const double *theta, bool *same) {
+static int is_theta0(const gn_ntk_drift *nd, const gn_real *theta, bool *same) {
   const gn_diag_ctx *c = &nd->ctx;
-  double differs = memcmp(theta, c->theta0, c->model->nparams * sizeof(double)) != 0;
+  double differs = memcmp(theta, c->theta0, c->model->nparams * sizeof(gn_real)) != 0;
   CHECK(gn_par_max(c->par, &differs, 1));
   *same = differs == 0;
   return GN_OK;
@@ -113,10 +114,10 @@ static int create_output(gn_ntk_drift *nd, const gn_dataset *train) {
   nd->Kv = gn_alloc(rows * (size_t)d);
   CHECK(gn_par_agree(c->par, nd->v && nd->K0v && nd->Kv ? GN_OK
                                                           : GN_RAISE(GN_ENOMEM, "out of memory for the output-space NTK")));
-  CHECK(gn_par_agree(c->par, gn_shm_alloc(c->par, c->model->nparams * sizeof(double), "the scratch of J^T v", &nd->g)));
-  gn_rng_fill_normal(gn_probe_seed(c->deck), GN_RNG_PROBE, 2, (uint64_t)(nd->oprobe.row0 * d),
+  CHECK(gn_par_agree(c->par, gn_shm_alloc(c->par, c->model->nparams * sizeof(gn_real), "the scratch of J^T v", &nd->g)));
+  gn_rng_fill_normal_real(gn_probe_seed(c->deck), GN_RNG_PROBE, 2, (uint64_t)(nd->oprobe.row0 * d),
                      (size_t)(nd->oprobe.nrows * d), 1.0, nd->v);
-  CHECK(gn_h5_write_rows_f64(c->run, "/ntk/output/v", nd->oprobe.p, d, nd->oprobe.row0, nd->oprobe.nrows, nd->v));
+  CHECK(gn_h5_write_rows_real(c->run, "/ntk/output/v", nd->oprobe.p, d, nd->oprobe.row0, nd->oprobe.nrows, nd->v));
   return gn_h5_describe(c->run, "/ntk/output/v", "the fixed Gaussian vector v of K v, one row per probe sample", "1",
                         "sample,output");
 }
@@ -145,10 +146,10 @@ int gn_ntk_drift_create(const gn_diag_ctx *ctx, const gn_dataset *train, gn_ntk_
     nd->eig.cols = nd->k;
     CHECK_GOTO(gn_h5_attr_i64(ctx->run, "/ntk", "classes", ctx->model->C));
     /* v of the logit-space similarity, as gn_ntk_compare draws it. */
-    double *v = gn_alloc((size_t)pc);
+    gn_real *v = gn_alloc((size_t)pc);
     CHECK_GOTO(gn_par_agree(ctx->par, v ? GN_OK : GN_RAISE(GN_ENOMEM, "out of memory for v")));
-    gn_rng_fill_normal((uint64_t)dk->seed, GN_RNG_PROBE, 0, 0, (size_t)pc, 1.0, v);
-    status = gn_h5_write_f64(ctx->run, "/ntk/v", 1, &pc, v);
+    gn_rng_fill_normal_real((uint64_t)dk->seed, GN_RNG_PROBE, 0, 0, (size_t)pc, 1.0, v);
+    status = gn_h5_write_real(ctx->run, "/ntk/v", 1, &pc, v);
     free(v);
     CHECK_GOTO(status);
     CHECK_GOTO(gn_h5_describe(ctx->run, "/ntk/v", "the fixed Gaussian vector v of the similarity, index i*C + a", "1",
@@ -187,7 +188,7 @@ void gn_ntk_drift_saved(const gn_ntk_drift *nd, const int64_t **steps, int64_t *
 }
 
 /* Collective. The logit-space snapshot; K_0 is K when same. */
-static int snapshot_logits(gn_ntk_drift *nd, int64_t step, const double *theta, bool same) {
+static int snapshot_logits(gn_ntk_drift *nd, int64_t step, const gn_real *theta, bool same) {
   const gn_diag_ctx *c = &nd->ctx;
   gn_ntk Kt, *K = &nd->K0;
   if (!same) {
@@ -204,7 +205,7 @@ static int snapshot_logits(gn_ntk_drift *nd, int64_t step, const double *theta, 
     char path[GN_DIAG_PATH_CAP];
     const int64_t C = c->model->C, pc = nd->probe.p * C;
     snprintf(path, sizeof path, "/ntk/K_%08lld", (long long)step);
-    CHECK_GOTO(gn_h5_write_rows_f64(c->run, path, pc, pc, K->row0 * C, K->nrows * C, K->K));
+    CHECK_GOTO(gn_h5_write_rows_real(c->run, path, pc, pc, K->row0 * C, K->nrows * C, K->K));
     CHECK_GOTO(gn_h5_describe(c->run, path, "empirical NTK on the logits of the probe set at this step: K = J J^T over all trained parameters, index (i, a) = i*C + a (sample i, class a)",
                               "1", "sample*class,sample*class"));
     CHECK_GOTO(gn_h5_attr_i64(c->run, path, "step", step));
@@ -227,10 +228,10 @@ fail:
 }
 
 /* Collective. The output-space snapshot: cos(K_0 v, K_t v) and |K_t v| / |K_0 v|. */
-static int snapshot_output(gn_ntk_drift *nd, int64_t step, const double *theta, bool same) {
+static int snapshot_output(gn_ntk_drift *nd, int64_t step, const gn_real *theta, bool same) {
   const gn_diag_ctx *c = &nd->ctx;
   const size_t len = (size_t)(nd->oprobe.nrows * c->model->d);
-  const double *Kv = nd->K0v;
+  const gn_real *Kv = nd->K0v;
   if (!same) {
     CHECK(gn_ntk_output_kv(c->par, c->model, theta, nd->oprobe.nrows, nd->oprobe.X, nd->v, nd->g.base, nd->Kv));
     Kv = nd->Kv;
@@ -255,7 +256,7 @@ static int snapshot_output(gn_ntk_drift *nd, int64_t step, const double *theta, 
   return gn_diag_series_append(c->run, "/ntk/output", 3, names, vals, meta);
 }
 
-int gn_ntk_drift_snapshot(gn_ntk_drift *nd, int64_t step, const double *theta) {
+int gn_ntk_drift_snapshot(gn_ntk_drift *nd, int64_t step, const gn_real *theta) {
   bool same = false;
   CHECK(is_theta0(nd, theta, &same));
   if (nd->logits) CHECK(snapshot_logits(nd, step, theta, same));

@@ -11,6 +11,7 @@
 #include "gnrev/core/err.h"
 #include "gnrev/diag/drift.h"
 #include "gnrev/diag/table.h"
+#include "gnrev/core/real.h"
 
 struct gn_weight_drift {
   gn_diag_ctx ctx;
@@ -24,7 +25,7 @@ struct gn_weight_drift {
 
 /* Local. The norms of theta0's tensors (create and restart). */
 static void baseline(gn_weight_drift *wd) {
-  const double *theta0 = wd->ctx.theta0;
+  const gn_real *theta0 = wd->ctx.theta0;
   for (int k = 0; k < wd->ntens; ++k) {
     double ss = 0;
     for (size_t i = 0; i < wd->tlen[k]; ++i) ss += theta0[wd->toff[k] + i] * theta0[wd->toff[k] + i];
@@ -38,7 +39,7 @@ static int build_tensors(gn_weight_drift *wd) {
   wd->ntens = 2 * md->B * (bias ? 2 : 1);
   wd->toff = malloc((size_t)wd->ntens * sizeof(size_t));
   wd->tlen = malloc((size_t)wd->ntens * sizeof(size_t));
-  wd->tnorm0 = malloc((size_t)wd->ntens * sizeof(double));
+  wd->tnorm0 = malloc((size_t)wd->ntens * sizeof *wd->tnorm0);
   const size_t cap = (size_t)wd->ntens * 20 + 1;
   wd->tnames = malloc(cap);
   if (!wd->toff || !wd->tlen || !wd->tnorm0 || !wd->tnames) GN_FAIL(GN_ENOMEM, "out of memory for weight tensors");
@@ -97,13 +98,13 @@ void gn_weight_drift_free(gn_weight_drift *wd) {
 
 int64_t gn_weight_drift_last(const gn_weight_drift *wd) { return wd->last; }
 
-int gn_weight_drift_snapshot(gn_weight_drift *wd, int64_t step, const double *theta) {
+int gn_weight_drift_snapshot(gn_weight_drift *wd, int64_t step, const gn_real *theta) {
   const int nt = wd->ntens;
-  double *buf = malloc(3 * (size_t)nt * sizeof(double));
+  double *buf = malloc(3 * (size_t)nt * sizeof *buf);
   CHECK(gn_par_agree(wd->ctx.par, buf ? GN_OK : GN_RAISE(GN_ENOMEM, "out of memory for weight statistics")));
   double *cosv = buf, *ratio = buf + nt, *norm = buf + 2 * nt;
   for (int k = 0; k < nt; ++k) {
-    const double *a = theta + wd->toff[k], *z = wd->ctx.theta0 + wd->toff[k];
+    const gn_real *a = theta + wd->toff[k], *z = wd->ctx.theta0 + wd->toff[k];
     double aa = 0, az = 0;
     for (size_t i = 0; i < wd->tlen[k]; ++i) {
       aa += a[i] * a[i];

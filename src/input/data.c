@@ -23,6 +23,7 @@
 #include "gnrev/core/sysmem.h"
 #include "gnrev/input/data_readers.h"
 #include "gnrev/input/pixels.h"
+#include "gnrev/core/real.h"
 
 /* Labels start at this byte alignment after the samples in a set's memory block. */
 enum { Y_ALIGN = 64 };
@@ -347,11 +348,11 @@ void gn_data_free(gn_dataset *set) {
   reset(set);
 }
 
-void gn_data_gather(const gn_dataset *set, const int64_t *idx, int64_t n, double *x, int32_t *y) {
+void gn_data_gather(const gn_dataset *set, const int64_t *idx, int64_t n, gn_real *x, int32_t *y) {
   int64_t d = set->d;
   for (int64_t i = 0; i < n; ++i) {
     const float *src = set->x + idx[i] * d;
-    double *dst = x + i * d;
+    gn_real *dst = x + i * d;
     for (int64_t j = 0; j < d; ++j) dst[j] = src[j];
     if (y) y[i] = set->y[idx[i]];
   }

@@ -28,6 +28,7 @@
 #include "gnrev/core/shm.h"
 #include "gnrev/linalg/scalapack.h"
 #include "gnrev/linalg/sl_grid.h"
+#include "gnrev/core/real.h"
 
 enum { WORK_SLACK = 256 }; /* extra workspace entries on top of the documented minimum */
 
@@ -45,40 +46,40 @@ struct gn_pinv_ctx {
   int desc_k[GN_DLEN];   /* K, V (and VT for svd), n x n */
   int desc_t[GN_DLEN];   /* T^T and the m x n products, m x n */
   size_t at_len, k_len, t_len; /* local entries of the 2-D arrays */
-  double *at, *k, *v;    /* A^T, K, eigenvectors */
-  double *t2, *w2, *x2;  /* T^T (then Z^T), T^T V diag(f) (then P^T), T^T V diag(g) */
-  double *pack;          /* nrows x max(hp, m): messages of the row <-> 2-D exchanges */
-  double *z;             /* nrows x m: this rank's rows of Z */
+  gn_real *at, *k, *v;    /* A^T, K, eigenvectors */
+  gn_real *t2, *w2, *x2;  /* T^T (then Z^T), T^T V diag(f) (then P^T), T^T V diag(g) */
+  gn_real *pack;          /* nrows x max(hp, m): messages of the row <-> 2-D exchanges */
+  gn_real *z;             /* nrows x m: this rank's rows of Z */
   int *counts;           /* 4 P: send counts and displacements, receive counts and displacements */
-  double adt_dummy[1];  /* AdTheta target of a rank without rows that passed NULL */
-  double *mu;            /* n eigenvalues (ascending) or singular values (descending) */
-  double *f, *g;         /* n weights for A^+ and for A A^+ */
-  double *work;          /* PDSYEVD workspace */
+  gn_real adt_dummy[1];  /* AdTheta target of a rank without rows that passed NULL */
+  gn_real *mu;            /* n eigenvalues (ascending) or singular values (descending) */
+  gn_real *f, *g;         /* n weights for A^+ and for A A^+ */
+  gn_real *work;          /* PDSYEVD workspace */
   int lwork;
   int *iwork;
   int liwork;
   /* staged use (gn_pinv_gram / _eigen / _solve): one Gram matrix and its eigenpairs per slot */
   int nslots;
-  double **sk, **sv, **smu; /* per slot: K and V on the full grid, eigenvalues (slot 0: k, v, mu) */
+  gn_real **sk, **sv, **smu; /* per slot: K and V on the full grid, eigenvalues (slot 0: k, v, mu) */
   int *sstate;           /* per slot: 0 empty, 1 Gram formed, 2 eigenpairs */
-  double *rt;            /* R^T on the full grid when the Gram is L R^T (w x n, w <= hp) */
+  gn_real *rt;            /* R^T on the full grid when the Gram is L R^T (w x n, w <= hp) */
   /* concurrent eigensolves: G groups of consecutive ranks, slot s solved by group s % G */
   int G, group;          /* groups; this rank's */
   int gctxt, gp, gq, gnb, gmyrow, gmycol; /* this rank's group grid */
   int gdesc[GN_DLEN];    /* n x n on the group grid */
-  double **gk, **gv;     /* per slot of this rank's group: K and V on the group grid */
-  double *gwork;
+  gn_real **gk, **gv;     /* per slot of this rank's group: K and V on the group grid */
+  gn_real *gwork;
   int glwork, *giwork, gliwork;
-  double *svd_work;      /* PDGEQRF/PDGESVD workspace, made on first use */
-  double *svd_tau;       /* PDGEQRF reflector scalars, local columns of A^T */
+  gn_real *svd_work;      /* PDGEQRF/PDGESVD workspace, made on first use */
+  gn_real *svd_tau;       /* PDGEQRF reflector scalars, local columns of A^T */
   int svd_lwork;
 
   /* tall route */
-  double *mr;            /* hp x hp M = A^T A followed by hp x m R = A^T T, row-major */
-  double *tall_mu;       /* rank 0: hp eigenvalues of M */
-  double *tall_tmp;      /* rank 0: hp x m V^T R */
-  double *tall_w;        /* rank 0: 2 hp eigenpair weights (f, then g) */
-  double *tall_work;     /* rank 0: DSYEVD workspace */
+  gn_real *mr;            /* hp x hp M = A^T A followed by hp x m R = A^T T, row-major */
+  gn_real *tall_mu;       /* rank 0: hp eigenvalues of M */
+  gn_real *tall_tmp;      /* rank 0: hp x m V^T R */
+  gn_real *tall_w;        /* rank 0: 2 hp eigenpair weights (f, then g) */
+  gn_real *tall_work;     /* rank 0: DSYEVD workspace */
   int tall_lwork;
   int *tall_iwork;
   int tall_liwork;
@@ -111,7 +112,7 @@ static int make_desc(int *desc, int64_t rows, int64_t cols, int mb, int nb, int 
 void gn_pinv_free(gn_pinv_ctx *ctx) {
   if (!ctx) return;
   if (ctx->ctxt >= 0) Cblacs_gridexit(ctx->ctxt);
-  double *arrays[] = {ctx->at, ctx->k, ctx->v, ctx->t2, ctx->w2, ctx->x2, ctx->pack, ctx->z,
+  gn_real *arrays[] = {ctx->at, ctx->k, ctx->v, ctx->t2, ctx->w2, ctx->x2, ctx->pack, ctx->z,
                       ctx->mu, ctx->f, ctx->g, ctx->work, ctx->svd_work, ctx->svd_tau, ctx->mr, ctx->tall_mu,
                       ctx->tall_tmp, ctx->tall_w, ctx->tall_work};
   for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; ++i) free(arrays[i]);
@@ -143,8 +144,8 @@ void gn_pinv_free(gn_pinv_ctx *ctx) {
 /* Rank 0 only: DSYEVD workspace for the hp x hp normal matrix. */
 static int create_tall_rank0(gn_pinv_ctx *c) {
   int hp = (int)c->hp, lwork = -1, liwork = -1, info = 0, iq = 0;
-  double q = 0;
-  dsyevd_("V", "U", &hp, NULL, &hp, NULL, &q, &lwork, &iq, &liwork, &info, 1, 1);
+  gn_real q = 0;
+  gn_syevd("V", "U", &hp, NULL, &hp, NULL, &q, &lwork, &iq, &liwork, &info, 1, 1);
   if (info != 0) return gn_sl_error("DSYEVD (workspace query)", info, "query failed");
   /* The documented minima, in case the query is low. */
   double lmin = 1.0 + 6.0 * hp + 2.0 * (double)hp * hp;
@@ -233,8 +234,8 @@ static int create_wide(gn_pinv_ctx *c) {
 
   /* PDSYEVD workspace: the query (collective) and the documented minimum, whichever is larger. */
   int n = (int)c->n, one = 1, qlwork = -1, qliwork = -1, info = 0, iq = 0;
-  double q = 0;
-  pdsyevd_("V", "L", &n, c->k, &one, &one, c->desc_k, c->mu, c->v, &one, &one, c->desc_k, &q,
+  gn_real q = 0;
+  gn_psyevd("V", "L", &n, c->k, &one, &one, c->desc_k, c->mu, c->v, &one, &one, c->desc_k, &q,
            &qlwork, &iq, &qliwork, &info, 1, 1);
   CHECK(gn_par_agree(&c->par, gn_sl_error("PDSYEVD (workspace query)", info, "query failed")));
   double np = (double)local_count(c->n, c->nb, c->myrow, c->p);
@@ -260,12 +261,12 @@ static int create_wide(gn_pinv_ctx *c) {
 
 /* Local. Workspace of PDSYEVD for an n x n matrix with block nb on a p x q grid at (r, col): the
  * query (collective on the grid) or the documented minimum, whichever is larger. */
-static int syevd_workspace(int ctxt, int64_t n64, int nb, int p, int q, int r, int col, int *desc, double *a,
-                           double *w, double *v, double **work, int *lwork, int **iwork, int *liwork) {
+static int syevd_workspace(int ctxt, int64_t n64, int nb, int p, int q, int r, int col, int *desc, gn_real *a,
+                           gn_real *w, gn_real *v, gn_real **work, int *lwork, int **iwork, int *liwork) {
   int n = (int)n64, one = 1, qlwork = -1, qliwork = -1, info = 0, iq = 0;
-  double qd = 0;
+  gn_real qd = 0;
   (void)ctxt;
-  pdsyevd_("V", "L", &n, a, &one, &one, desc, w, v, &one, &one, desc, &qd, &qlwork, &iq, &qliwork, &info, 1, 1);
+  gn_psyevd("V", "L", &n, a, &one, &one, desc, w, v, &one, &one, desc, &qd, &qlwork, &iq, &qliwork, &info, 1, 1);
   CHECK(gn_sl_error("PDSYEVD (workspace query)", info, "query failed"));
   const double np = (double)local_count(n64, nb, r, p), nq = (double)local_count(n64, nb, col, q);
   const double trilwmin = 3.0 * n + fmax(nb * (np + 1), 3.0 * nb);
@@ -381,13 +382,13 @@ int gn_pinv_create(const gn_par *par, int64_t n, int64_t hp, int64_t m, int nslo
 }
 
 size_t gn_pinv_bytes(int nranks, int64_t n, int64_t hp, int64_t m) {
-  const double d = sizeof(double);
+  const double d = sizeof(gn_real);
   if (n > hp) {
     /* Every rank: M and R. Rank 0 also: DSYEVD workspace (about 2 hp^2) and V^T R. */
     double all = d * ((double)hp * hp + (double)hp * m);
     double rank0 = d * (1 + 6.0 * hp + 2.0 * (double)hp * hp + (double)hp * m + 3.0 * hp) +
                    sizeof(int) * (3 + 5.0 * hp);
-    return (size_t)(all + rank0) + 2 * WORK_SLACK * sizeof(double);
+    return (size_t)(all + rank0) + 2 * WORK_SLACK * sizeof(gn_real);
   }
   if (nranks < 1) nranks = 1;
   int p = 1, q = 1;
@@ -408,8 +409,8 @@ size_t gn_pinv_bytes(int nranks, int64_t n, int64_t hp, int64_t m) {
 
 /* Weights of each eigenpair: f for A^+ (1/mu on kept pairs), g for A A^+ (1 on kept pairs).
  * s holds eigenvalues mu of A A^T (sv = 0) or singular values of A (sv = 1). */
-static void make_weights(const gn_pinv_opts *o, int64_t n, const double *s, int sv, double *f,
-                         double *g, gn_pinv_info *info) {
+static void make_weights(const gn_pinv_opts *o, int64_t n, const gn_real *s, int sv, gn_real *f,
+                         gn_real *g, gn_pinv_info *info) {
   double smax = 0;
   for (int64_t i = 0; i < n; ++i) smax = fmax(smax, s[i]);
   const double mu_max = sv ? smax * smax : smax;
@@ -443,7 +444,7 @@ static void make_weights(const gn_pinv_opts *o, int64_t n, const double *s, int 
 
 
 /* dst = src diag(w) for 2-D m x n arrays (column j of the local part is global column gj). */
-static void scale_columns(const gn_pinv_ctx *c, const double *src, const double *w, double *dst) {
+static void scale_columns(const gn_pinv_ctx *c, const gn_real *src, const gn_real *w, gn_real *dst) {
   const size_t lr = (size_t)c->desc_t[GN_DESC_LLD];
   const int lc = local_count(c->n, c->nb, c->mycol, c->q);
   if (local_count(c->m, c->nb, c->myrow, c->p) == 0) return;
@@ -464,9 +465,9 @@ static int svd_vectors(gn_pinv_ctx *c, gn_pinv_info *info) {
         "pinv: the feature matrix A has a non-finite entry (inf or NaN)")));
   if (!c->svd_work) {
     int query = -1, err2 = 0;
-    double q1 = 0, q2 = 0;
-    pdgeqrf_(&hp, &n, c->at, &one, &one, c->desc_at, c->mu, &q1, &query, &err);
-    pdgesvd_("N", "V", &n, &n, c->at, &one, &one, c->desc_at, c->mu, c->k, &one, &one, c->desc_k,
+    gn_real q1 = 0, q2 = 0;
+    gn_pgeqrf(&hp, &n, c->at, &one, &one, c->desc_at, c->mu, &q1, &query, &err);
+    gn_pgesvd("N", "V", &n, &n, c->at, &one, &one, c->desc_at, c->mu, c->k, &one, &one, c->desc_k,
              c->v, &one, &one, c->desc_k, &q2, &query, &err2, 1, 1);
     int status = gn_sl_error("PDGEQRF (workspace query)", err, "query failed");
     if (status == GN_OK) status = gn_sl_error("PDGESVD (workspace query)", err2, "query failed");
@@ -485,15 +486,15 @@ static int svd_vectors(gn_pinv_ctx *c, gn_pinv_info *info) {
     CHECK(gn_par_agree(&c->par, status));
   }
   double t0 = gn_par_wtime();
-  pdgeqrf_(&hp, &n, c->at, &one, &one, c->desc_at, c->svd_tau, c->svd_work, &c->svd_lwork, &err);
+  gn_pgeqrf(&hp, &n, c->at, &one, &one, c->desc_at, c->svd_tau, c->svd_work, &c->svd_lwork, &err);
   CHECK(gn_par_agree(&c->par, gn_sl_error("PDGEQRF", err, "unexpected positive info")));
   /* R is the upper triangle of A^T(1:n, 1:n); below it PDGEQRF left the Householder vectors. */
   if (n > 1) {
     int nm1 = n - 1;
-    double zero = 0.0;
-    pdlaset_("L", &nm1, &nm1, &zero, &zero, c->at, &two, &one, c->desc_at, 1);
+    gn_real zero = 0.0;
+    gn_plaset("L", &nm1, &nm1, &zero, &zero, c->at, &two, &one, c->desc_at, 1);
   }
-  pdgesvd_("N", "V", &n, &n, c->at, &one, &one, c->desc_at, c->mu, c->k, &one, &one, c->desc_k,
+  gn_pgesvd("N", "V", &n, &n, c->at, &one, &one, c->desc_at, c->mu, c->k, &one, &one, c->desc_k,
            c->v, &one, &one, c->desc_k, c->svd_work, &c->svd_lwork, &err, 1, 1);
   info->t_eig += gn_par_wtime() - t0;
   CHECK(gn_par_agree(&c->par, gn_sl_error("PDGESVD", err, err == n + 1
@@ -536,19 +537,19 @@ static void exchange_counts(const gn_pinv_ctx *c, int64_t w, int *row_cnt, int *
 /* Walks this rank's rows in message order: for each grid process d = (pr, pc), each own sample
  * whose column block belongs to pc, each run of nb features whose row block belongs to pr. With
  * to_pack the runs are copied rows -> pack, otherwise pack -> rows. */
-static void walk_runs(const gn_pinv_ctx *c, int64_t w, double *rows, int64_t ld, double *pack,
+static void walk_runs(const gn_pinv_ctx *c, int64_t w, gn_real *rows, int64_t ld, gn_real *pack,
                       int to_pack) {
   const int nb = c->nb;
-  double *msg = pack;
+  gn_real *msg = pack;
   for (int d = 0; d < c->par.size; ++d) {
     const int pr = d / c->q, pc = d % c->q;
     for (int64_t i = 0; i < c->nrows; ++i) {
       if (((c->row0 + i) / nb) % c->q != pc) continue;
       for (int64_t a0 = (int64_t)pr * nb; a0 < w; a0 += (int64_t)c->p * nb) {
         size_t len = (size_t)(w - a0 < nb ? w - a0 : nb);
-        double *row = rows + i * ld + a0;
-        if (to_pack) memcpy(msg, row, len * sizeof(double));
-        else memcpy(row, msg, len * sizeof(double));
+        gn_real *row = rows + i * ld + a0;
+        if (to_pack) memcpy(msg, row, len * sizeof(gn_real));
+        else memcpy(row, msg, len * sizeof(gn_real));
         msg += len;
       }
     }
@@ -556,21 +557,21 @@ static void walk_runs(const gn_pinv_ctx *c, int64_t w, double *rows, int64_t ld,
 }
 
 /* Collective. This rank's rows (nrows x w, leading dimension ld) -> the 2-D transpose (w x n). */
-static int rows_to_2d(gn_pinv_ctx *c, int64_t w, const double *rows, int64_t ld, double *local) {
+static int rows_to_2d(gn_pinv_ctx *c, int64_t w, const gn_real *rows, int64_t ld, gn_real *local) {
   const int P = c->par.size;
   int *rc = c->counts, *rd = rc + P, *gc = rd + P, *gd = gc + P;
   exchange_counts(c, w, rc, rd, gc, gd);
-  walk_runs(c, w, (double *)rows, ld, c->pack, 1); /* reads rows only */
-  CHECK_MPI(MPI_Alltoallv(c->pack, rc, rd, MPI_DOUBLE, local, gc, gd, MPI_DOUBLE, c->par.comm));
+  walk_runs(c, w, (gn_real *)rows, ld, c->pack, 1); /* reads rows only */
+  CHECK_MPI(MPI_Alltoallv(c->pack, rc, rd, GN_MPI_REAL, local, gc, gd, GN_MPI_REAL, c->par.comm));
   return GN_OK;
 }
 
 /* Collective. The 2-D w x n array -> this rank's rows of its transpose (nrows x w, ld). */
-static int rows_from_2d(gn_pinv_ctx *c, int64_t w, const double *local, double *rows, int64_t ld) {
+static int rows_from_2d(gn_pinv_ctx *c, int64_t w, const gn_real *local, gn_real *rows, int64_t ld) {
   const int P = c->par.size;
   int *rc = c->counts, *rd = rc + P, *gc = rd + P, *gd = gc + P;
   exchange_counts(c, w, rc, rd, gc, gd);
-  CHECK_MPI(MPI_Alltoallv(local, gc, gd, MPI_DOUBLE, c->pack, rc, rd, MPI_DOUBLE, c->par.comm));
+  CHECK_MPI(MPI_Alltoallv(local, gc, gd, GN_MPI_REAL, c->pack, rc, rd, GN_MPI_REAL, c->par.comm));
   walk_runs(c, w, rows, ld, c->pack, 0);
   return GN_OK;
 }
@@ -582,12 +583,12 @@ enum { PIECE_DOUBLES = 1 << 20 };
  * pieces of rows of dTheta so that no rank holds more than two pieces. Returns -1 when out of
  * memory (on this rank), 1 when a rank's partial product is not finite, 0 otherwise (the sums are
  * complete on every rank of each node on return). */
-static int sum_rows_to_node(gn_pinv_ctx *c, const double *A, const double *Z, double *dtheta, gn_pinv_info *info) {
+static int sum_rows_to_node(gn_pinv_ctx *c, const gn_real *A, const gn_real *Z, gn_real *dtheta, gn_pinv_info *info) {
   const int64_t hp = c->hp, m = c->m, nrows = c->nrows;
   int64_t rows = PIECE_DOUBLES / m;
   if (rows < 1) rows = 1;
   if (rows > hp) rows = hp;
-  double *buf[2] = {gn_alloc((size_t)(rows * m)), gn_alloc((size_t)(rows * m))};
+  gn_real *buf[2] = {gn_alloc((size_t)(rows * m)), gn_alloc((size_t)(rows * m))};
   int bad = buf[0] && buf[1] ? 0 : -1;
   int oom = bad;
   CHECK(gn_par_agree(&c->par, oom ? GN_RAISE(GN_ENOMEM, "pinv: out of memory for two pieces of %lld rows of dTheta",
@@ -596,7 +597,7 @@ static int sum_rows_to_node(gn_pinv_ctx *c, const double *A, const double *Z, do
   int live[2] = {0, 0}, status = GN_OK;
   for (int64_t i0 = 0, k = 0; i0 < hp && status == GN_OK; i0 += rows, ++k) {
     const int64_t r = hp - i0 < rows ? hp - i0 : rows;
-    double *piece = buf[k % 2];
+    gn_real *piece = buf[k % 2];
     double t0 = gn_par_wtime();
     if (live[k % 2]) status = gn_par_sum_to_node_end(&c->par, &pend[k % 2]);
     live[k % 2] = 0;
@@ -622,8 +623,8 @@ static int sum_rows_to_node(gn_pinv_ctx *c, const double *A, const double *Z, do
 }
 
 /* Local. The arguments of gn_pinv_apply, as far as this rank can see them. */
-static int check_args(const gn_pinv_ctx *ctx, const gn_pinv_opts *opts, bool need_a, const double *A_local,
-                      const double *T_local, const double *dtheta) {
+static int check_args(const gn_pinv_ctx *ctx, const gn_pinv_opts *opts, bool need_a, const gn_real *A_local,
+                      const gn_real *T_local, const gn_real *dtheta) {
   if (!opts || !dtheta || (ctx->nrows > 0 && ((need_a && !A_local) || !T_local)))
     GN_FAIL(GN_EINTERNAL, "pinv: gn_pinv_apply called with a NULL %s", !opts ? "opts" : !dtheta
             ? "dtheta" : !A_local ? "A_local" : "T_local");
@@ -639,7 +640,7 @@ static int check_args(const gn_pinv_ctx *ctx, const gn_pinv_opts *opts, bool nee
 }
 
 /* The lower triangle (symmetric) or the whole of a 2-D n x n array is finite. */
-static int k_finite(const gn_pinv_ctx *c, const double *k, int lower) {
+static int k_finite(const gn_pinv_ctx *c, const gn_real *k, int lower) {
   const int lld = c->desc_k[GN_DESC_LLD];
   const int lr = local_count(c->n, c->nb, c->myrow, c->p), lc = local_count(c->n, c->nb, c->mycol, c->q);
   for (int j = 0; j < lc; ++j) {
@@ -650,7 +651,7 @@ static int k_finite(const gn_pinv_ctx *c, const double *k, int lower) {
   return 1;
 }
 
-int gn_pinv_gram(gn_pinv_ctx *c, int slot, const double *L, const double *R, int64_t w, gn_pinv_info *info) {
+int gn_pinv_gram(gn_pinv_ctx *c, int slot, const gn_real *L, const gn_real *R, int64_t w, gn_pinv_info *info) {
   if (c->tall || slot < 0 || slot >= c->nslots || w < 1 || w > c->hp)
     GN_FAIL(GN_EINTERNAL, "pinv: Gram of slot %d (of %d) and width %lld on a %s context", slot, c->nslots,
             (long long)w, c->tall ? "tall" : "wide");
@@ -661,12 +662,12 @@ int gn_pinv_gram(gn_pinv_ctx *c, int slot, const double *L, const double *R, int
   CHECK(rows_to_2d(c, w, L, w, c->at));
   if (R != L) CHECK(rows_to_2d(c, w, R, w, c->rt));
   info->t_comm += gn_par_wtime() - t0;
-  double alpha = 1.0, beta = 0.0;
+  gn_real alpha = 1.0, beta = 0.0;
   t0 = gn_par_wtime();
   if (R == L)
-    pdsyrk_("L", "T", &n, &iw, &alpha, c->at, &one, &one, desc, &beta, c->sk[slot], &one, &one, c->desc_k, 1, 1);
+    gn_psyrk("L", "T", &n, &iw, &alpha, c->at, &one, &one, desc, &beta, c->sk[slot], &one, &one, c->desc_k, 1, 1);
   else
-    pdgemm_("T", "N", &n, &n, &iw, &alpha, c->at, &one, &one, desc, c->rt, &one, &one, desc, &beta, c->sk[slot],
+    gn_pgemm("T", "N", &n, &n, &iw, &alpha, c->at, &one, &one, desc, c->rt, &one, &one, desc, &beta, c->sk[slot],
             &one, &one, c->desc_k, 1, 1);
   info->t_gram += gn_par_wtime() - t0;
   info->flops += (R == L ? 1.0 : 2.0) * (double)n * n * (double)w / c->par.size;
@@ -682,7 +683,7 @@ static int eigen_here(gn_pinv_ctx *c, gn_pinv_info *info) {
   for (int s = 0; s < c->nslots; ++s) {
     if (c->sstate[s] != 1) continue;
     const double t0 = gn_par_wtime();
-    pdsyevd_("V", "L", &n, c->sk[s], &one, &one, c->desc_k, c->smu[s], c->sv[s], &one, &one, c->desc_k, c->work,
+    gn_psyevd("V", "L", &n, c->sk[s], &one, &one, c->desc_k, c->smu[s], c->sv[s], &one, &one, c->desc_k, c->work,
              &c->lwork, c->iwork, &c->liwork, &err, 1, 1);
     info->t_eig += gn_par_wtime() - t0;
     CHECK(gn_par_agree(&c->par, gn_sl_error("PDSYEVD", err, "the divide-and-conquer eigensolver of the Gram matrix "
@@ -704,7 +705,7 @@ static int eigen_groups(gn_pinv_ctx *c, gn_pinv_info *info) {
   for (int s = 0; s < c->nslots; ++s)
     if (c->sstate[s] == 1) {
       const int mine = s % c->G == c->group;
-      pdgemr2d_(&n, &n, c->sk[s], &one, &one, c->desc_k, mine ? c->gk[s] : NULL, &one, &one, mine ? c->gdesc : none,
+      gn_pgemr2d(&n, &n, c->sk[s], &one, &one, c->desc_k, mine ? c->gk[s] : NULL, &one, &one, mine ? c->gdesc : none,
                 &c->ctxt);
     }
   info->t_comm += gn_par_wtime() - t0;
@@ -712,7 +713,7 @@ static int eigen_groups(gn_pinv_ctx *c, gn_pinv_info *info) {
   int status = GN_OK;
   for (int s = c->group; s < c->nslots && status == GN_OK; s += c->G)
     if (c->sstate[s] == 1) {
-      pdsyevd_("V", "L", &n, c->gk[s], &one, &one, c->gdesc, c->smu[s], c->gv[s], &one, &one, c->gdesc, c->gwork,
+      gn_psyevd("V", "L", &n, c->gk[s], &one, &one, c->gdesc, c->smu[s], c->gv[s], &one, &one, c->gdesc, c->gwork,
                &c->glwork, c->giwork, &c->gliwork, &err, 1, 1);
       status = gn_sl_error("PDSYEVD", err, "the divide-and-conquer eigensolver of the Gram matrix did not converge");
     }
@@ -722,9 +723,9 @@ static int eigen_groups(gn_pinv_ctx *c, gn_pinv_info *info) {
   for (int s = 0; s < c->nslots; ++s)
     if (c->sstate[s] == 1) {
       const int mine = s % c->G == c->group;
-      pdgemr2d_(&n, &n, mine ? c->gv[s] : NULL, &one, &one, mine ? c->gdesc : none, c->sv[s], &one, &one, c->desc_k,
+      gn_pgemr2d(&n, &n, mine ? c->gv[s] : NULL, &one, &one, mine ? c->gdesc : none, c->sv[s], &one, &one, c->desc_k,
                 &c->ctxt);
-      CHECK_MPI(MPI_Bcast(c->smu[s], n, MPI_DOUBLE, (s % c->G) * size, c->par.comm));
+      CHECK_MPI(MPI_Bcast(c->smu[s], n, GN_MPI_REAL, (s % c->G) * size, c->par.comm));
       c->sstate[s] = 2;
     }
   info->t_comm += gn_par_wtime() - t0;
@@ -745,8 +746,8 @@ int gn_pinv_eigen(gn_pinv_ctx *c, gn_pinv_info *info) {
 /* Collective. Z (this rank's rows, nrows x m) = V diag(f) V^T T and, when AdT, V diag(g) V^T T from
  * the eigenpairs (sv = 0: V in c->v of eigenvectors of A A^T) or the left singular vectors
  * (sv = 1: V^T in c->v) in v, with the weights of opts. */
-static int solve_2d(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *mu, const double *v, int sv,
-                    const double *T, double *Z, double *AdT, gn_pinv_info *info) {
+static int solve_2d(gn_pinv_ctx *c, const gn_pinv_opts *o, const gn_real *mu, const gn_real *v, int sv,
+                    const gn_real *T, gn_real *Z, gn_real *AdT, gn_pinv_info *info) {
   int n = (int)c->n, m = (int)c->m, one = 1;
   double t0 = gn_par_wtime();
   CHECK(rows_to_2d(c, m, T, m, c->t2));
@@ -754,17 +755,17 @@ static int solve_2d(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *mu, con
   make_weights(o, c->n, mu, sv, c->f, c->g, info);
   /* W = T^T V, then Z^T = W diag(f) V^T and P^T = W diag(g) V^T. The SVD route has V^T in v, so
    * the transposes swap. */
-  double alpha = 1.0, beta = 0.0;
+  gn_real alpha = 1.0, beta = 0.0;
   const char *tv = sv ? "T" : "N", *tvt = sv ? "N" : "T";
   t0 = gn_par_wtime();
-  pdgemm_("N", tv, &m, &n, &n, &alpha, c->t2, &one, &one, c->desc_t, v, &one, &one, c->desc_k, &beta, c->w2, &one,
+  gn_pgemm("N", tv, &m, &n, &n, &alpha, c->t2, &one, &one, c->desc_t, v, &one, &one, c->desc_k, &beta, c->w2, &one,
           &one, c->desc_t, 1, 1);
   if (AdT) scale_columns(c, c->w2, c->g, c->x2);
   scale_columns(c, c->w2, c->f, c->w2);
-  pdgemm_("N", tvt, &m, &n, &n, &alpha, c->w2, &one, &one, c->desc_t, v, &one, &one, c->desc_k, &beta, c->t2, &one,
+  gn_pgemm("N", tvt, &m, &n, &n, &alpha, c->w2, &one, &one, c->desc_t, v, &one, &one, c->desc_k, &beta, c->t2, &one,
           &one, c->desc_t, 1, 1);
   if (AdT)
-    pdgemm_("N", tvt, &m, &n, &n, &alpha, c->x2, &one, &one, c->desc_t, v, &one, &one, c->desc_k, &beta, c->w2, &one,
+    gn_pgemm("N", tvt, &m, &n, &n, &alpha, c->x2, &one, &one, c->desc_t, v, &one, &one, c->desc_k, &beta, c->w2, &one,
             &one, c->desc_t, 1, 1);
   info->t_apply += gn_par_wtime() - t0;
   info->flops += (AdT ? 3.0 : 2.0) * 2.0 * m * (double)n * n / c->par.size;
@@ -775,8 +776,8 @@ static int solve_2d(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *mu, con
   return GN_OK;
 }
 
-int gn_pinv_solve(gn_pinv_ctx *c, int slot, const gn_pinv_opts *opts, const double *T_local, double *Z_local,
-                  double *AdT_local, gn_pinv_info *info) {
+int gn_pinv_solve(gn_pinv_ctx *c, int slot, const gn_pinv_opts *opts, const gn_real *T_local, gn_real *Z_local,
+                  gn_real *AdT_local, gn_pinv_info *info) {
   if (c->tall || slot < 0 || slot >= c->nslots || c->sstate[slot] != 2)
     GN_FAIL(GN_EINTERNAL, "pinv: solve with slot %d (state %d) before its eigenpairs", slot,
             slot >= 0 && slot < c->nslots ? c->sstate[slot] : -1);
@@ -788,7 +789,7 @@ int gn_pinv_solve(gn_pinv_ctx *c, int slot, const gn_pinv_opts *opts, const doub
                   want ? (AdT_local ? AdT_local : c->adt_dummy) : NULL, info);
 }
 
-int gn_pinv_sum_rows(gn_pinv_ctx *c, const double *A_local, const double *Z_local, double *dtheta, gn_pinv_info *info) {
+int gn_pinv_sum_rows(gn_pinv_ctx *c, const gn_real *A_local, const gn_real *Z_local, gn_real *dtheta, gn_pinv_info *info) {
   const int bad = sum_rows_to_node(c, A_local, Z_local, dtheta, info);
   CHECK(gn_par_agree(&c->par, bad < 0 ? GN_RAISE(GN_ENOMEM, "pinv: out of memory for the pieces of dTheta")
                               : bad ? GN_RAISE(GN_ENUMERIC, "pinv: the update dTheta = A^+ T has a non-finite "
@@ -798,8 +799,8 @@ int gn_pinv_sum_rows(gn_pinv_ctx *c, const double *A_local, const double *Z_loca
   return GN_OK;
 }
 
-static int apply_wide(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, const double *T,
-                      double *dtheta, double *AdT, gn_pinv_info *info) {
+static int apply_wide(gn_pinv_ctx *c, const gn_pinv_opts *o, const gn_real *A, const gn_real *T,
+                      gn_real *dtheta, gn_real *AdT, gn_pinv_info *info) {
   if (o->kind == GN_PINV_SVD) {
     const double t0 = gn_par_wtime();
     CHECK(rows_to_2d(c, c->hp, A, c->hp, c->at));
@@ -816,10 +817,10 @@ static int apply_wide(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, co
 }
 
 /* Rank 0 of the tall route: dTheta = V diag(f) V^T R from the summed M and R. */
-static int tall_solve(gn_pinv_ctx *c, const gn_pinv_opts *o, double *dtheta, double stats[3],
+static int tall_solve(gn_pinv_ctx *c, const gn_pinv_opts *o, gn_real *dtheta, double stats[3],
                       gn_pinv_info *info) {
   int hp = (int)c->hp, m = (int)c->m, err = 0;
-  double *M = c->mr, *R = c->mr + (size_t)hp * hp;
+  gn_real *M = c->mr, *R = c->mr + (size_t)hp * hp;
   for (int i = 0; i < hp; ++i)
     for (int j = 0; j <= i; ++j)
       if (!isfinite(M[(size_t)i * hp + j]))
@@ -827,7 +828,7 @@ static int tall_solve(gn_pinv_ctx *c, const gn_pinv_opts *o, double *dtheta, dou
                 "features A hold inf or NaN", hp, hp);
   /* Row-major lower is column-major upper; the eigenvectors come back as the rows of M. */
   double t0 = gn_par_wtime();
-  dsyevd_("V", "U", &hp, M, &hp, c->tall_mu, c->tall_work, &c->tall_lwork, c->tall_iwork,
+  gn_syevd("V", "U", &hp, M, &hp, c->tall_mu, c->tall_work, &c->tall_lwork, c->tall_iwork,
           &c->tall_liwork, &err, 1, 1);
   info->t_eig += gn_par_wtime() - t0;
   CHECK(gn_sl_error("DSYEVD", err, "the eigensolver of the normal matrix A^T A did not converge"));
@@ -835,12 +836,12 @@ static int tall_solve(gn_pinv_ctx *c, const gn_pinv_opts *o, double *dtheta, dou
     GN_FAIL(GN_ENUMERIC, "pinv: DSYEVD returned non-finite eigenvalues of the %d x %d normal "
             "matrix A^T A", hp, hp);
   t0 = gn_par_wtime();
-  double *tmp = c->tall_tmp, *f = c->tall_w, *g = c->tall_w + hp;
+  gn_real *tmp = c->tall_tmp, *f = c->tall_w, *g = c->tall_w + hp;
   make_weights(o, hp, c->tall_mu, 0, f, g, info);
   /* tmp = V^T R (row k = v_k^T R) scaled by f_k; dTheta = V tmp. */
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hp, m, hp, 1.0, M, hp, R, m, 0.0, tmp, m);
-  for (int k = 0; k < hp; ++k) cblas_dscal(m, f[k], tmp + (size_t)k * m, 1);
-  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hp, m, hp, 1.0, M, hp, tmp, m, 0.0, dtheta, m);
+  gn_cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hp, m, hp, 1.0, M, hp, R, m, 0.0, tmp, m);
+  for (int k = 0; k < hp; ++k) gn_cblas_scal(m, f[k], tmp + (size_t)k * m, 1);
+  gn_cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, hp, m, hp, 1.0, M, hp, tmp, m, 0.0, dtheta, m);
   info->t_apply += gn_par_wtime() - t0;
   stats[0] = (double)info->kept;
   stats[1] = info->sigma_max;
@@ -851,20 +852,20 @@ static int tall_solve(gn_pinv_ctx *c, const gn_pinv_opts *o, double *dtheta, dou
   return GN_OK;
 }
 
-static int apply_tall(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, const double *T,
-                      double *dtheta, double *AdT, gn_pinv_info *info) {
+static int apply_tall(gn_pinv_ctx *c, const gn_pinv_opts *o, const gn_real *A, const gn_real *T,
+                      gn_real *dtheta, gn_real *AdT, gn_pinv_info *info) {
   const int hp = (int)c->hp, m = (int)c->m, nrows = (int)c->nrows;
-  double *M = c->mr, *R = c->mr + (size_t)hp * hp;
+  gn_real *M = c->mr, *R = c->mr + (size_t)hp * hp;
   const size_t len = (size_t)hp * hp + (size_t)hp * m;
   double t0 = gn_par_wtime();
-  memset(c->mr, 0, len * sizeof(double));
+  memset(c->mr, 0, len * sizeof(gn_real));
   if (nrows > 0) {
-    cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, hp, nrows, 1.0, A, hp, 0.0, M, hp);
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hp, m, nrows, 1.0, A, hp, T, m, 0.0, R, m);
+    gn_cblas_syrk(CblasRowMajor, CblasLower, CblasTrans, hp, nrows, 1.0, A, hp, 0.0, M, hp);
+    gn_cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, hp, m, nrows, 1.0, A, hp, T, m, 0.0, R, m);
   }
   info->t_gram += gn_par_wtime() - t0;
   t0 = gn_par_wtime();
-  CHECK(gn_par_sum(&c->par, c->mr, len));
+  CHECK(gn_par_sum_real(&c->par, c->mr, len));
   info->t_comm += gn_par_wtime() - t0;
 
   double stats[3] = {0, 0, 0};
@@ -873,7 +874,7 @@ static int apply_tall(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, co
   t0 = gn_par_wtime();
   /* dTheta is in rank 0's node's shared memory: the other nodes' leaders receive it. */
   if (c->par.nnodes > 1 && c->par.node_rank == 0)
-    CHECK_MPI(MPI_Bcast(dtheta, gn_int((int64_t)hp * m), MPI_DOUBLE, 0, c->par.cross));
+    CHECK_MPI(MPI_Bcast(dtheta, gn_int((int64_t)hp * m), GN_MPI_REAL, 0, c->par.cross));
   CHECK(gn_shm_sync(&c->par));
   CHECK(gn_par_bcast(&c->par, stats, sizeof stats, 0));
   info->t_comm += gn_par_wtime() - t0;
@@ -882,7 +883,7 @@ static int apply_tall(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, co
   info->sigma_min_kept = stats[2];
   if (AdT && nrows > 0) {
     t0 = gn_par_wtime();
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nrows, m, hp, 1.0, A, hp, dtheta, m, 0.0,
+    gn_cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nrows, m, hp, 1.0, A, hp, dtheta, m, 0.0,
                 AdT, m);
     info->t_apply += gn_par_wtime() - t0;
   }
@@ -892,8 +893,8 @@ static int apply_tall(gn_pinv_ctx *c, const gn_pinv_opts *o, const double *A, co
   return GN_OK;
 }
 
-int gn_pinv_apply(gn_pinv_ctx *ctx, const gn_pinv_opts *opts, const double *A_local,
-                  const double *T_local, double *dtheta, double *AdTheta_local, gn_pinv_info *info) {
+int gn_pinv_apply(gn_pinv_ctx *ctx, const gn_pinv_opts *opts, const gn_real *A_local,
+                  const gn_real *T_local, gn_real *dtheta, gn_real *AdTheta_local, gn_pinv_info *info) {
   gn_pinv_info scratch;
   if (!info) info = &scratch;
   memset(info, 0, sizeof *info);
@@ -903,7 +904,7 @@ int gn_pinv_apply(gn_pinv_ctx *ctx, const gn_pinv_opts *opts, const double *A_lo
    * projection is formed (collective work) must be the same everywhere. */
   int want = AdTheta_local != NULL;
   CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &want, 1, MPI_INT, MPI_MAX, ctx->par.comm));
-  double *AdT = want ? (AdTheta_local ? AdTheta_local : ctx->adt_dummy) : NULL;
+  gn_real *AdT = want ? (AdTheta_local ? AdTheta_local : ctx->adt_dummy) : NULL;
   info->tall = ctx->tall;
   if (ctx->tall) CHECK(apply_tall(ctx, opts, A_local, T_local, dtheta, AdT, info));
   else CHECK(apply_wide(ctx, opts, A_local, T_local, dtheta, AdT, info));

@@ -17,18 +17,19 @@
 #include "gnrev/core/err.h"
 #include "gnrev/linalg/scalapack.h"
 #include "gnrev/linalg/sl_grid.h"
+#include "gnrev/core/real.h"
 
 enum { WORK_SLACK = 256 }; /* extra workspace entries on top of the documented minimum */
 
-static double *dalloc(size_t n) { return malloc((n ? n : 1) * sizeof(double)); }
+static gn_real *dalloc(size_t n) { return malloc((n ? n : 1) * sizeof(gn_real)); }
 
 /* Global 0-based index of local index l in a block-cyclic dimension starting at process 0. */
 static int64_t l2g(int64_t l, int nb, int coord, int nprocs) {
   return (l / nb) * (int64_t)nb * nprocs + (int64_t)coord * nb + l % nb;
 }
 
-int gn_symeig_rows(const gn_par *par, int64_t n64, int64_t block, const double *rows_local, double *w,
-                   int64_t kvec, double *vecs, const char *what) {
+int gn_symeig_rows(const gn_par *par, int64_t n64, int64_t block, const gn_real *rows_local, gn_real *w,
+                   int64_t kvec, gn_real *vecs, const char *what) {
   if (n64 < 1 || n64 > INT_MAX || block < 1 || block > INT_MAX || kvec < 0 || kvec > n64 ||
       (kvec > 0 && !vecs))
     GN_FAIL(GN_EINPUT, "symeig: %s of order %lld split in blocks of %lld rows, %lld vectors asked; "
@@ -46,7 +47,7 @@ int gn_symeig_rows(const gn_par *par, int64_t n64, int64_t block, const double *
   gn_sl_grid_shape(P, &pr, &pc);
   const int ctx1 = gn_sl_grid(par->comm, 1, P), ctx2 = gn_sl_grid(par->comm, pr, pc);
   int status = GN_OK, n = (int)n64, one = 1, zero = 0, info = 0;
-  double *A = NULL, *Z = NULL, *wv = NULL, *work = NULL;
+  gn_real *A = NULL, *Z = NULL, *wv = NULL, *work = NULL;
   int *iwork = NULL;
   int r1, c1, r2, c2, np, nq;
   Cblacs_gridinfo(ctx1, &np, &nq, &r1, &c1);
@@ -70,10 +71,10 @@ int gn_symeig_rows(const gn_par *par, int64_t n64, int64_t block, const double *
   status = A && Z && wv ? GN_OK : GN_RAISE(GN_ENOMEM, "symeig: out of memory for the 2-D copy of %s "
                                             "(%d x %d)", what, n, n);
   CHECK_GOTO(gn_par_agree(par, status));
-  pdgemr2d_(&n, &n, rows_local, &one, &one, desc1, A, &one, &one, desc2, &ctx1);
+  gn_pgemr2d(&n, &n, rows_local, &one, &one, desc1, A, &one, &one, desc2, &ctx1);
   int qlwork = -1, qliwork = -1, iq = 0;
-  double q = 0;
-  pdsyevd_("V", "L", &n, A, &one, &one, desc2, wv, Z, &one, &one, desc2, &q, &qlwork, &iq, &qliwork,
+  gn_real q = 0;
+  gn_psyevd("V", "L", &n, A, &one, &one, desc2, wv, Z, &one, &one, desc2, &q, &qlwork, &iq, &qliwork,
            &info, 1, 1);
   CHECK_GOTO(gn_par_agree(par, gn_sl_error("PDSYEVD (workspace query)", info, "no convergence")));
   /* The query, or the documented minimum if larger, plus slack (see pinv_scalapack.c). */
@@ -86,23 +87,23 @@ int gn_symeig_rows(const gn_par *par, int64_t n64, int64_t block, const double *
   status = lw <= INT_MAX && work && iwork ? GN_OK : GN_RAISE(GN_ENOMEM, "symeig: no PDSYEVD workspace "
                                                              "(%.0f doubles) for %s (%d x %d)", lw, what, n, n);
   CHECK_GOTO(gn_par_agree(par, status));
-  pdsyevd_("V", "L", &n, A, &one, &one, desc2, wv, Z, &one, &one, desc2, work, &lwork, iwork, &liwork,
+  gn_psyevd("V", "L", &n, A, &one, &one, desc2, wv, Z, &one, &one, desc2, work, &lwork, iwork, &liwork,
            &info, 1, 1);
   CHECK_GOTO(gn_par_agree(par, gn_sl_error("PDSYEVD", info, "the eigensolver did not converge")));
   for (int i = 0; i < n; ++i) w[i] = wv[n - 1 - i];
 
   if (kvec > 0) {
     /* Column n-1-k of Z (ascending order) is vector k; this rank's entries, zeros elsewhere. */
-    memset(vecs, 0, (size_t)(kvec * n64) * sizeof(double));
+    memset(vecs, 0, (size_t)(kvec * n64) * sizeof(gn_real));
     for (int lj = 0; lj < lc; ++lj) {
       const int64_t k = n64 - 1 - l2g(lj, nb, c2, pc);
       if (k >= kvec) continue;
       for (int li = 0; li < lr; ++li) vecs[k * n64 + l2g(li, nb, r2, pr)] = Z[li + (size_t)lj * lld2];
     }
-    CHECK_GOTO(gn_par_sum(par, vecs, (size_t)(kvec * n64)));
+    CHECK_GOTO(gn_par_sum_real(par, vecs, (size_t)(kvec * n64)));
     /* Fix each vector's sign so that results do not flip with the rank count. */
     for (int64_t k = 0; k < kvec; ++k) {
-      double *v = vecs + k * n64;
+      gn_real *v = vecs + k * n64;
       int64_t imax = 0;
       for (int64_t i = 1; i < n64; ++i)
         if (fabs(v[i]) > fabs(v[imax])) imax = i;

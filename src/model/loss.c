@@ -2,12 +2,13 @@
  * the factor of the loss Hessian (docs/algorithm.md sections 1 and 2). Softmax goes through a
  * max-shifted log-sum-exp so that no logit range overflows. */
 #include "gnrev/model/loss.h"
+#include "gnrev/core/real.h"
 
 #include <math.h>
 #include <string.h>
 
 /* log sum_c exp(l_c), shifted by the maximum. */
-static double row_lse(int C, const double *l) {
+static double row_lse(int C, const gn_real *l) {
   double mx = l[0];
   for (int c = 1; c < C; ++c) mx = l[c] > mx ? l[c] : mx;
   double s = 0.0;
@@ -16,25 +17,25 @@ static double row_lse(int C, const double *l) {
 }
 
 /* p = softmax(l). */
-static void row_softmax(int C, const double *l, double *p) {
+static void row_softmax(int C, const gn_real *l, gn_real *p) {
   const double lse = row_lse(C, l);
   for (int c = 0; c < C; ++c) p[c] = exp(l[c] - lse);
 }
 
 /* The first index of the largest logit, so ties go to the lowest class. */
-static int row_argmax(int C, const double *l) {
+static int row_argmax(int C, const gn_real *l) {
   int k = 0;
   for (int c = 1; c < C; ++c)
     if (l[c] > l[k]) k = c;
   return k;
 }
 
-void gn_loss_eval(gn_loss_kind kind, int64_t n, int C, const double *logits, const int32_t *y,
+void gn_loss_eval(gn_loss_kind kind, int64_t n, int C, const gn_real *logits, const int32_t *y,
                   double *loss_sum, int64_t *correct) {
   double sum = 0.0;
   int64_t hits = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const double *l = logits + i * C;
+    const gn_real *l = logits + i * C;
     if (kind == GN_LOSS_CE) {
       sum += row_lse(C, l) - l[y[i]];
     } else {
@@ -51,11 +52,11 @@ void gn_loss_eval(gn_loss_kind kind, int64_t n, int C, const double *logits, con
   *correct = hits;
 }
 
-void gn_loss_sample_grad(gn_loss_kind kind, int64_t n, int C, const double *logits, const int32_t *y,
-                         double *r) {
+void gn_loss_sample_grad(gn_loss_kind kind, int64_t n, int C, const gn_real *logits, const int32_t *y,
+                         gn_real *r) {
   for (int64_t i = 0; i < n; ++i) {
-    const double *l = logits + i * C;
-    double *ri = r + i * C;
+    const gn_real *l = logits + i * C;
+    gn_real *ri = r + i * C;
     if (kind == GN_LOSS_CE)
       row_softmax(C, l, ri);
     else
@@ -64,15 +65,15 @@ void gn_loss_sample_grad(gn_loss_kind kind, int64_t n, int C, const double *logi
   }
 }
 
-void gn_loss_grad(gn_loss_kind kind, int64_t n, int64_t n_global, int C, const double *logits,
-                  const int32_t *y, double *dlogits) {
+void gn_loss_grad(gn_loss_kind kind, int64_t n, int64_t n_global, int C, const gn_real *logits,
+                  const int32_t *y, gn_real *dlogits) {
   gn_loss_sample_grad(kind, n, C, logits, y, dlogits);
   const double scale = 1.0 / (double)n_global;
   for (int64_t k = 0; k < n * C; ++k) dlogits[k] *= scale;
 }
 
 void gn_loss_residual(gn_loss_kind kind, gn_output_hessian hess, int64_t n, int C,
-                      const double *logits, const int32_t *y, double *eps) {
+                      const gn_real *logits, const int32_t *y, gn_real *eps) {
   if (kind != GN_LOSS_CE || hess == GN_HESS_IDENTITY) {
     gn_loss_sample_grad(kind, n, C, logits, y, eps);
     return;
@@ -82,18 +83,18 @@ void gn_loss_residual(gn_loss_kind kind, gn_output_hessian hess, int64_t n, int 
    * e_c = mean_k(y_k/p_k) - y_c/p_c. With a one-hot y only 1/p_y enters, taken as
    * exp(lse - l_y) so that a tiny p_y does not underflow to 0 first. */
   for (int64_t i = 0; i < n; ++i) {
-    const double *l = logits + i * C;
-    double *e = eps + i * C;
+    const gn_real *l = logits + i * C;
+    gn_real *e = eps + i * C;
     const double inv_py = exp(row_lse(C, l) - l[y[i]]);
     for (int c = 0; c < C; ++c) e[c] = inv_py / C;
     e[y[i]] -= inv_py;
   }
 }
 
-void gn_loss_hessian_factor(gn_loss_kind kind, int64_t n, int C, const double *logits, double *S) {
+void gn_loss_hessian_factor(gn_loss_kind kind, int64_t n, int C, const gn_real *logits, gn_real *S) {
   const size_t CC = (size_t)C * (size_t)C;
   for (int64_t i = 0; i < n; ++i) {
-    double *Si = S + (size_t)i * CC;
+    gn_real *Si = S + (size_t)i * CC;
     if (kind != GN_LOSS_CE) {
       memset(Si, 0, CC * sizeof *Si);
       for (int c = 0; c < C; ++c) Si[c * C + c] = 1.0;
@@ -101,7 +102,7 @@ void gn_loss_hessian_factor(gn_loss_kind kind, int64_t n, int C, const double *l
     }
     /* Column c is sqrt(p_c) (e_c - p): S S^T = diag(p) - p p^T because sum(p) = 1. The softmax
      * of the row lands in its first row, which is then overwritten last. */
-    double *p = Si;
+    gn_real *p = Si;
     row_softmax(C, logits + i * C, p);
     for (int r = C - 1; r >= 0; --r) {
       const double pr = p[r];

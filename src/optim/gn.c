@@ -9,11 +9,12 @@
 #include "gnrev/core/err.h"
 #include "gnrev/optim/gn_sweep.h"
 #include "gnrev/optim/optim.h"
+#include "gnrev/core/real.h"
 
 typedef struct {
   gn_sweep *sweep;
   int64_t cap;           /* rows the logits buffer holds */
-  double *logits;        /* the batch's logits at theta, from the sweep's forward */
+  gn_real *logits;        /* the batch's logits at theta, from the sweep's forward */
   int nrec;              /* 2 series per half-block */
   char (*names)[32];     /* kept_bBBB_F, sigma_max_bBBB_F, kept_bBBB_G, ... */
   const char **name_ptrs;
@@ -29,7 +30,7 @@ static int gn_create(gn_opt *opt) {
   g->nrec = 2 * nhalf;
   g->names = malloc((size_t)g->nrec * sizeof *g->names);
   g->name_ptrs = malloc((size_t)g->nrec * sizeof *g->name_ptrs);
-  g->values = gn_alloc((size_t)g->nrec);
+  g->values = malloc((size_t)g->nrec * sizeof *g->values);
   if (!g->names || !g->name_ptrs || !g->values) GN_FAIL(GN_ENOMEM, "gn: out of memory for the /gn record");
   for (int i = 0; i < nhalf; ++i) {
     snprintf(g->names[2 * i], sizeof g->names[0], "kept_b%03d_%s", i / 2, i % 2 ? "G" : "F");
@@ -53,7 +54,7 @@ static void gn_destroy(gn_opt *opt) {
   free(g);
 }
 
-static int gn_step(gn_opt *opt, double *theta, const gn_batch *bt, gn_step_info *info) {
+static int gn_step(gn_opt *opt, gn_real *theta, const gn_batch *bt, gn_step_info *info) {
   gn_state *g = opt->impl;
   if (bt->n > g->cap) {
     free(g->logits);

@@ -29,6 +29,7 @@
 #include "gnrev/core/shm.h"
 #include "gnrev/core/sysmem.h"
 #include "gnrev/model/loss.h"
+#include "gnrev/core/real.h"
 
 enum { MAX_CTX = 4 };
 
@@ -42,12 +43,12 @@ struct gn_sweep {
   int64_t ctx_n[MAX_CTX];      /* global batch size each context was made for */
   gn_pinv_ctx *ctx[MAX_CTX];
   int64_t cap;                 /* local rows the buffers hold */
-  double *X, *T, *t, *Z, *AdT, *mu, *eps; /* state, tangent (n x d); n x m work; residual */
-  double **feat;               /* 2B: A (n x hp) of a nonlinear half-block, z (n x m) of a linear one */
-  double *L, *R;               /* n x (m + 1): [z M, 1] and [z, 1] of a linear Gram matrix */
-  double *A;                   /* n x hp: an explicit feature matrix (direct route) */
-  double **M;                  /* 2B: M = C C^T (m x m) of the linear half-blocks, NULL elsewhere */
-  double *S;                   /* m x m + m: z^T Z and 1^T Z of a linear update */
+  gn_real *X, *T, *t, *Z, *AdT, *mu, *eps; /* state, tangent (n x d); n x m work; residual */
+  gn_real **feat;               /* 2B: A (n x hp) of a nonlinear half-block, z (n x m) of a linear one */
+  gn_real *L, *R;               /* n x (m + 1): [z M, 1] and [z, 1] of a linear Gram matrix */
+  gn_real *A;                   /* n x hp: an explicit feature matrix (direct route) */
+  gn_real **M;                  /* 2B: M = C C^T (m x m) of the linear half-blocks, NULL elsewhere */
+  gn_real *S;                   /* m x m + m: z^T Z and 1^T Z of a linear update */
   gn_sweep_stats stats;
 };
 
@@ -66,7 +67,7 @@ int gn_sweep_create(const gn_par *par, const gn_model *model, const gn_deck *dec
   const int nh = 2 * model->B;
   gn->stats.nhalf = nh;
   gn->stats.kept = calloc((size_t)nh, sizeof(int64_t));
-  gn->stats.sigma_max = calloc((size_t)nh, sizeof(double));
+  gn->stats.sigma_max = calloc((size_t)nh, sizeof *gn->stats.sigma_max);
   gn->feat = calloc((size_t)nh, sizeof *gn->feat);
   gn->M = calloc((size_t)nh, sizeof *gn->M);
   int status = gn->stats.kept && gn->stats.sigma_max && gn->feat && gn->M ? GN_OK
@@ -92,7 +93,7 @@ int gn_sweep_create(const gn_par *par, const gn_model *model, const gn_deck *dec
 }
 
 static void free_buffers(gn_sweep *gn) {
-  double **bufs[] = {&gn->X, &gn->T, &gn->t, &gn->Z, &gn->AdT, &gn->mu, &gn->eps, &gn->L, &gn->R, &gn->A, &gn->S};
+  gn_real **bufs[] = {&gn->X, &gn->T, &gn->t, &gn->Z, &gn->AdT, &gn->mu, &gn->eps, &gn->L, &gn->R, &gn->A, &gn->S};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; ++i) {
     free(*bufs[i]);
     *bufs[i] = NULL;
@@ -121,7 +122,7 @@ const gn_sweep_stats *gn_sweep_last(const gn_sweep *gn) { return &gn->stats; }
 size_t gn_sweep_kept_bytes(const gn_model *md, int64_t rows) {
   size_t b = 0;
   for (int k = 0; k < 2 * md->B; ++k) b += (size_t)rows * (size_t)(linear(md, k / 2) ? md->m : md->hp);
-  return b * sizeof(double);
+  return b * sizeof(gn_real);
 }
 
 bool gn_sweep_keeps(const gn_deck *deck, const gn_model *md, int64_t rows, int ranks_per_node, size_t available) {
@@ -191,16 +192,16 @@ static int context_for(gn_sweep *gn, int64_t n_global, gn_pinv_ctx **ctx) {
   return GN_OK;
 }
 
-static void copy_cols(int64_t n, int64_t m, const double *src, int64_t lds, double *dst, int64_t ldd) {
-  for (int64_t i = 0; i < n; ++i) memcpy(dst + i * ldd, src + i * lds, (size_t)m * sizeof(double));
+static void copy_cols(int64_t n, int64_t m, const gn_real *src, int64_t lds, gn_real *dst, int64_t ldd) {
+  for (int64_t i = 0; i < n; ++i) memcpy(dst + i * ldd, src + i * lds, (size_t)m * sizeof(gn_real));
 }
 
 /* Local. What half-block (b, s) keeps of its input z (n x m, ld d): z itself when linear (kept
  * mode), else its feature matrix A(z). */
-static void keep_half(gn_sweep *gn, int b, int s, int64_t n, const double *z) {
+static void keep_half(gn_sweep *gn, int b, int s, int64_t n, const gn_real *z) {
   const gn_model *md = gn->model;
   const int k = 2 * b + s;
-  double *dst = gn->feat[gn->keep ? k : s];
+  gn_real *dst = gn->feat[gn->keep ? k : s];
   if (gn->keep && linear(md, b))
     copy_cols(n, md->m, z, md->d, dst, md->m);
   else
@@ -209,7 +210,7 @@ static void keep_half(gn_sweep *gn, int b, int s, int64_t n, const double *z) {
 
 /* Local. The forward of the batch in X (n x d, in place), keeping what the sweep needs, and the
  * logits. Each half-block is evaluated as gn_model_forward does, so the logits are the same bits. */
-static void forward_keeping(gn_sweep *gn, const double *theta, int64_t n, double *X, double *logits) {
+static void forward_keeping(gn_sweep *gn, const gn_real *theta, int64_t n, gn_real *X, gn_real *logits) {
   const gn_model *md = gn->model;
   const int64_t d = md->d, m = md->m;
   for (int b = 0; b < md->B; ++b) {
@@ -225,7 +226,7 @@ static void forward_keeping(gn_sweep *gn, const double *theta, int64_t n, double
 static int gram(gn_sweep *gn, gn_pinv_ctx *ctx, int k, int64_t n, gn_pinv_info *info) {
   const gn_model *md = gn->model;
   const int b = k / 2;
-  const double *F = gn->feat[gn->keep ? k : k % 2];
+  const gn_real *F = gn->feat[gn->keep ? k : k % 2];
   if (!(gn->keep && linear(md, b))) return gn_pinv_gram(ctx, k, F, F, md->hp, info);
   const int64_t m = md->m, w = md->hp > md->h ? m + 1 : m;
   gn_gemm(CblasNoTrans, CblasNoTrans, n, m, m, 1.0, F, m, gn->M[k], m, 0.0, gn->L, w);
@@ -239,23 +240,23 @@ static int gram(gn_sweep *gn, gn_pinv_ctx *ctx, int k, int64_t n, gn_pinv_info *
 /* Collective. dTheta of a linear half-block from Z = K^+ t: [C^T (z^T Z); 1^T Z], with z^T Z and
  * 1^T Z summed over the ranks (m^2 + m numbers) and the h x m product formed by each node's ranks
  * a slice of rows at a time, straight into the node-shared direction. */
-static int linear_update(gn_sweep *gn, int k, int64_t n, double *dtheta, gn_pinv_info *info) {
+static int linear_update(gn_sweep *gn, int k, int64_t n, gn_real *dtheta, gn_pinv_info *info) {
   const gn_model *md = gn->model;
   const int64_t m = md->m, h = md->h;
-  double *S = gn->S, *sum = gn->S + m * m;
+  gn_real *S = gn->S, *sum = gn->S + m * m;
   gn_gemm(CblasTrans, CblasNoTrans, m, m, n, 1.0, gn->feat[k], m, gn->Z, m, 0.0, S, m);
-  memset(sum, 0, (size_t)m * sizeof(double));
+  memset(sum, 0, (size_t)m * sizeof(gn_real));
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < m; ++j) sum[j] += gn->Z[i * m + j];
   double t0 = gn_par_wtime();
-  CHECK(gn_par_sum(gn->par, S, (size_t)(m * m + m)));
+  CHECK(gn_par_sum_real(gn->par, S, (size_t)(m * m + m)));
   info->t_comm += gn_par_wtime() - t0;
   t0 = gn_par_wtime();
   size_t lo, hi;
-  gn_shm_slice(gn->par, (size_t)h, sizeof(double) * (size_t)m, &lo, &hi);
+  gn_shm_slice(gn->par, (size_t)h, sizeof(gn_real) * (size_t)m, &lo, &hi);
   gn_gemm(CblasTrans, CblasNoTrans, (int64_t)(hi - lo), m, m, 1.0, md->proj[k] + lo, h, S, m, 0.0,
           dtheta + (int64_t)lo * m, m);
-  if (md->hp > h && (!gn->par || gn->par->node_rank == 0)) memcpy(dtheta + h * m, sum, (size_t)m * sizeof(double));
+  if (md->hp > h && (!gn->par || gn->par->node_rank == 0)) memcpy(dtheta + h * m, sum, (size_t)m * sizeof(gn_real));
   info->t_apply += gn_par_wtime() - t0;
   info->flops += 2.0 * (double)n * m * m + 2.0 * (double)(hi - lo) * m * m;
   CHECK(gn_shm_sync(gn->par));
@@ -266,14 +267,14 @@ static int linear_update(gn_sweep *gn, int k, int64_t n, double *dtheta, gn_pinv
 /* Collective. delta of half-block k = A^+ t for the rows of t in gn->t (contiguous n x m); AdT
  * receives A delta for the local rows. Staged: from the slot's eigenpairs; direct: gn_pinv_apply
  * on an explicit feature matrix. */
-static int solve_half(gn_sweep *gn, gn_pinv_ctx *ctx, bool staged, int k, int64_t n, double *delta) {
+static int solve_half(gn_sweep *gn, gn_pinv_ctx *ctx, bool staged, int k, int64_t n, gn_real *delta) {
   const gn_model *md = gn->model;
   const int b = k / 2, s = k % 2;
-  double *dst = delta + gn_model_offset(md, b, s);
+  gn_real *dst = delta + gn_model_offset(md, b, s);
   gn_pinv_info info;
   memset(&info, 0, sizeof info);
   int st = GN_OK;
-  const double *F = gn->feat[gn->keep ? k : s];
+  const gn_real *F = gn->feat[gn->keep ? k : s];
   if (staged) {
     st = gn_pinv_solve(ctx, k, &gn->opts, gn->t, gn->Z, gn->AdT, &info);
     if (st == GN_OK)
@@ -307,7 +308,7 @@ static int solve_half(gn_sweep *gn, gn_pinv_ctx *ctx, bool staged, int k, int64_
 
 /* Local. In place on X (n x d): (y1, y2) -> (x1, x2) of block b, leaving the features A_G(y1) and
  * A_F(x2) in feat[1] and feat[0] (keep_features = 'no'). */
-static void inverse_keeping_features(gn_sweep *gn, const double *theta, int b, int64_t n, double *X) {
+static void inverse_keeping_features(gn_sweep *gn, const gn_real *theta, int b, int64_t n, gn_real *X) {
   const gn_model *md = gn->model;
   const int64_t d = md->d, m = md->m, hp = md->hp;
   gn_model_features(md, b, 1, n, X, d, gn->feat[1]);
@@ -320,16 +321,16 @@ static void inverse_keeping_features(gn_sweep *gn, const double *theta, int b, i
 }
 
 /* Local. out = J_bs[v] for the local rows, phi' read off the kept features (nonlinear blocks). */
-static void jvp(gn_sweep *gn, const double *theta, int b, int s, int64_t n, const double *v, int64_t ldv,
-                double *out) {
+static void jvp(gn_sweep *gn, const gn_real *theta, int b, int s, int64_t n, const gn_real *v, int64_t ldv,
+                gn_real *out) {
   const gn_model *md = gn->model;
-  const double *A = md->act[b] == GN_ACT_IDENTITY ? NULL : gn->feat[gn->keep ? 2 * b + s : s];
+  const gn_real *A = md->act[b] == GN_ACT_IDENTITY ? NULL : gn->feat[gn->keep ? 2 * b + s : s];
   gn_model_half_jvp_features(md, theta, b, s, n, A, v, ldv, out, md->m);
   gn->stats.flops += gn_model_flops_half(md, b, n, 'j');
 }
 
-int gn_sweep_direction(gn_sweep *gn, const double *theta, int64_t n, int64_t n_global, const double *X0,
-                       const int32_t *y, double *logits, double *delta) {
+int gn_sweep_direction(gn_sweep *gn, const gn_real *theta, int64_t n, int64_t n_global, const gn_real *X0,
+                       const int32_t *y, gn_real *logits, gn_real *delta) {
   const gn_model *md = gn->model;
   const int64_t d = md->d, m = md->m;
   if (!gn->decided) {
@@ -351,7 +352,7 @@ int gn_sweep_direction(gn_sweep *gn, const double *theta, int64_t n, int64_t n_g
   st->flops = gn_model_flops_forward(md, n) + 2.0 * (double)n * (double)d * md->C;
 
   double t0 = gn_par_wtime();
-  if (n > 0) memcpy(gn->X, X0, (size_t)(n * d) * sizeof(double));
+  if (n > 0) memcpy(gn->X, X0, (size_t)(n * d) * sizeof(gn_real));
   forward_keeping(gn, theta, n, gn->X, logits);
   gn_loss_residual(gn->deck->loss, gn->deck->output_hessian, n, md->C, logits, y, gn->eps);
   const int bad = !gn_all_finite(gn->eps, (size_t)(n * md->C));
@@ -372,7 +373,7 @@ int gn_sweep_direction(gn_sweep *gn, const double *theta, int64_t n, int64_t n_g
     st->flops += info.flops;
   }
   for (int b = md->B - 1; b >= 0; --b) {
-    double *t1 = gn->T, *t2 = gn->T + m;
+    gn_real *t1 = gn->T, *t2 = gn->T + m;
     if (!gn->keep) {
       /* X holds (y1, y2) of block b: its inverse gives the features of both halves. */
       t0 = gn_par_wtime();
@@ -414,7 +415,7 @@ int gn_sweep_direction(gn_sweep *gn, const double *theta, int64_t n, int64_t n_g
   }
   const size_t np = md->nparams;
   size_t lo, hi;
-  gn_shm_slice(gn->par, np, sizeof(double), &lo, &hi);
+  gn_shm_slice(gn->par, np, sizeof(gn_real), &lo, &hi);
   return gn_par_agree(gn->par, gn_all_finite(delta + lo, hi - lo) ? GN_OK
                                                                    : GN_RAISE(GN_ENUMERIC, "non-finite GN update"));
 }

@@ -17,6 +17,7 @@
 #include "gnrev/core/rng.h"
 #include "gnrev/curvature/ntk.h"
 #include "gnrev/optim/optim.h"
+#include "gnrev/core/real.h"
 
 static int cmp_double(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;
@@ -32,7 +33,7 @@ int gn_vivit_bootstrap_damping(const gn_deck *deck, int64_t step, const gn_ggn *
   lam_ref /= (double)k;
   double grid[GRID];
   for (int j = 0; j < GRID; ++j) grid[j] = lam_ref * pow(10.0, GN_VIVIT_BOOT_GRID_LOW + j);
-  double *R = gn_alloc((size_t)(GRID * k * B)), *mean = gn_alloc((size_t)(4 * k));
+  double *R = gn_alloc_f64((size_t)(GRID * k * B)), *mean = gn_alloc_f64((size_t)(4 * k));
   if (!R || !mean) {
     free(R);
     free(mean);
@@ -96,7 +97,7 @@ static int vivit_create(gn_opt *opt) {
   vivit *v = calloc(1, sizeof *v);
   if (v) {
     v->k = k;
-    v->damping = gn_alloc((size_t)k);
+    v->damping = gn_alloc_f64((size_t)k);
     v->names = malloc((size_t)k * sizeof *v->names);
     v->name_ptrs = malloc((size_t)k * sizeof *v->name_ptrs);
   }
@@ -126,17 +127,17 @@ static int vivit_record(const gn_opt *opt, gn_opt_record *rec) {
   return 1;
 }
 
-static int vivit_step(gn_opt *opt, double *theta, const gn_batch *bt, gn_step_info *info) {
+static int vivit_step(gn_opt *opt, gn_real *theta, const gn_batch *bt, gn_step_info *info) {
   const gn_par *par = opt->par;
   const gn_model *model = opt->model;
   const gn_deck *deck = opt->deck;
   vivit *v = opt->impl;
   const int64_t N = bt->n_global, C = model->C;
   /* The batch's loss first: the analysis below does not keep its logits. */
-  double *X = gn_alloc((size_t)(bt->n * model->d)), *logits = gn_alloc((size_t)(bt->n * C));
+  gn_real *X = gn_alloc((size_t)(bt->n * model->d)), *logits = gn_alloc((size_t)(bt->n * C));
   int status = X && logits ? GN_OK : GN_RAISE(GN_ENOMEM, "gn_vivit: out of memory for the batch rows");
   CHECK_GOTO(gn_par_agree(par, status));
-  if (bt->n > 0) memcpy(X, bt->X0, (size_t)(bt->n * model->d) * sizeof(double));
+  if (bt->n > 0) memcpy(X, bt->X0, (size_t)(bt->n * model->d) * sizeof(gn_real));
   gn_model_forward(model, theta, bt->n, X, logits);
   CHECK_GOTO(gn_opt_batch_metrics(opt, bt, logits, info));
 
@@ -144,7 +145,8 @@ static int vivit_step(gn_opt *opt, double *theta, const gn_batch *bt, gn_step_in
   gn_ggn_factors f = {0};
   CHECK_GOTO(gn_ggn_compute_factors(par, model, deck, theta, bt->n, N, bt->X0, bt->y, bt->step, &g, &f));
   const int64_t k = g.k, cols = f.cols, row0 = f.row0;
-  double *damp = gn_alloc((size_t)k), *c = gn_alloc((size_t)(N * cols)), *w = gn_alloc((size_t)(bt->n * C));
+  double *damp = gn_alloc_f64((size_t)k);
+  gn_real *c = gn_alloc((size_t)(N * cols)), *w = gn_alloc((size_t)(bt->n * C));
   status = damp && c && w ? GN_OK : GN_RAISE(GN_ENOMEM, "gn_vivit: out of memory for the step");
   if (status == GN_OK && k > 0 && deck->damping_mode == GN_DAMP_BOOTSTRAP)
     status = gn_vivit_bootstrap_damping(deck, bt->step, &g, damp);
@@ -154,11 +156,11 @@ static int vivit_step(gn_opt *opt, double *theta, const gn_batch *bt, gn_step_in
   if (status == GN_OK) {
     /* sum_k gamma_k / (lambda_k + delta_k) e_k = J^T S c with c = sum_k a_k e~_k,
      * a_k = gamma_k / ((lambda_k + delta_k) sqrt(N lambda_k)): one backpropagation of S c. */
-    memset(c, 0, (size_t)(N * cols) * sizeof(double));
+    memset(c, 0, (size_t)(N * cols) * sizeof(gn_real));
     for (int64_t kk = 0; kk < k; ++kk) {
       const double lam = g.eigenvalues[kk];
       const double a = g.gamma_mean[kk] / ((lam + damp[kk]) * sqrt((double)N * lam));
-      cblas_daxpy(gn_int(N * cols), a, f.evecs + kk * N * cols, 1, c, 1);
+      gn_cblas_axpy(gn_int(N * cols), a, f.evecs + kk * N * cols, 1, c, 1);
     }
     for (int64_t i = 0; i < bt->n; ++i)
       gn_gemm(CblasNoTrans, CblasNoTrans, C, 1, cols, 1.0, f.S + (row0 + i) * C * cols, cols, c + (row0 + i) * cols,

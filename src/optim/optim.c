@@ -10,6 +10,7 @@
 #include "gnrev/core/array.h"
 #include "gnrev/core/err.h"
 #include "gnrev/core/shm.h"
+#include "gnrev/core/real.h"
 
 /* The method of a deck: &optim method, with gn_reference choosing the Moore-Penrose GN step. */
 static const gn_opt_ops *ops_for(const gn_deck *deck) {
@@ -30,7 +31,7 @@ int gn_opt_create(const gn_par *par, const gn_deck *deck, const gn_model *model,
   int status = opt ? GN_OK : GN_RAISE(GN_ENOMEM, "optim: out of memory");
   CHECK(gn_par_agree(par, status));
   opt->delta_mem.win = MPI_WIN_NULL;
-  status = gn_par_agree(par, gn_shm_alloc(par, model->nparams * sizeof(double), "the update", &opt->delta_mem));
+  status = gn_par_agree(par, gn_shm_alloc(par, model->nparams * sizeof(gn_real), "the update", &opt->delta_mem));
   if (status == GN_OK) {
     opt->delta = opt->delta_mem.base;
     opt->ops = ops;
@@ -59,7 +60,7 @@ void gn_opt_free(gn_opt *opt) {
 
 const char *gn_opt_name(const gn_opt *opt) { return opt->ops->name; }
 
-int gn_opt_step(gn_opt *opt, double *theta, const gn_batch *batch, gn_step_info *info) {
+int gn_opt_step(gn_opt *opt, gn_real *theta, const gn_batch *batch, gn_step_info *info) {
   info->loss = info->acc = NAN;
   int st = opt->ops->step(opt, theta, batch, info);
   if (st != GN_OK) {

@@ -8,8 +8,9 @@
 #include "gnrev/core/err.h"
 #include "gnrev/core/shm.h"
 #include "gnrev/optim/optim.h"
+#include "gnrev/core/real.h"
 
-void gn_sgd_rule(const gn_deck *deck, double lr, bool first, size_t n, double *theta, double *g, double *buf) {
+void gn_sgd_rule(const gn_deck *deck, double lr, bool first, size_t n, gn_real *theta, gn_real *g, gn_real *buf) {
   const double wd = deck->weight_decay, mu = deck->momentum;
   if (wd != 0)
     for (size_t i = 0; i < n; ++i) g[i] += wd * theta[i];
@@ -33,7 +34,7 @@ static int sgd_create(gn_opt *opt) {
   buf->win = MPI_WIN_NULL;
   opt->impl = buf;
   if (!(opt->deck->momentum > 0)) return GN_OK;
-  CHECK(gn_par_agree(opt->par, gn_shm_alloc(opt->par, opt->model->nparams * sizeof(double), "the momentum buffer", buf)));
+  CHECK(gn_par_agree(opt->par, gn_shm_alloc(opt->par, opt->model->nparams * sizeof(gn_real), "the momentum buffer", buf)));
   return gn_opt_zero(opt, buf->base, opt->model->nparams);
 }
 
@@ -43,11 +44,11 @@ static void sgd_destroy(gn_opt *opt) {
   free(buf);
 }
 
-static int sgd_step(gn_opt *opt, double *theta, const gn_batch *batch, gn_step_info *info) {
+static int sgd_step(gn_opt *opt, gn_real *theta, const gn_batch *batch, gn_step_info *info) {
   CHECK(gn_opt_gradient(opt, theta, batch, opt->delta, info));
-  double *buf = ((gn_shm *)opt->impl)->base;
+  gn_real *buf = ((gn_shm *)opt->impl)->base;
   size_t lo, hi;
-  gn_shm_slice(opt->par, opt->model->nparams, sizeof(double), &lo, &hi);
+  gn_shm_slice(opt->par, opt->model->nparams, sizeof(gn_real), &lo, &hi);
   gn_sgd_rule(opt->deck, opt->deck->lr, !opt->has_momentum, hi - lo, theta + lo, opt->delta + lo, buf ? buf + lo : NULL);
   if (buf) opt->has_momentum = 1;
   opt->t += 1;
@@ -55,7 +56,7 @@ static int sgd_step(gn_opt *opt, double *theta, const gn_batch *batch, gn_step_i
 }
 
 static int sgd_arrays(gn_opt *opt, gn_opt_array *out, int cap) {
-  double *buf = ((gn_shm *)opt->impl)->base;
+  gn_real *buf = ((gn_shm *)opt->impl)->base;
   if (!buf || cap < 1) return 0;
   out[0] = (gn_opt_array){.name = "momentum_buffer", .data = buf, .n = opt->model->nparams};
   return 1;

@@ -11,12 +11,13 @@
 #include "gnrev/model/backprop.h"
 #include "gnrev/model/loss.h"
 #include "gnrev/optim/optim.h"
+#include "gnrev/core/real.h"
 
 /* Per-rank buffers of the gradient: state, its cotangent and the logits (batch rows), and one
  * half-block of gradient on its way into the node-shared sum. */
 typedef struct {
   int64_t cap;
-  double *X, *dX, *logits, *dlogits, *half;
+  gn_real *X, *dX, *logits, *dlogits, *half;
 } grad_work;
 
 static void grad_work_free(grad_work *w) {
@@ -44,7 +45,7 @@ static int grad_work_reserve(grad_work *w, const gn_model *md, int64_t n) {
   return GN_OK;
 }
 
-int gn_opt_batch_metrics(const gn_opt *opt, const gn_batch *batch, const double *logits, gn_step_info *info) {
+int gn_opt_batch_metrics(const gn_opt *opt, const gn_batch *batch, const gn_real *logits, gn_step_info *info) {
   double loss = 0;
   int64_t correct = 0;
   gn_loss_eval(opt->deck->loss, batch->n, opt->model->C, logits, batch->y, &loss, &correct);
@@ -55,7 +56,7 @@ int gn_opt_batch_metrics(const gn_opt *opt, const gn_batch *batch, const double 
   return GN_OK;
 }
 
-int gn_opt_gradient(gn_opt *opt, const double *theta, const gn_batch *batch, double *grad, gn_step_info *info) {
+int gn_opt_gradient(gn_opt *opt, const gn_real *theta, const gn_batch *batch, gn_real *grad, gn_step_info *info) {
   const gn_model *md = opt->model;
   const int64_t n = batch->n;
   if (!opt->grad_work) {
@@ -64,7 +65,7 @@ int gn_opt_gradient(gn_opt *opt, const double *theta, const gn_batch *batch, dou
   }
   grad_work *w = opt->grad_work;
   CHECK(gn_par_agree(opt->par, grad_work_reserve(w, md, n > 0 ? n : 1)));
-  if (n > 0) memcpy(w->X, batch->X0, (size_t)(n * md->d) * sizeof(double));
+  if (n > 0) memcpy(w->X, batch->X0, (size_t)(n * md->d) * sizeof(gn_real));
   gn_model_forward(md, theta, n, w->X, w->logits);
   CHECK(gn_opt_batch_metrics(opt, batch, w->logits, info));
   if (!isfinite(info->loss)) GN_FAIL(GN_ENUMERIC, "the batch loss is not finite (%g): lower lr", info->loss);
@@ -80,19 +81,19 @@ void gn_opt_gradient_free(gn_opt *opt) {
   opt->grad_work = NULL;
 }
 
-int gn_opt_zero(const gn_opt *opt, double *shared, size_t n) {
+int gn_opt_zero(const gn_opt *opt, gn_real *shared, size_t n) {
   size_t lo, hi;
-  gn_shm_slice(opt->par, n, sizeof(double), &lo, &hi);
-  memset(shared + lo, 0, (hi - lo) * sizeof(double));
+  gn_shm_slice(opt->par, n, sizeof(gn_real), &lo, &hi);
+  memset(shared + lo, 0, (hi - lo) * sizeof(gn_real));
   return gn_shm_sync(opt->par);
 }
 
-int gn_opt_apply(gn_opt *opt, double *theta, const double *delta, double scale) {
+int gn_opt_apply(gn_opt *opt, gn_real *theta, const gn_real *delta, double scale) {
   size_t lo, hi;
-  gn_shm_slice(opt->par, opt->model->nparams, sizeof(double), &lo, &hi);
+  gn_shm_slice(opt->par, opt->model->nparams, sizeof(gn_real), &lo, &hi);
   /* Each rank checks its slice; the verdict is agreed before any rank writes. */
   CHECK(gn_par_agree(opt->par, gn_all_finite(delta + lo, hi - lo) ? GN_OK : GN_RAISE(GN_ENUMERIC, "non-finite update")));
-  const double a = opt->deck->lr * scale;
+  const gn_real a = (gn_real)(opt->deck->lr * scale);
   for (size_t i = lo; i < hi; ++i) theta[i] -= a * delta[i];
   return gn_shm_sync(opt->par);
 }

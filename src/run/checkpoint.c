@@ -26,10 +26,11 @@ void gn_ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap) {
   snprintf(buf, cap, "%s/checkpoints/step_%08lld.h5", deck->out_dir, (long long)step);
 }
 
-/* zlib's CRC-32 continued over a double array, in chunks (crc32 takes a uInt length). */
-static uLong crc_more(uLong crc, const double *v, size_t n) {
+/* zlib's CRC-32 continued over a gn_real array as held in memory, in chunks (crc32 takes a uInt
+ * length). The double build's sums are those of every earlier version. */
+static uLong crc_more(uLong crc, const gn_real *v, size_t n) {
   const unsigned char *p = (const unsigned char *)v;
-  size_t bytes = n * sizeof(double);
+  size_t bytes = n * sizeof(gn_real);
   for (size_t off = 0; off < bytes; off += 1u << 30) {
     size_t len = bytes - off < (1u << 30) ? bytes - off : (1u << 30);
     crc = crc32(crc, p + off, (uInt)len);
@@ -37,7 +38,7 @@ static uLong crc_more(uLong crc, const double *v, size_t n) {
   return crc;
 }
 
-static int64_t crc_of(const double *v, size_t n) { return (int64_t)crc_more(crc32(0L, Z_NULL, 0), v, n); }
+static int64_t crc_of(const gn_real *v, size_t n) { return (int64_t)crc_more(crc32(0L, Z_NULL, 0), v, n); }
 
 /* CRC-32 of the fixed arrays as written: U, then C of every block, F before G. */
 static int64_t crc_fixed(const gn_model *md) {
@@ -99,27 +100,27 @@ static int step_matches_name(const char *path, int64_t step) {
   return GN_OK;
 }
 
-static int write_model(gn_h5 *f, const gn_model *md, const double *theta) {
+static int write_model(gn_h5 *f, const gn_model *md, const gn_real *theta) {
   int64_t dims[2] = {md->d, md->C};
-  CHECK(gn_h5_write_f64(f, "/model/U", 2, dims, md->U));
+  CHECK(gn_h5_write_real(f, "/model/U", 2, dims, md->U));
   CHECK(gn_h5_describe(f, "/model/U", "fixed output map, orthonormal columns: logits = X_B U", "1", "state,class"));
   for (int b = 0; b < md->B; ++b)
     for (int s = 0; s < 2; ++s) {
       char path[128];
       const char *half = s ? "G" : "F";
-      const double *th = theta + gn_model_offset(md, b, s);
+      const gn_real *th = theta + gn_model_offset(md, b, s);
       snprintf(path, sizeof path, "/model/block_%03d/%s/C", b, half);
       int64_t dc[2] = {md->m, md->h};
-      CHECK(gn_h5_write_f64(f, path, 2, dc, md->proj[2 * b + s]));
+      CHECK(gn_h5_write_real(f, path, 2, dc, md->proj[2 * b + s]));
       CHECK(gn_h5_describe(f, path, "fixed random projection (inverted bottleneck)", "1", "in,hidden"));
       snprintf(path, sizeof path, "/model/block_%03d/%s/W", b, half);
       int64_t dw[2] = {md->h, md->m};
-      CHECK(gn_h5_write_f64(f, path, 2, dw, th));
+      CHECK(gn_h5_write_real(f, path, 2, dw, th));
       CHECK(gn_h5_describe(f, path, "trained weights", "1", "hidden,out"));
       snprintf(path, sizeof path, "/model/block_%03d/%s/b", b, half);
       int64_t db[1] = {md->m};
       if (md->hp > md->h) {
-        CHECK(gn_h5_write_f64(f, path, 1, db, th + md->h * md->m));
+        CHECK(gn_h5_write_real(f, path, 1, db, th + md->h * md->m));
         CHECK(gn_h5_describe(f, path, "trained bias", "1", "out"));
       }
     }
@@ -178,7 +179,7 @@ static int not_written(int64_t step, int status) {
 }
 
 int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *meta,
-                  const gn_model *model, const double *theta, gn_opt *opt) {
+                  const gn_model *model, const gn_real *theta, gn_opt *opt) {
   char dir[GN_PATH_MAX + 32], path[GN_PATH_MAX + 64];
   snprintf(dir, sizeof dir, "%s/checkpoints", deck->out_dir);
   int st = GN_OK;
@@ -190,6 +191,7 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
   CHECK(not_written(meta->step, gn_h5_create_atomic(par, path, &f)));
   int status = GN_OK;
   CHECK_GOTO(gn_h5_attr_str(f, "/", "format", "gnrev-checkpoint-1"));
+  CHECK_GOTO(gn_h5_attr_str(f, "/", "precision", GN_PRECISION_NAME));
   CHECK_GOTO(gn_h5_attr_i64(f, "/", "step", meta->step));
   CHECK_GOTO(gn_h5_attr_str(f, "/", "run_id", meta->run_id ? meta->run_id : ""));
   CHECK_GOTO(gn_h5_attr_str(f, "/", "data_fingerprint", meta->data_fp ? meta->data_fp : ""));
@@ -209,7 +211,7 @@ int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *me
     char p[128];
     snprintf(p, sizeof p, "/optimizer/%s", arrays[i].name);
     int64_t dims[1] = {(int64_t)arrays[i].n};
-    CHECK_GOTO(gn_h5_write_f64(f, p, 1, dims, arrays[i].data));
+    CHECK_GOTO(gn_h5_write_real(f, p, 1, dims, arrays[i].data));
     CHECK_GOTO(gn_h5_describe(f, p, "optimizer state in the flat parameter order of docs/output-format.md", "1", "parameter"));
   }
   if (meta->sums)
@@ -328,16 +330,16 @@ static int compare_decks(const gn_par *par, const char *path, const char *old_te
  * and notes in `differs` (the first only, on every rank) when it is not `expect`, the matrix this
  * build makes. */
 static int same_fixed(const gn_par *par, gn_h5 *f, const char *path, const char *what, int64_t rows, int64_t cols,
-                      const double *expect, const char *ckpt, uLong *crc, char *differs, size_t cap) {
+                      const gn_real *expect, const char *ckpt, uLong *crc, char *differs, size_t cap) {
   int64_t row0, nrows;
   gn_par_rows(rows, par->size, par->rank, &row0, &nrows);
-  double *buf = gn_alloc((size_t)(nrows * cols));
+  gn_real *buf = gn_alloc((size_t)(nrows * cols));
   CHECK(gn_par_agree(par, buf ? GN_OK : GN_RAISE(GN_ENOMEM, "out of memory reading %s of %s", what, ckpt)));
-  int st = gn_h5_read_rows_f64(f, path, rows, cols, row0, nrows, buf);
+  int st = gn_h5_read_rows_real(f, path, rows, cols, row0, nrows, buf);
   int64_t mine[2] = {0, 0}; /* this rank's CRC and whether its rows differ */
   if (st == GN_OK) {
     mine[0] = (int64_t)crc_more(crc32(0L, Z_NULL, 0), buf, (size_t)(nrows * cols));
-    mine[1] = nrows > 0 && memcmp(buf, expect + row0 * cols, (size_t)(nrows * cols) * sizeof(double)) != 0;
+    mine[1] = nrows > 0 && memcmp(buf, expect + row0 * cols, (size_t)(nrows * cols) * sizeof(gn_real)) != 0;
   }
   free(buf);
   CHECK(gn_par_agree(par, st));
@@ -348,7 +350,7 @@ static int same_fixed(const gn_par *par, gn_h5 *f, const char *path, const char 
   for (int r = 0; st == GN_OK && r < par->size; ++r) {
     int64_t r0, nr;
     gn_par_rows(rows, par->size, r, &r0, &nr);
-    *crc = crc32_combine(*crc, (uLong)all[2 * r], (z_off_t)((size_t)(nr * cols) * sizeof(double)));
+    *crc = crc32_combine(*crc, (uLong)all[2 * r], (z_off_t)((size_t)(nr * cols) * sizeof(gn_real)));
     if (all[2 * r + 1] && !differs[0]) snprintf(differs, cap, "%s", what);
   }
   free(all);
@@ -405,9 +407,27 @@ static int check_steering(const gn_par *par, gn_h5 *f, const char *path, const c
   return GN_OK;
 }
 
+/* Collective. A run continues in the precision it was trained in: the same steps in float and in
+ * double are different computations (checkpoints of versions before the attribute are double). */
+static int same_precision(gn_h5 *f, const char *path) {
+  char *prec = NULL;
+  if (gn_h5_read_attr_str(f, "/", "precision", &prec) != GN_OK) gn_error_clear();
+  const bool same = strcmp(prec ? prec : "double", GN_PRECISION_NAME) == 0;
+  char was[32];
+  snprintf(was, sizeof was, "%.20s", prec ? prec : "double");
+  free(prec);
+  if (!same)
+    GN_FAIL(GN_EINPUT,
+            "checkpoint %s was written by a %s-precision build of gnrev and this one is %s precision: a run "
+            "continues in the precision it started in. Use a %s-precision build (make PRECISION=%s), or start "
+            "afresh with &checkpoint restart = 'none' or another out_dir",
+            path, was, GN_PRECISION_NAME, was, was);
+  return GN_OK;
+}
+
 /* Collective on par->comm. Reads checkpoint `path` into theta and opt (see gn_ckpt_restart). */
 static int ckpt_read(const gn_par *par, const char *path, const char *deck_text, const gn_model *md,
-                 double *theta, gn_opt *opt, gn_ckpt_state *state) {
+                 gn_real *theta, gn_opt *opt, gn_ckpt_state *state) {
   gn_h5 *f = NULL;
   CHECK(gn_h5_open(par, path, false, &f));
   int status = GN_OK;
@@ -416,6 +436,7 @@ static int ckpt_read(const gn_par *par, const char *path, const char *deck_text,
   CHECK_GOTO(gn_h5_read_attr_str(f, "/", "format", &format));
   if (strcmp(format, "gnrev-checkpoint-1") != 0)
     FAIL_GOTO(GN_EINPUT, "checkpoint %s has format '%s'; this gnrev reads 'gnrev-checkpoint-1'", path, format);
+  CHECK_GOTO(same_precision(f, path));
   if (gn_h5_read_attr_i64(f, "/", "complete", &complete) != GN_OK || complete != 1)
     FAIL_GOTO(GN_EIO, "checkpoint %s is incomplete (no completeness marker): it was cut short while being written", path);
   CHECK_GOTO(gn_h5_read_attr_str(f, "/", "deck", &old_deck));
@@ -433,18 +454,18 @@ static int ckpt_read(const gn_par *par, const char *path, const char *deck_text,
     for (int s = 0; s < 2; ++s) {
       char p[128], what[64];
       const char *half = s ? "G" : "F";
-      double *th = theta + gn_model_offset(md, b, s);
+      gn_real *th = theta + gn_model_offset(md, b, s);
       snprintf(p, sizeof p, "/model/block_%03d/%s/C", b, half);
       snprintf(what, sizeof what, "the projection C of block %d, %s", b, half);
       CHECK_GOTO(same_fixed(par, f, p, what, md->m, md->h, md->proj[2 * b + s], path, &fixed_crc, differs,
                             sizeof differs));
       snprintf(p, sizeof p, "/model/block_%03d/%s/W", b, half);
       int64_t dw[2] = {md->h, md->m};
-      CHECK_GOTO(gn_h5_read_f64_node(f, p, 2, dw, th));
+      CHECK_GOTO(gn_h5_read_real_node(f, p, 2, dw, th));
       if (md->hp > md->h) {
         snprintf(p, sizeof p, "/model/block_%03d/%s/b", b, half);
         int64_t db[1] = {md->m};
-        CHECK_GOTO(gn_h5_read_f64_node(f, p, 1, db, th + md->h * md->m));
+        CHECK_GOTO(gn_h5_read_real_node(f, p, 1, db, th + md->h * md->m));
       }
     }
   CHECK_GOTO(gn_shm_sync(par));
@@ -461,7 +482,7 @@ static int ckpt_read(const gn_par *par, const char *path, const char *deck_text,
     char p[128];
     snprintf(p, sizeof p, "/optimizer/%s", arrays[i].name);
     int64_t dims[1] = {(int64_t)arrays[i].n};
-    CHECK_GOTO(gn_h5_read_f64_node(f, p, 1, dims, arrays[i].data));
+    CHECK_GOTO(gn_h5_read_real_node(f, p, 1, dims, arrays[i].data));
   }
   CHECK_GOTO(gn_shm_sync(par));
   if (crc_optimizer(opt) != crc_o)
@@ -521,7 +542,7 @@ static void set_aside(const char *path) {
 }
 
 int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
-                    const gn_model *model, double *theta, gn_opt *opt, char *path, size_t cap,
+                    const gn_model *model, gn_real *theta, gn_opt *opt, char *path, size_t cap,
                     gn_ckpt_state *state) {
   path[0] = '\0';
   memset(state, 0, sizeof *state);

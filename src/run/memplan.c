@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "gnrev/core/err.h"
+#include "gnrev/core/real.h"
 #include "gnrev/core/sysmem.h"
 #include "gnrev/diag/diag_plan.h"
 #include "gnrev/linalg/pinv.h"
@@ -19,7 +20,7 @@ static size_t bytes(double b) { return b > 1e18 ? (size_t)1e18 : (size_t)b; }
 void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C, int64_t n_train,
                         int64_t n_pool, int64_t n_test, gn_memplan *p) {
   memset(p, 0, sizeof *p);
-  const double D = sizeof(double);
+  const double D = sizeof(gn_real); /* model, data batches, optimizer: gn_real (real.h) */
   const double m = (double)(d / 2), h = (double)deck->hidden, hp = h + (deck->bias ? 1 : 0), B = (double)deck->blocks;
   const double nparams = 2.0 * B * hp * m;
   const int64_t bs = deck->batch_size > 0 && deck->batch_size < n_train ? deck->batch_size : n_train;
@@ -69,9 +70,10 @@ char *gn_memplan_format(const gn_memplan *p) {
   char *out = malloc(cap);
   if (!out) return NULL;
   char b[32];
-  size_t used = (size_t)snprintf(out, cap, "memory for %d rank%s on %d node%s (%d per node; --check sizes the ranks it runs on):\n  node-shared:\n",
+  size_t used = (size_t)snprintf(out, cap, "memory for %d rank%s on %d node%s (%d per node; --check sizes the ranks it runs on), %s precision:\n"
+                                 "  node-shared:\n",
                                  p->ranks_per_node * p->nodes, p->ranks_per_node * p->nodes == 1 ? "" : "s",
-                                 p->nodes, p->nodes == 1 ? "" : "s", p->ranks_per_node);
+                                 p->nodes, p->nodes == 1 ? "" : "s", p->ranks_per_node, GN_PRECISION_NAME);
   for (size_t i = 0; i < sizeof shared / sizeof *shared; ++i) {
     gn_sysmem_str(shared[i].bytes, b, sizeof b);
     used += (size_t)snprintf(out + used, cap - used, "    %-34s %12s\n", shared[i].what, b);

@@ -23,6 +23,7 @@
 #include "gnrev/core/err.h"
 #include "gnrev/core/fs.h"
 #include "gnrev/core/rng.h"
+#include "gnrev/core/real.h"
 #include "gnrev/core/shm.h"
 #include "gnrev/core/sysmem.h"
 #include "gnrev/core/version.h"
@@ -45,8 +46,8 @@ enum { OPT_ARRAYS = 8 /* at most, per optimizer */ };
 typedef struct {
   int64_t step;                 /* the state is theta_step; -1: empty */
   double loss;                  /* its batch loss, as update `step` measured it (NaN before) */
-  double *theta;                /* this rank's slice of the node-shared parameters */
-  double *opt_state;            /* its slices of the optimizer's node-shared arrays, one after the other */
+  gn_real *theta;               /* this rank's slice of the node-shared parameters */
+  gn_real *opt_state;           /* its slices of the optimizer's node-shared arrays, one after the other */
   int64_t t, has_momentum;      /* the optimizer's counters */
   double sums[GN_CKPT_SUMS], guard[GN_CKPT_GUARD];
 } saved_state;
@@ -64,7 +65,7 @@ typedef struct {
   gn_dataset train, test;
   gn_model model;
   gn_shm theta_mem;          /* the parameters, once per node */
-  double *theta;
+  gn_real *theta;
   gn_opt *opt;
   gn_diag *diag;
   gn_runlog *log;
@@ -74,7 +75,7 @@ typedef struct {
   int64_t *perm, perm_epoch;
   int64_t cap;               /* local rows the batch buffers hold */
   int64_t *idx;
-  double *X0, *X, *logits;   /* batch inputs; a state and logits for evaluations */
+  gn_real *X0, *X, *logits;  /* batch inputs; a state and logits for evaluations */
   int32_t *y;
   int64_t n_local, n_batch;  /* the current batch: local and global rows (0: none gathered) */
   int64_t start_step;        /* first update of this run (> 0 after a restart) */
@@ -161,7 +162,7 @@ static void gather_batch(trainer *tr, int64_t epoch, int64_t k) {
  * rows: the same arithmetic as the forward of an update on that batch. */
 static int batch_loss(trainer *tr, double *loss, double *acc) {
   const int64_t n = tr->n_local;
-  if (n > 0) memcpy(tr->X, tr->X0, (size_t)(n * tr->model.d) * sizeof(double));
+  if (n > 0) memcpy(tr->X, tr->X0, (size_t)(n * tr->model.d) * sizeof(gn_real));
   gn_model_forward(&tr->model, tr->theta, n, tr->X, tr->logits);
   double l = 0;
   int64_t c = 0;
@@ -207,7 +208,7 @@ static int keep_record(trainer *tr) {
   gn_opt_record rec;
   if (!gn_opt_last_record(tr->opt, &rec)) return GN_OK;
   if (!tr->pending_values) {
-    tr->pending_values = gn_alloc((size_t)rec.n);
+    tr->pending_values = gn_alloc_f64((size_t)rec.n);
     if (!tr->pending_values) GN_FAIL(GN_ENOMEM, "out of memory for the optimizer's record");
   }
   memcpy(tr->pending_values, rec.values, (size_t)rec.n * sizeof(double));
@@ -273,7 +274,7 @@ static int train_columns(trainer *tr, int64_t step, const gn_step_info *info, do
 /* The guard's copies hold each rank's slice of the node-shared state (gn_shm_slice), so a node
  * holds two copies in all, whatever its rank count. */
 static void state_slice(const trainer *tr, size_t n, size_t *lo, size_t *hi) {
-  gn_shm_slice(tr->par, n, sizeof(double), lo, hi);
+  gn_shm_slice(tr->par, n, sizeof(gn_real), lo, hi);
 }
 
 /* Collective. Room for the two saved states. */
@@ -308,13 +309,13 @@ static void keep_state(trainer *tr, int64_t step) {
   ss->loss = NAN;
   size_t lo, hi;
   state_slice(tr, tr->model.nparams, &lo, &hi);
-  memcpy(ss->theta, tr->theta + lo, (hi - lo) * sizeof(double));
+  memcpy(ss->theta, tr->theta + lo, (hi - lo) * sizeof(gn_real));
   gn_opt_array arrays[OPT_ARRAYS];
   const int k = gn_opt_arrays(tr->opt, arrays, OPT_ARRAYS);
   size_t off = 0;
   for (int i = 0; i < k; ++i) {
     state_slice(tr, arrays[i].n, &lo, &hi);
-    memcpy(ss->opt_state + off, arrays[i].data + lo, (hi - lo) * sizeof(double));
+    memcpy(ss->opt_state + off, arrays[i].data + lo, (hi - lo) * sizeof(gn_real));
     off += hi - lo;
   }
   ss->t = tr->opt->t;
@@ -327,13 +328,13 @@ static void keep_state(trainer *tr, int64_t step) {
 static int put_back(trainer *tr, const saved_state *ss) {
   size_t lo, hi;
   state_slice(tr, tr->model.nparams, &lo, &hi);
-  memcpy(tr->theta + lo, ss->theta, (hi - lo) * sizeof(double));
+  memcpy(tr->theta + lo, ss->theta, (hi - lo) * sizeof(gn_real));
   gn_opt_array arrays[OPT_ARRAYS];
   const int k = gn_opt_arrays(tr->opt, arrays, OPT_ARRAYS);
   size_t off = 0;
   for (int i = 0; i < k; ++i) {
     state_slice(tr, arrays[i].n, &lo, &hi);
-    memcpy(arrays[i].data + lo, ss->opt_state + off, (hi - lo) * sizeof(double));
+    memcpy(arrays[i].data + lo, ss->opt_state + off, (hi - lo) * sizeof(gn_real));
     off += hi - lo;
   }
   tr->opt->t = ss->t;
@@ -417,7 +418,7 @@ static int stop_numeric(trainer *tr, int64_t step, const gn_step_info *info, boo
  * 2^-52 ||before|| (so a bit-identical theta, or one changed only in zeros by a vanishing step, has
  * not moved). before is this rank's slice of theta_step; the sums run over every rank's slice (each
  * node counts the whole vector once, which leaves the ratio as it is). */
-static int moved(const trainer *tr, const double *before, bool *yes) {
+static int moved(const trainer *tr, const gn_real *before, bool *yes) {
   size_t lo, hi;
   state_slice(tr, tr->model.nparams, &lo, &hi);
   double s[2] = {0, 0}; /* |after - before|^2, |before|^2 */
@@ -694,7 +695,7 @@ static void print_summary(trainer *tr, const gn_memplan *plan, bool check_only) 
 /* Collective. theta = the initial parameters, each rank of a node drawing its slice. */
 static int init_params(trainer *tr) {
   size_t lo, hi;
-  gn_shm_slice(tr->par, tr->model.nparams, sizeof(double), &lo, &hi);
+  gn_shm_slice(tr->par, tr->model.nparams, sizeof(gn_real), &lo, &hi);
   gn_model_init_params(&tr->model, tr->deck, lo, hi, tr->theta);
   return gn_shm_sync(tr->par);
 }
@@ -873,7 +874,7 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   if (check_only) goto fail;
 
   const size_t np = tr->model.nparams;
-  CHECK_GOTO(gn_par_agree(par, gn_shm_alloc(par, np * sizeof(double), "the parameters", &tr->theta_mem)));
+  CHECK_GOTO(gn_par_agree(par, gn_shm_alloc(par, np * sizeof(gn_real), "the parameters", &tr->theta_mem)));
   tr->theta = tr->theta_mem.base;
   tr->perm = malloc((size_t)tr->train.n * sizeof(int64_t));
   int st = !tr->perm ? GN_RAISE(GN_ENOMEM, "out of memory for the order of %lld samples", (long long)tr->train.n) : GN_OK;

@@ -1,7 +1,8 @@
 /* h5io.h — the HDF5 layer (parallel HDF5 over MPI-IO). Every call here is Collective on the
  * file's communicator with identical arguments on every rank, unless it says Local, and returns
  * the same status and message on every rank. HDF5 is called only here and in the input reader
- * data_hdf5.c. Datasets are written in double precision (labels as int32/int64). */
+ * data_hdf5.c. Datasets are written in double precision (labels as int32/int64), whatever the
+ * build: the _real calls take gn_real arrays (real.h) and HDF5 converts them, exactly. */
 #ifndef GNREV_H5IO_H
 #define GNREV_H5IO_H
 
@@ -10,6 +11,7 @@
 #include <stdint.h>
 
 #include "gnrev/core/par.h"
+#include "gnrev/core/real.h"
 
 typedef struct gn_h5 gn_h5;
 
@@ -59,14 +61,17 @@ int gn_h5_describe(gn_h5 *f, const char *path, const char *description, const ch
  * contiguous share of the leading dimension (gn_par_rows), so no rank writes it all. An existing
  * dataset of the same shape and type is overwritten in place; any other is replaced. */
 int gn_h5_write_f64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, const double *data);
+int gn_h5_write_real(gn_h5 *f, const char *path, int ndims, const int64_t *dims, const gn_real *data);
 int gn_h5_write_i64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, const int64_t *data);
 /* Reads a whole array into every rank; its shape must equal dims (else GN_EINPUT naming both).
  * Missing dataset: GN_EIO. read_i64 refuses floating-point data (GN_EINPUT). */
 int gn_h5_read_f64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, double *data);
+int gn_h5_read_real(gn_h5 *f, const char *path, int ndims, const int64_t *dims, gn_real *data);
 int gn_h5_read_i64(gn_h5 *f, const char *path, int ndims, const int64_t *dims, int64_t *data);
 /* The same into node-shared memory (shm.h): each node reads the array once, its ranks a share of
  * the rows each; complete on every rank of the node after a gn_shm_sync. */
 int gn_h5_read_f64_node(gn_h5 *f, const char *path, int ndims, const int64_t *dims, double *data);
+int gn_h5_read_real_node(gn_h5 *f, const char *path, int ndims, const int64_t *dims, gn_real *data);
 /* Local. Shape of a dataset (ndims <= 3; missing: GN_EIO, more dimensions: GN_EINPUT). */
 int gn_h5_shape(gn_h5 *f, const char *path, int *ndims, int64_t dims[3]);
 
@@ -75,10 +80,14 @@ int gn_h5_shape(gn_h5 *f, const char *path, int *ndims, int64_t dims[3]);
  * all ranks, give GN_EINTERNAL on every rank. Overwrites like gn_h5_write_f64. */
 int gn_h5_write_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0,
                          int64_t nrows, const double *local);
+int gn_h5_write_rows_real(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows,
+                          const gn_real *local);
 /* Reads this rank's rows [row0, row0 + nrows) of a rows x cols dataset (nrows may be 0); a shape
  * other than rows x cols is GN_EINPUT. */
 int gn_h5_read_rows_f64(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows,
                         double *local);
+int gn_h5_read_rows_real(gn_h5 *f, const char *path, int64_t rows, int64_t cols, int64_t row0, int64_t nrows,
+                         gn_real *local);
 /* Extendible 1-D series: appends one value to each dataset group/names[i] (created, chunked,
  * on first use). Every rank passes the same values; rank 0 writes them. Each series grows by
  * one, whatever its length (series added later are shorter). */

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "gnrev/core/err.h"
+#include "gnrev/core/real.h"
 
 typedef struct {
   MPI_Comm comm;  /* the run's communicator (a dup of MPI_COMM_WORLD or a test's) */
@@ -82,6 +83,9 @@ void gn_par_counts(int64_t n, int size, int64_t per, int *cnt, int *dsp);
 /* Collective on par->comm. In-place sum of n doubles over all ranks (chunked past INT_MAX). */
 int gn_par_sum(const gn_par *par, double *buf, size_t n);
 
+/* The same for n gn_real (real.h). */
+int gn_par_sum_real(const gn_par *par, gn_real *buf, size_t n);
+
 /* Collective on par->comm. In-place sum of n int64 over all ranks. */
 int gn_par_sum_i64(const gn_par *par, int64_t *buf, size_t n);
 
@@ -96,18 +100,18 @@ typedef struct {
   int n;               /* requests */
   MPI_Request *req;
   int *counts;         /* per piece, the node ranks' shares */
-  const double *src;   /* what the sum was started with, for the second stage */
-  double *dst;
+  const gn_real *src;  /* what the sum was started with, for the second stage */
+  gn_real *dst;
   size_t len;
 } gn_par_pending;
 
-/* Collective on par->comm. dst (len doubles of node-shared memory, shm.h) = the sum over every
- * rank of its private src (len doubles). Within a node the sum is reduce-scattered in pieces
+/* Collective on par->comm. dst (len values of node-shared memory, shm.h) = the sum over every
+ * rank of its private src (len values). Within a node the sum is reduce-scattered in pieces
  * straight into dst, each node rank receiving a share; across nodes each share is summed once
  * (by the ranks of equal node_rank) or, on nodes of unequal sizes, by the node leaders. Begin
  * starts the first stage and returns (src and dst stay untouched by the caller until _end);
  * _end completes it. dst is visible to the whole node only after a gn_shm_sync. */
-int gn_par_sum_to_node_begin(const gn_par *par, const double *src, size_t len, double *dst, gn_par_pending *p);
+int gn_par_sum_to_node_begin(const gn_par *par, const gn_real *src, size_t len, gn_real *dst, gn_par_pending *p);
 int gn_par_sum_to_node_end(const gn_par *par, gn_par_pending *p);
 
 /* Local. Wall-clock seconds. */

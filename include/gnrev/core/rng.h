@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gnrev/core/real.h"
+
 /* One stream id per use, so no two uses ever share numbers. Never renumber: checkpoints and
  * published runs depend on them. */
 enum gn_rng_stream {
@@ -35,6 +37,10 @@ double gn_rng_normal(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t inde
 /* Local. out[i] = scale * normal(index0 + i) for i < n. */
 void gn_rng_fill_normal(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t index0, size_t n,
                         double scale, double *out);
+/* The same into gn_real: each value drawn in double, then rounded, so both builds draw the same
+ * numbers. */
+void gn_rng_fill_normal_real(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t index0, size_t n, double scale,
+                             gn_real *out);
 
 /* Local. Uniform integer in [0, bound) without modulo bias (bound >= 1). */
 uint64_t gn_rng_below(uint64_t seed, uint32_t stream, uint32_t sub, uint64_t index, uint64_t bound);

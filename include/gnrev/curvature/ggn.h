@@ -11,6 +11,7 @@
 #include "gnrev/input/deck.h"
 #include "gnrev/model/model.h"
 #include "gnrev/core/par.h"
+#include "gnrev/core/real.h"
 
 typedef struct {
   int64_t N;            /* samples */
@@ -34,8 +35,8 @@ typedef struct {
  * entry positive (this fixes the sign of gamma). Results are replicated on every rank. Uses the
  * model's workspace (nmax >= 1). Memory: the NTK rows (ntk.h) plus 2 n_local C x N cols per rank;
  * rank 0 also the whole Gram and ~2 (N cols)^2 of DSYEVD workspace (cols = C or ggn_mc_samples). */
-int gn_ggn_compute(const gn_par *par, const gn_model *model, const gn_deck *deck, const double *theta,
-                   int64_t n_local, int64_t N, const double *X_local, const int32_t *y_local,
+int gn_ggn_compute(const gn_par *par, const gn_model *model, const gn_deck *deck, const gn_real *theta,
+                   int64_t n_local, int64_t N, const gn_real *X_local, const int32_t *y_local,
                    int64_t step, gn_ggn *out);
 void gn_ggn_free(gn_ggn *g);
 
@@ -43,14 +44,14 @@ void gn_ggn_free(gn_ggn *g);
 typedef struct {
   int64_t cols;   /* columns of S per sample (C exact, ggn_mc_samples mc) */
   int64_t row0;   /* this rank's first sample */
-  double *S;      /* N x C x cols: S_n row-major (row = output unit, column = factor column) */
-  double *evecs;  /* k x (N cols): the Gram eigenvectors e~_k as rows, largest eigenvalue first */
+  gn_real *S;      /* N x C x cols: S_n row-major (row = output unit, column = factor column) */
+  gn_real *evecs;  /* k x (N cols): the Gram eigenvectors e~_k as rows, largest eigenvalue first */
 } gn_ggn_factors;
 
 /* Collective on par->comm. gn_ggn_compute without the gradient overlap (left 0), keeping the
  * factors S and the top-k Gram eigenvectors in *factors (free with gn_ggn_factors_free). */
-int gn_ggn_compute_factors(const gn_par *par, const gn_model *model, const gn_deck *deck, const double *theta,
-                           int64_t n_local, int64_t N, const double *X_local, const int32_t *y_local,
+int gn_ggn_compute_factors(const gn_par *par, const gn_model *model, const gn_deck *deck, const gn_real *theta,
+                           int64_t n_local, int64_t N, const gn_real *X_local, const int32_t *y_local,
                            int64_t step, gn_ggn *out, gn_ggn_factors *factors);
 void gn_ggn_factors_free(gn_ggn_factors *f);
 

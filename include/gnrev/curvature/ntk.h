@@ -11,6 +11,7 @@
 #include "gnrev/input/deck.h"
 #include "gnrev/model/model.h"
 #include "gnrev/core/par.h"
+#include "gnrev/core/real.h"
 
 /* K for p samples, split by samples: this rank owns samples [row0, row0 + nrows) (gn_par_rows(p))
  * and so rows [row0*C, (row0+nrows)*C) of K, all p*C columns. Index (i, a) = i*C + a. */
@@ -18,7 +19,7 @@ typedef struct {
   int64_t p;        /* samples */
   int C;            /* classes */
   int64_t row0, nrows;
-  double *K;        /* (nrows*C) x (p*C) row-major */
+  gn_real *K;        /* (nrows*C) x (p*C) row-major */
   int nhalf;        /* half-blocks, 2B */
   double *half_trace; /* nhalf, on every rank: trace of half-block (b, s)'s term at index 2b + s,
                        * = ||J_bs||_F^2 over that half-block's parameters; they sum to trace K */
@@ -30,8 +31,8 @@ typedef struct {
  * and rank (n local samples): C VJPs O(C n m h), allgather of p (hp + C m) doubles, GEMMs
  * O(n p hp + n p C^2 m). Memory per rank: 2 n C x p C (K and a scratch Gram), n C d cotangents,
  * p hp + p C m gathered rows. */
-int gn_ntk_compute(const gn_par *par, const gn_model *model, const double *theta, int64_t p,
-                   const double *X_local, gn_ntk *K);
+int gn_ntk_compute(const gn_par *par, const gn_model *model, const gn_real *theta, int64_t p,
+                   const gn_real *X_local, gn_ntk *K);
 void gn_ntk_free(gn_ntk *K);
 
 /* Collective on par->comm. The k largest eigenvalues of K (1 <= k <= p C), descending, on every
@@ -62,14 +63,14 @@ int gn_ntk_compare(const gn_par *par, const gn_ntk *K0, const gn_ntk *K, uint64_
  * cotangent v (g = J^T v, summed over every rank into g, nparams of node-shared memory) and one
  * forward-mode pass (J g). v_local holds this rank's nrows x d entries of v. Cost about that of an
  * SGD step on the probe rows. */
-int gn_ntk_output_kv(const gn_par *par, const gn_model *model, const double *theta, int64_t nrows,
-                     const double *X_local, const double *v_local, double *g, double *Kv_local);
+int gn_ntk_output_kv(const gn_par *par, const gn_model *model, const gn_real *theta, int64_t nrows,
+                     const gn_real *X_local, const gn_real *v_local, gn_real *g, gn_real *Kv_local);
 
 /* Collective on par->comm. delta (nparams, node-shared: shm.h) = J^T w: the parameter gradient of
  * sum_i w_i . logit_i over all ranks' rows, by one backpropagation of the output cotangent w
  * (state cotangent w U^T). X_local (n_local x d) is not modified; w_local is n_local x C. Used
  * to raise output-space vectors to parameter space (MP step, ViViT directions, mean gradient). */
-int gn_ntk_jt_apply(const gn_par *par, const gn_model *model, const double *theta, int64_t n_local,
-                    const double *X_local, const double *w_local, double *delta);
+int gn_ntk_jt_apply(const gn_par *par, const gn_model *model, const gn_real *theta, int64_t n_local,
+                    const gn_real *X_local, const gn_real *w_local, gn_real *delta);
 
 #endif

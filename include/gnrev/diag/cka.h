@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "gnrev/core/par.h"
+#include "gnrev/core/real.h"
 
 /* A fixed reference representation (e.g. a layer at step 0) compared against many later ones:
  * kept centred, with its own norm computed once. */
@@ -20,24 +21,24 @@ typedef struct {
   int64_t n;       /* samples over all ranks */
   int64_t n_local; /* samples on this rank */
   int64_t p;       /* features (columns) */
-  double *Xc;      /* n_local x p row-major, centred with the global column means */
+  gn_real *Xc;      /* n_local x p row-major, centred with the global column means */
   double self;     /* ||Xc^T Xc||_F */
 } gn_cka_ref;
 
 /* Collective on par->comm. Builds ref from this rank's n_local rows of X (leading dimension ldx)
  * of an n x p representation. */
-int gn_cka_ref_create(const gn_par *par, int64_t n_local, int64_t n, int64_t p, const double *X,
+int gn_cka_ref_create(const gn_par *par, int64_t n_local, int64_t n, int64_t p, const gn_real *X,
                       int64_t ldx, gn_cka_ref *ref);
 /* Local. Frees ref's buffer (a zeroed ref is a no-op). */
 void gn_cka_ref_free(gn_cka_ref *ref);
 
 /* Collective on par->comm. *cka = CKA(ref, Y) for this rank's ref->n_local rows of the n x q
  * representation Y (leading dimension ldy), in [0, 1] up to rounding. */
-int gn_cka_compare(const gn_par *par, const gn_cka_ref *ref, int64_t q, const double *Y, int64_t ldy,
+int gn_cka_compare(const gn_par *par, const gn_cka_ref *ref, int64_t q, const gn_real *Y, int64_t ldy,
                    double *cka);
 
 /* Collective on par->comm. One-off CKA(X, Y) of an n x p and an n x q representation. */
-int gn_cka(const gn_par *par, int64_t n_local, int64_t n, int64_t p, const double *X, int64_t ldx,
-           int64_t q, const double *Y, int64_t ldy, double *cka);
+int gn_cka(const gn_par *par, int64_t n_local, int64_t n, int64_t p, const gn_real *X, int64_t ldx,
+           int64_t q, const gn_real *Y, int64_t ldy, double *cka);
 
 #endif

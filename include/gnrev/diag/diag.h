@@ -13,6 +13,7 @@
 #include "gnrev/core/h5io.h"
 #include "gnrev/model/model.h"
 #include "gnrev/core/par.h"
+#include "gnrev/core/real.h"
 
 typedef struct gn_diag gn_diag;
 
@@ -25,7 +26,7 @@ typedef struct gn_diag gn_diag;
  * diagnostics overwrite that workspace. With every diagnostic off, *diag is a valid object whose
  * calls do nothing. */
 int gn_diag_create(const gn_par *par, const gn_deck *deck, const gn_model *model,
-                   const gn_dataset *train, const double *theta0, gn_h5 *run, const char *run_path,
+                   const gn_dataset *train, const gn_real *theta0, gn_h5 *run, const char *run_path,
                    const char *xmf_path, gn_diag **diag);
 void gn_diag_free(gn_diag *diag);
 
@@ -34,12 +35,12 @@ void gn_diag_free(gn_diag *diag);
  * first ggn_samples rows of the batch about to be used (this rank's gn_par_rows(n_global) share
  * in X_local, y_local; n_global = 0 skips the GGN). Appends to run.h5 and rewrites run.xmf when
  * matrices were added. */
-int gn_diag_step(gn_diag *diag, int64_t step, const double *theta, int64_t n_local, int64_t n_global,
-                 const double *X_local, const int32_t *y_local);
+int gn_diag_step(gn_diag *diag, int64_t step, const gn_real *theta, int64_t n_local, int64_t n_global,
+                 const gn_real *X_local, const int32_t *y_local);
 
 /* Collective on par->comm. The NTK, CKA and weight diagnostics at the final parameters (step T),
  * whatever their period, unless already recorded at T (the GGN needs a batch: not run). */
-int gn_diag_final(gn_diag *diag, int64_t step, const double *theta);
+int gn_diag_final(gn_diag *diag, int64_t step, const gn_real *theta);
 
 /* Collective. gn_diag_save writes theta0 under /diagnostics of an open checkpoint file.
  * gn_diag_load reads it back from the checkpoint of step `step` (its attribute "step"), rebuilds

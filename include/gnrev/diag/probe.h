@@ -9,12 +9,13 @@
 #include "gnrev/core/par.h"
 #include "gnrev/input/data.h"
 #include "gnrev/input/deck.h"
+#include "gnrev/core/real.h"
 
 /* A probe set of p samples. */
 typedef struct {
   int64_t p;            /* samples over all ranks */
   int64_t row0, nrows;  /* this rank's share */
-  double *X;            /* nrows x d inputs */
+  gn_real *X;            /* nrows x d inputs */
   int64_t *index;       /* p: the training samples drawn, in probe order (the same on every rank) */
 } gn_probe;
 

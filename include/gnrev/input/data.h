@@ -12,6 +12,7 @@
 
 #include "gnrev/input/deck.h"
 #include "gnrev/core/par.h"
+#include "gnrev/core/real.h"
 
 typedef struct {
   int64_t n;          /* samples trained on (the first n of the pool) */
@@ -47,6 +48,6 @@ void gn_data_free(gn_dataset *set);
 
 /* Local. Copies rows idx[0..n) of set into x (n x d doubles, row-major) and y (n labels; y may
  * be NULL when only the samples are wanted). */
-void gn_data_gather(const gn_dataset *set, const int64_t *idx, int64_t n, double *x, int32_t *y);
+void gn_data_gather(const gn_dataset *set, const int64_t *idx, int64_t n, gn_real *x, int32_t *y);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "gnrev/input/deck.h"
 #include "gnrev/core/par.h"
+#include "gnrev/core/real.h"
 
 typedef struct {
   gn_pinv_kind kind;  /* gram (Gram + PDSYEVD), svd (PDGESVD), damped */
@@ -50,8 +51,8 @@ size_t gn_pinv_bytes(int nranks, int64_t n, int64_t hp, int64_t m);
  * fails (the message names the routine), GN_EINPUT for negative rtol/atol or damping <= 0 with
  * kind damped. Wide (n <= hp): gram and damped use PDSYEVD of A A^T, svd PDGESVD of A^T. Tall
  * (n > hp): every kind uses the eigenpairs of A^T A (rank 0, serial DSYEVD). */
-int gn_pinv_apply(gn_pinv_ctx *ctx, const gn_pinv_opts *opts, const double *A_local,
-                  const double *T_local, double *dtheta, double *AdTheta_local, gn_pinv_info *info);
+int gn_pinv_apply(gn_pinv_ctx *ctx, const gn_pinv_opts *opts, const gn_real *A_local,
+                  const gn_real *T_local, gn_real *dtheta, gn_real *AdTheta_local, gn_pinv_info *info);
 
 /* ---- staged use (wide route, kinds gram and damped): the GN sweep forms every half-block's Gram
  * matrix first, solves all their eigenproblems at once, then solves each right-hand side as the
@@ -59,7 +60,7 @@ int gn_pinv_apply(gn_pinv_ctx *ctx, const gn_pinv_opts *opts, const double *A_lo
 
 /* Collective. Slot's K = L R^T (n x n) for this rank's nrows x w rows of L and R (w <= hp); R == L
  * forms the symmetric A A^T by a rank-w update. GN_ENUMERIC for a non-finite entry. */
-int gn_pinv_gram(gn_pinv_ctx *ctx, int slot, const double *L_local, const double *R_local, int64_t w,
+int gn_pinv_gram(gn_pinv_ctx *ctx, int slot, const gn_real *L_local, const gn_real *R_local, int64_t w,
                  gn_pinv_info *info);
 
 /* Collective. Eigenpairs of every slot with a Gram matrix not yet decomposed; with several such
@@ -69,12 +70,12 @@ int gn_pinv_eigen(gn_pinv_ctx *ctx, gn_pinv_info *info);
 /* Collective. For this rank's rows of T (nrows x m): Z_local = this rank's rows of K^+ T with the
  * truncation of opts applied to the slot's eigenvalues (the weights of A^+ = A^T K^+), and
  * AdT_local (optional) its rows of A A^+ T = K K^+ T. info gets the kept count and sigma_max. */
-int gn_pinv_solve(gn_pinv_ctx *ctx, int slot, const gn_pinv_opts *opts, const double *T_local, double *Z_local,
-                  double *AdT_local, gn_pinv_info *info);
+int gn_pinv_solve(gn_pinv_ctx *ctx, int slot, const gn_pinv_opts *opts, const gn_real *T_local, gn_real *Z_local,
+                  gn_real *AdT_local, gn_pinv_info *info);
 
 /* Collective. dtheta (hp x m, node-shared) = sum over the ranks of A_r^T Z_r, in pieces of rows
  * (no rank holds more than two pieces of 8 MB). GN_ENUMERIC for a non-finite product. */
-int gn_pinv_sum_rows(gn_pinv_ctx *ctx, const double *A_local, const double *Z_local, double *dtheta,
+int gn_pinv_sum_rows(gn_pinv_ctx *ctx, const gn_real *A_local, const gn_real *Z_local, gn_real *dtheta,
                      gn_pinv_info *info);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "gnrev/core/par.h"
+#include "gnrev/core/real.h"
 
 /* Collective on par->comm. The n x n symmetric matrix's rows are split in contiguous blocks of
  * `block` rows (rank r owns rows [r block, min((r + 1) block, n)), as gn_par_rows gives for
@@ -18,7 +19,7 @@
  * allreduce of kvec n doubles. `what` names the matrix in messages. GN_ENUMERIC for a non-finite
  * entry, GN_ELIB when ScaLAPACK fails, GN_ENOMEM, GN_EINPUT for bad sizes. Memory per rank about
  * 3 n^2 / P doubles (two 2-D copies and the PDSYEVD workspace) plus kvec n. */
-int gn_symeig_rows(const gn_par *par, int64_t n, int64_t block, const double *rows_local, double *w,
-                   int64_t kvec, double *vecs, const char *what);
+int gn_symeig_rows(const gn_par *par, int64_t n, int64_t block, const gn_real *rows_local, gn_real *w,
+                   int64_t kvec, gn_real *vecs, const char *what);
 
 #endif

@@ -8,13 +8,14 @@
 
 #include "gnrev/core/par.h"
 #include "gnrev/model/model.h"
+#include "gnrev/core/real.h"
 
 /* Collective on par->comm. X (n x d) holds X_B of this rank's rows on entry, dX its state cotangent;
  * on return X holds X_0 and dX dL/dX_0. grad (nparams, node-shared: shm.h) = the sum over all
  * ranks of the parameter gradient of their rows, visible on every rank of each node. The rows are
  * walked in chunks of model->nmax; work holds hp * m doubles (one half-block). par == NULL: this
  * process's rows only, grad private. */
-int gn_backprop_sum(const gn_par *par, const gn_model *model, const double *theta, int64_t n, double *X,
-                    double *dX, double *grad, double *work);
+int gn_backprop_sum(const gn_par *par, const gn_model *model, const gn_real *theta, int64_t n, gn_real *X,
+                    gn_real *dX, gn_real *grad, gn_real *work);
 
 #endif

@@ -14,6 +14,7 @@
 #include "gnrev/core/par.h"
 #include "gnrev/core/shm.h"
 #include "gnrev/input/deck.h"
+#include "gnrev/core/real.h"
 
 typedef struct {
   int B;            /* blocks */
@@ -21,16 +22,16 @@ typedef struct {
   int64_t h, hp;    /* hidden width, feature width (h + bias) */
   int C;            /* classes (output width) */
   gn_activation *act; /* activation of each block (block 0 identity if linear_first_block) */
-  double **proj;    /* proj[2b+s]: fixed C matrix of half-block (b, s), m x h row-major */
-  double *U;        /* output map, d x C row-major, orthonormal columns */
+  gn_real **proj;    /* proj[2b+s]: fixed C matrix of half-block (b, s), m x h row-major */
+  gn_real *U;        /* output map, d x C row-major, orthonormal columns */
   gn_shm fixed;     /* the block holding every C and U, once per node */
   size_t nparams;   /* 2 B hp m */
   /* workspace, sized by gn_model_reserve: hot paths never allocate. Every kernel below may
    * overwrite any of them, so callers keep their own copies of anything they need. */
   int64_t nmax;     /* rows the workspace holds */
-  double *wA;       /* nmax x hp: a feature matrix A(z) = [phi(z C), 1] */
-  double *wV;       /* nmax x h: a tangent v C or a cotangent g W^T in feature space */
-  double *wM;       /* 2 m x m: C W and z^T g, for linear blocks evaluated as z (C W) */
+  gn_real *wA;       /* nmax x hp: a feature matrix A(z) = [phi(z C), 1] */
+  gn_real *wV;       /* nmax x h: a tangent v C or a cotangent g W^T in feature space */
+  gn_real *wM;       /* 2 m x m: C W and z^T g, for linear blocks evaluated as z (C W) */
 } gn_model;
 
 /* Collective on par->node (Local with par == NULL). Builds the fixed parts (C from GN_RNG_PROJ_C,
@@ -48,7 +49,7 @@ size_t gn_model_offset(const gn_model *model, int b, int s);
 
 /* Local. Entries [lo, hi) of the initial parameters: W ~ N(0, init_std^2) from GN_RNG_INIT_W,
  * b = 0 (whatever [lo, hi), each entry gets the value of the whole vector's draw). */
-void gn_model_init_params(const gn_model *model, const gn_deck *deck, size_t lo, size_t hi, double *theta);
+void gn_model_init_params(const gn_model *model, const gn_deck *deck, size_t lo, size_t hi, gn_real *theta);
 
 /* Local. Flops of the matrix products (not the element-wise passes) that one call of
  * gn_model_forward (with logits) or gn_model_backward (with grad) makes on n rows; and those of one
@@ -59,50 +60,50 @@ double gn_model_flops_backward(const gn_model *model, int64_t n);
 double gn_model_flops_half(const gn_model *model, int b, int64_t n, char kind);
 
 /* Local. A = A(z) for half-block (b, s): z is n x m with leading dimension ldz; A is n x hp. */
-void gn_model_features(const gn_model *model, int b, int s, int64_t n, const double *z, int64_t ldz,
-                       double *A);
+void gn_model_features(const gn_model *model, int b, int s, int64_t n, const gn_real *z, int64_t ldz,
+                       gn_real *A);
 
 /* Local. out (n x m, ld ldo) += sign * F_bs(z); out must not overlap z. */
-void gn_model_half_forward(const gn_model *model, const double *theta, int b, int s, int64_t n,
-                           const double *z, int64_t ldz, double sign, double *out, int64_t ldo);
+void gn_model_half_forward(const gn_model *model, const gn_real *theta, int b, int s, int64_t n,
+                           const gn_real *z, int64_t ldz, double sign, gn_real *out, int64_t ldo);
 
 /* Local. out (n x m, ld ldo) = J_bs(z)[v]: the JVP of F_bs at z along input tangent v (n x m). */
-void gn_model_half_jvp(const gn_model *model, const double *theta, int b, int s, int64_t n,
-                       const double *z, int64_t ldz, const double *v, int64_t ldv, double *out,
+void gn_model_half_jvp(const gn_model *model, const gn_real *theta, int b, int s, int64_t n,
+                       const gn_real *z, int64_t ldz, const gn_real *v, int64_t ldv, gn_real *out,
                        int64_t ldo);
 
 /* Local. The same JVP when the features A = A_bs(z) (n x hp, ld hp) are at hand: phi' is read off
  * them, so the GN sweep computes each feature matrix once. A is not modified. */
-void gn_model_half_jvp_features(const gn_model *model, const double *theta, int b, int s, int64_t n,
-                                const double *A, const double *v, int64_t ldv, double *out, int64_t ldo);
+void gn_model_half_jvp_features(const gn_model *model, const gn_real *theta, int b, int s, int64_t n,
+                                const gn_real *A, const gn_real *v, int64_t ldv, gn_real *out, int64_t ldo);
 
 /* Local. The VJP of F_bs at z with output cotangent g (n x m): gz (n x m, ld ldgz) += J^T g,
  * and, when dtheta is not NULL, dtheta (hp x m) += A(z)^T g. */
-void gn_model_half_vjp(const gn_model *model, const double *theta, int b, int s, int64_t n,
-                       const double *z, int64_t ldz, const double *g, int64_t ldg, double *gz,
-                       int64_t ldgz, double *dtheta);
+void gn_model_half_vjp(const gn_model *model, const gn_real *theta, int b, int s, int64_t n,
+                       const gn_real *z, int64_t ldz, const gn_real *g, int64_t ldg, gn_real *gz,
+                       int64_t ldgz, gn_real *dtheta);
 
 /* Local. Block b forward, in place on X (n x d): (x1, x2) -> (y1, y2). */
-void gn_model_block_forward(const gn_model *model, const double *theta, int b, int64_t n, double *X);
+void gn_model_block_forward(const gn_model *model, const gn_real *theta, int b, int64_t n, gn_real *X);
 
 /* Local. Block b inverse, in place: (y1, y2) -> (x1, x2). */
-void gn_model_block_inverse(const gn_model *model, const double *theta, int b, int64_t n, double *X);
+void gn_model_block_inverse(const gn_model *model, const gn_real *theta, int b, int64_t n, gn_real *X);
 
 /* Local. Whole network in place: X (n x d) becomes X_B; logits (n x C) = X_B U unless logits is
  * NULL. */
-void gn_model_forward(const gn_model *model, const double *theta, int64_t n, double *X, double *logits);
+void gn_model_forward(const gn_model *model, const gn_real *theta, int64_t n, gn_real *X, gn_real *logits);
 
 /* Local. One half-block of gn_model_backward, in its order (b = B-1 .. 0, G before F): X and dX
  * (n x d) go from the half-block's output to its input, and dtheta (hp x m, NULL: none) += the
  * gradient of its Theta for these rows. */
-void gn_model_backward_half(const gn_model *model, const double *theta, int b, int s, int64_t n, double *X,
-                            double *dX, double *dtheta);
+void gn_model_backward_half(const gn_model *model, const gn_real *theta, int b, int s, int64_t n, gn_real *X,
+                            gn_real *dX, gn_real *dtheta);
 
 /* Local. Backpropagation from the top: X holds X_B on entry and X_0 on return (inputs are
  * recomputed with the inverse, no activations stored); dX holds dL/dX_B on entry (n x d) and
  * dL/dX_0 on return; grad (nparams) += dL/dtheta for these rows (sum over local rows only), or
  * only dX when grad is NULL. */
-void gn_model_backward(const gn_model *model, const double *theta, int64_t n, double *X, double *dX,
-                       double *grad);
+void gn_model_backward(const gn_model *model, const gn_real *theta, int64_t n, gn_real *X, gn_real *dX,
+                       gn_real *grad);
 
 #endif

@@ -12,6 +12,7 @@
 #include "gnrev/model/model.h"
 #include "gnrev/core/par.h"
 #include "gnrev/linalg/pinv.h"
+#include "gnrev/core/real.h"
 
 /* What one step did, per half-block (index 2b+s), plus phase times on this rank (seconds). */
 typedef struct {
@@ -45,8 +46,8 @@ const gn_sweep_stats *gn_sweep_last(const gn_sweep *gn);
  * whose local rows are X0 (n x d, not modified) and labels y, n_global rows in all:
  * theta_new = theta - lr * delta. On return logits (n x C) hold the pre-update outputs.
  * A non-finite residual or update is GN_ENUMERIC naming the half-block. */
-int gn_sweep_direction(gn_sweep *gn, const double *theta, int64_t n, int64_t n_global, const double *X0,
-                    const int32_t *y, double *logits, double *delta);
+int gn_sweep_direction(gn_sweep *gn, const gn_real *theta, int64_t n, int64_t n_global, const gn_real *X0,
+                    const int32_t *y, gn_real *logits, gn_real *delta);
 
 /* Local. The sweep's record of the last step of a gn optimizer (optim.h); NULL for other methods. */
 struct gn_opt;

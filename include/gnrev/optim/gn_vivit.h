@@ -8,6 +8,7 @@
 
 #include "gnrev/curvature/ggn.h"
 #include "gnrev/input/deck.h"
+#include "gnrev/core/real.h"
 
 /* Bootstrap: replicates, candidate grid delta_j = lambda_ref 10^(BOOT_GRID_LOW + j) for
  * j < BOOT_GRID (1e-6 .. 1e6 times lambda_ref, the mean of the top-k curvatures lambda_k), and the

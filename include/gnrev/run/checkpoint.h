@@ -10,6 +10,7 @@
 #include "gnrev/model/model.h"
 #include "gnrev/optim/optim.h"
 #include "gnrev/core/par.h"
+#include "gnrev/core/real.h"
 #include "gnrev/run/runlog.h"
 
 /* Running sums over the epoch's batches so far (the mini-batch train columns' running mean):
@@ -41,7 +42,7 @@ typedef struct {
 /* Collective on par->comm. Writes the checkpoint of `meta->step` into deck->out_dir, then
  * removes the oldest ones beyond deck->keep (never step 0, nor the best of meta->guard). */
 int gn_ckpt_write(const gn_par *par, const gn_deck *deck, const gn_ckpt_meta *meta,
-                  const gn_model *model, const double *theta, gn_opt *opt);
+                  const gn_model *model, const gn_real *theta, gn_opt *opt);
 
 /* What a restart recovered. */
 typedef struct {
@@ -68,7 +69,7 @@ void gn_ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap);
  * otherwise), and that its deck differs from deck_text only in keys that may change between runs
  * (GN_EINPUT naming the differing keys otherwise; allowed changes are reported on rank 0). */
 int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
-                    const gn_model *model, double *theta, gn_opt *opt, char *path, size_t cap,
+                    const gn_model *model, gn_real *theta, gn_opt *opt, char *path, size_t cap,
                     gn_ckpt_state *state);
 
 
