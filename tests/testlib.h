@@ -20,6 +20,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <float.h>
+
+#include "gnrev/core/real.h"
+
+/* ---- tolerances in both precisions -------------------------------------------------------------
+ * A check states the tolerance it needs in the double build; these give the one of this build
+ * (make PRECISION=single builds gn_real = float, include/gnrev/core/real.h). Derivation: an error
+ * made of rounding grows with the unit roundoff, by GT_EPS_RATIO = FLT_EPSILON / DBL_EPSILON
+ * (5.4e8) from double to float, so a rounding-level tolerance keeps its headroom when multiplied
+ * by it; it is capped at GT_TOL_CAP (1e-3), well below the O(1) or O(1e-2) errors of a wrong
+ * formula, so every check can still fail. A central difference with step h has truncation error
+ * O(h^2) and rounding error O(eps / h): its best step grows with eps^(1/3) and its error with
+ * eps^(2/3), which gt_fd_step and gt_fd_tol apply (capped at 1e-2). In the double build all three
+ * return their argument. */
+#define GT_SINGLE (sizeof(gn_real) == sizeof(float))
+#define GT_EPS_RATIO ((double)GN_REAL_EPS / DBL_EPSILON)
+#define GT_TOL_CAP 1e-3
+__attribute__((unused)) static double gt_tol(double tol_double) {
+  if (!GT_SINGLE) return tol_double;
+  const double t = tol_double * GT_EPS_RATIO;
+  return t < GT_TOL_CAP ? t : (tol_double > GT_TOL_CAP ? tol_double : GT_TOL_CAP);
+}
+__attribute__((unused)) static double gt_fd_step(double h_double) {
+  return GT_SINGLE ? h_double * cbrt(GT_EPS_RATIO) : h_double;
+}
+__attribute__((unused)) static double gt_fd_tol(double tol_double) {
+  if (!GT_SINGLE) return tol_double;
+  const double t = tol_double * pow(GT_EPS_RATIO, 2.0 / 3.0);
+  return t < 1e-2 ? t : (tol_double > 1e-2 ? tol_double : 1e-2);
+}
+
 static int gt_passed_ = 0, gt_failed_ = 0, gt_skipped_ = 0, gt_planned_ = -1;
 
 /* This process's rank in MPI_COMM_WORLD (0 without MPI); remembered, so that gt_finish may run
