@@ -28,6 +28,12 @@ ifeq ($(SANITIZE),1)
 endif
 # PRECISION=single: model, data, SGD/Adam/GN arithmetic in float (gn_real, include/gnrev/core/real.h)
 # in build-single/; double is the default. A sanitized single build goes to build-san-single/.
+# A build folder keeps its precision: BUILD=build-single (as the tests pass it on) means single.
+ifeq ($(origin PRECISION),undefined)
+  ifneq (,$(filter %-single,$(BUILD)))
+    PRECISION := single
+  endif
+endif
 PRECISION ?= double
 ifeq ($(PRECISION),single)
   PREC_DEF := -DGN_PRECISION_SINGLE

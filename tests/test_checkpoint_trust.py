@@ -105,7 +105,7 @@ genuine = os.path.join(tmp, "genuine.h5")
 shutil.copy(ckpt(ref, 4), genuine)
 with h5py.File(genuine, "r+") as f:
     c = f["model/block_000/F/C"][...]
-    c[0, 0] *= 1.5
+    c[0, 0] *= 2  # exact in float too: a single build reads the same value the checksum covers
     f["model/block_000/F/C"][...] = c
     crc = zlib.crc32(np.ascontiguousarray(f["model/U"][...], dtype="<f8").tobytes())
     for b in sorted(k for k in f["model"] if k.startswith("block_")):

@@ -34,7 +34,7 @@ for method, lr, extra in CASES:
             bad.append(f"np {np_} x {k}: rc {q.returncode} {q.stderr[-300:]}")
             continue
         worst = max(worst, rel(final_theta(out), ref))
-    check(not bad and worst < 1e-10, f"test_{method}_on_2x2_and_3x2_nodes_agrees_with_one_rank",
+    check(not bad and worst < gnrun.tol(1e-10), f"test_{method}_on_2x2_and_3x2_nodes_agrees_with_one_rank",
           f"worst rel {worst:.2e} {bad}")
 
 # Every rank its own node (the cross-node paths with 4 nodes) and no shared-memory transport.
@@ -49,7 +49,7 @@ for label, env, mpi_args in (("4 nodes of 1 rank", {"GNREV_RANKS_PER_NODE": "1"}
             bad.append(f"{method}: rc {q.returncode} {q.stderr[-300:]}")
             continue
         worst = max(worst, rel(final_theta(out), ref))
-    check(not bad and worst < 1e-10, f"test_sgd_adam_gn_agree_with_one_rank ({label})", f"worst rel {worst:.2e} {bad}")
+    check(not bad and worst < gnrun.tol(1e-10), f"test_sgd_adam_gn_agree_with_one_rank ({label})", f"worst rel {worst:.2e} {bad}")
 
 # A restart that changes the node layout: 3 steps on one node of 4 ranks, 2 more on 2 nodes x 2,
 # against 5 steps on one rank.
@@ -59,7 +59,7 @@ for method, lr, extra in CASES[:2]:
     p2 = run(deck(out, method, lr, extra, steps=5), np_=4, env={"GNREV_RANKS_PER_NODE": "2"})
     ok = p1.returncode == 0 and p2.returncode == 0 and "restart: continuing" in p2.stdout
     r = rel(final_theta(out), final_theta(os.path.join(tmp, f"{method}_np1"))) if ok else float("nan")
-    check(ok and r < 1e-10, f"test_{method}_restart_from_one_node_onto_two_continues_the_run",
+    check(ok and r < gnrun.tol(1e-10), f"test_{method}_restart_from_one_node_onto_two_continues_the_run",
           f"rel {r:.2e} {p2.stderr[-400:]}")
 
 # --check at np = 4 as 2 nodes of 2: the plan counts node-shared blocks once per node.

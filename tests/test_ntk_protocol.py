@@ -108,7 +108,7 @@ p = run(dict(deck, run=dict(deck["run"], out_dir=solo), diagnostics=dict(deck["d
         np_=1)
 with h5py.File(os.path.join(solo, "run.h5"), "r") as f:
     only = "ntk/output/similarity" in f and "ntk/step" not in f and not any(k.startswith("K_") for k in f["ntk"])
-    same_np1 = p.returncode == 0 and np.allclose(f["ntk/output/similarity"][()], sim, rtol=0, atol=1e-12)
+    same_np1 = p.returncode == 0 and np.allclose(f["ntk/output/similarity"][()], sim, rtol=0, atol=gnrun.tol(1e-12))
 check(p.returncode == 0 and only and same_np1, "test_output_space_alone_writes_no_logit_matrices_and_agrees_on_1_rank",
       p.stderr[-400:])
 finish()

@@ -44,7 +44,7 @@ def compare_final(label, out, full_batch):
     for which, lk, ak in (("train", "train_loss", "train_acc"), ("test", "test_loss", "test_acc")):
         X, y = gr.load_data(final.deck, which)
         loss, acc = gr.evaluate(final, X, y)
-        if not (rel(loss, m[lk][-1]) < 1e-10 and acc == m[ak][-1]):
+        if not (rel(loss, m[lk][-1]) < gnrun.tol(1e-10) and acc == m[ak][-1]):
             bad.append(f"{which}: numpy {loss!r} {acc!r}, gnrev_mpi {m[lk][-1]!r} {m[ak][-1]!r}")
     check(final.step == m["step"][-1] and not bad, f"{label}: final checkpoint evaluated in numpy equals the final "
           "row of /metrics (train and test sets)", "; ".join(bad) + f" (step {final.step} vs {m['step'][-1]})")
@@ -52,7 +52,7 @@ def compare_final(label, out, full_batch):
         first = gr.load_checkpoint(cks[0][1])
         X, y = gr.load_data(first.deck, "train")
         loss, acc = gr.evaluate(first, X, y)
-        check(first.step == 0 and rel(loss, m["train_loss"][0]) < 1e-10 and acc == m["train_acc"][0],
+        check(first.step == 0 and rel(loss, m["train_loss"][0]) < gnrun.tol(1e-10) and acc == m["train_acc"][0],
               f"{label}: step-0 checkpoint evaluated in numpy equals row 0 of /metrics",
               f"{loss!r} {acc!r} vs {m['train_loss'][0]!r} {m['train_acc'][0]!r}")
     return final
@@ -73,7 +73,7 @@ def synthetic_run(tmp):
     p = subprocess.run([PYTHON, READER, "eval", out, "--set", "test"], capture_output=True, text=True, timeout=60)
     m = gr.load_metrics(out)
     got = p.stdout.split("loss ")[-1].split() if "loss " in p.stdout else []
-    check(p.returncode == 0 and got and rel(float(got[0]), m["test_loss"][-1]) < 1e-10,
+    check(p.returncode == 0 and got and rel(float(got[0]), m["test_loss"][-1]) < gnrun.tol(1e-10),
           "gnrev_read.py eval prints the final test loss", p.stdout + p.stderr[-400:])
     p = subprocess.run([PYTHON, READER, "csv", out], capture_output=True, text=True, timeout=60)
     rows = list(csv.reader(io.StringIO(p.stdout)))

@@ -85,7 +85,7 @@ static int ggn_rows(const gn_diag_ctx *c, int64_t n_local, int64_t n_global, con
       cnty[r] = (int)c;
       disy[r] = (int)a;
     }
-    int e = MPI_Allgatherv(X_local, cnt[par->rank], MPI_DOUBLE, *Xall, cnt, dis, MPI_DOUBLE, par->comm);
+    int e = MPI_Allgatherv(X_local, cnt[par->rank], GN_MPI_REAL, *Xall, cnt, dis, GN_MPI_REAL, par->comm);
     if (e == MPI_SUCCESS)
       e = MPI_Allgatherv(y_local, cnty[par->rank], MPI_INT32_T, *yall, cnty, disy, MPI_INT32_T, par->comm);
     if (e != MPI_SUCCESS) status = GN_RAISE(GN_EMPI, "MPI_Allgatherv of the GGN samples failed");

@@ -26,14 +26,27 @@ void gn_ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap) {
   snprintf(buf, cap, "%s/checkpoints/step_%08lld.h5", deck->out_dir, (long long)step);
 }
 
-/* zlib's CRC-32 continued over a gn_real array as held in memory, in chunks (crc32 takes a uInt
- * length). The double build's sums are those of every earlier version. */
-static uLong crc_more(uLong crc, const gn_real *v, size_t n) {
+/* zlib's CRC-32 continued over the bytes of a double array, in chunks (crc32 takes a uInt length). */
+static uLong crc_bytes(uLong crc, const double *v, size_t n) {
   const unsigned char *p = (const unsigned char *)v;
-  size_t bytes = n * sizeof(gn_real);
+  size_t bytes = n * sizeof(double);
   for (size_t off = 0; off < bytes; off += 1u << 30) {
     size_t len = bytes - off < (1u << 30) ? bytes - off : (1u << 30);
     crc = crc32(crc, p + off, (uInt)len);
+  }
+  return crc;
+}
+
+/* The CRC-32 continued over a gn_real array as it is stored: as doubles (real.h), so a checksum
+ * means the same in both builds and h5py can recompute it from the file. */
+static uLong crc_more(uLong crc, const gn_real *v, size_t n) {
+  if (sizeof(gn_real) == sizeof(double)) return crc_bytes(crc, (const double *)(const void *)v, n);
+  enum { CHUNK = 4096 };
+  double buf[CHUNK];
+  for (size_t off = 0; off < n; off += CHUNK) {
+    const size_t len = n - off < CHUNK ? n - off : CHUNK;
+    for (size_t i = 0; i < len; ++i) buf[i] = v[off + i];
+    crc = crc_bytes(crc, buf, len);
   }
   return crc;
 }
@@ -350,7 +363,7 @@ static int same_fixed(const gn_par *par, gn_h5 *f, const char *path, const char 
   for (int r = 0; st == GN_OK && r < par->size; ++r) {
     int64_t r0, nr;
     gn_par_rows(rows, par->size, r, &r0, &nr);
-    *crc = crc32_combine(*crc, (uLong)all[2 * r], (z_off_t)((size_t)(nr * cols) * sizeof(gn_real)));
+    *crc = crc32_combine(*crc, (uLong)all[2 * r], (z_off_t)((size_t)(nr * cols) * sizeof(double)));
     if (all[2 * r + 1] && !differs[0]) snprintf(differs, cap, "%s", what);
   }
   free(all);

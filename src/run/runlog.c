@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "gnrev/core/err.h"
+#include "gnrev/core/real.h"
 #include "gnrev/core/version.h"
 
 struct gn_runlog {
@@ -87,6 +88,7 @@ static int create(gn_runlog *log, const gn_runlog_meta *meta) {
   CHECK(gn_h5_attr_str(f, "/", "deck_path", meta->deck_path ? meta->deck_path : ""));
   CHECK(gn_h5_attr_i64(f, "/", "nranks", log->par->size));
   CHECK(gn_h5_attr_str(f, "/", "version", gn_version));
+  CHECK(gn_h5_attr_str(f, "/", "precision", GN_PRECISION_NAME));
   CHECK(gn_h5_attr_str(f, "/", "compiler", __VERSION__));
   CHECK(gn_h5_attr_str(f, "/", "cflags", gn_build_cflags));
   CHECK(gn_h5_attr_i64(f, "/", "nparams", (int64_t)meta->nparams));

@@ -17,6 +17,36 @@ BINARY = os.path.join(ROOT, os.environ.get("BUILD", ""), "gnrev_mpi") if os.path
 MPIRUN = os.environ.get("MPIRUN", "mpirun")
 MPIFLAGS = shlex.split(os.environ.get("MPIFLAGS", "--oversubscribe" + (" --allow-run-as-root" if os.geteuid() == 0 else "")))
 
+
+
+def _precision():
+    """'double' or 'single': the build of BINARY, as its --version says."""
+    try:
+        out = subprocess.run([BINARY, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except OSError:
+        return "double"
+    for line in out.splitlines():
+        if line.startswith("precision:"):
+            return line.split()[1]
+    return "double"
+
+
+PRECISION = _precision()
+SINGLE = PRECISION == "single"
+# Tolerances in both precisions, as tests/testlib.h derives them: a check states the tolerance it
+# needs in the double build; a rounding-level one grows by eps_float / eps_double (5.4e8) in the
+# single build, capped at 1e-3 so that a wrong result (an O(1) or O(1e-2) error) still fails it.
+EPS_RATIO = float(np.finfo(np.float32).eps / np.finfo(np.float64).eps)
+TOL_CAP = 1e-3
+
+
+def tol(t):
+    """The tolerance of this build for a check whose double-build tolerance is t."""
+    if not SINGLE:
+        return t
+    return min(t * EPS_RATIO, max(t, TOL_CAP))
+
+
 _failed = 0
 _ran = 0
 _planned = None
