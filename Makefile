@@ -115,8 +115,13 @@ run: deps
 	@$(MAKE) --no-print-directory gnrev_mpi
 	OPENBLAS_NUM_THREADS=1 $(MPIRUN) $(MPIFLAGS) -np $(NP) ./gnrev_mpi $(DECK)
 
+# The other precision's gnrev_mpi is built too, so that tests/test_precision.py compares the two.
+OTHER_PRECISION := $(if $(filter single,$(PRECISION)),double,single)
+OTHER_BUILD     := $(if $(filter single,$(PRECISION)),build,build-single)
 check: deps
 	@$(MAKE) --no-print-directory tests
+	@$(if $(filter 1,$(SANITIZE)),,$(MAKE) --no-print-directory PRECISION=$(OTHER_PRECISION) BUILD=$(OTHER_BUILD) \
+	  $(OTHER_BUILD)/gnrev_mpi)
 	@MPIRUN="$(MPIRUN)" MPIFLAGS="$(MPIFLAGS)" BUILD="$(BUILD)" PYTHON="$(PYTHON)" tests/run_tests.sh
 
 bench: deps
