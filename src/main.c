@@ -86,7 +86,8 @@ static int parse_args(int argc, char **argv, cli *c) {
   return GN_OK;
 }
 
-/* Rank 0 reads the deck and sends its text to every rank, so one rank reports a missing file. */
+/* Rank 0 reads the deck and sends its text to every rank, so one rank reports a missing file (or
+ * a NUL byte, which would cut the text every rank parses short). */
 static int read_deck(const gn_par *par, const char *path, char **text) {
   int64_t len = 0;
   char *buf = NULL;
@@ -107,6 +108,8 @@ static int read_deck(const gn_par *par, const char *path, char **text) {
       buf = malloc((size_t)len + 1);
       if (!buf || fread(buf, 1, (size_t)len, fp) != (size_t)len)
         st = GN_RAISE(GN_EIO, "cannot read deck %s", path);
+      else
+        st = gn_deck_check_bytes(buf, (size_t)len, path);
       fclose(fp);
     }
   }
