@@ -699,8 +699,24 @@ static int init_params(trainer *tr) {
   return gn_shm_sync(tr->par);
 }
 
+/* Collective. out_dir must be a folder or not exist yet (a run creates it): a file of that name
+ * would make the lock or MPI-IO fail inside it, with a reason that does not say why. */
+static int out_dir_usable(const trainer *tr) {
+  const char *dir = tr->deck->out_dir;
+  int st = GN_OK;
+  struct stat sb;
+  if (RANK0 && stat(dir, &sb) != 0) {
+    if (errno != ENOENT) st = GN_RAISE(GN_EIO, "cannot create output folder %s: %s", dir, strerror(errno));
+  } else if (RANK0 && !S_ISDIR(sb.st_mode)) {
+    st = GN_RAISE(GN_EIO, "out_dir %s exists and is not a folder: give out_dir a folder (it is created if missing)",
+                  dir);
+  }
+  return gn_par_agree(tr->par, st);
+}
+
 /* Collective. Creates out_dir and takes its lock before anything in it is read or written. */
 static int lock_out_dir(trainer *tr) {
+  CHECK(out_dir_usable(tr));
   int st = GN_OK;
   if (RANK0 && gn_mkdir_p(tr->deck->out_dir) != 0)
     st = GN_RAISE(GN_EIO, "cannot create output folder %s: %s", tr->deck->out_dir, strerror(errno));
