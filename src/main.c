@@ -32,8 +32,11 @@ static const char *USAGE =
     "  -h, --help           print this text and exit\n"
     "  -V, --version        print the version, compiler, flags and libraries and exit\n"
     "  --check              check the deck and the data it names, print the resolved\n"
-    "                       configuration (defaults filled in) and the memory each rank\n"
-    "                       needs, and exit without training\n"
+    "                       configuration (defaults filled in), the memory each rank\n"
+    "                       needs (sized for the ranks --check runs on) and how a run\n"
+    "                       would start in out_dir (\"restart: would ...\": afresh, from a\n"
+    "                       checkpoint, or refused, with the run's exit status), and exit\n"
+    "                       without training or changing anything on disk\n"
     "  -P group:key=value   override a deck value (repeatable), e.g. -P run:seed=43\n"
     "\n"
     "exit status: 0 success, 2 input error, 3 I/O error, 4 not enough memory, 5 numerical\n"
@@ -89,7 +92,8 @@ static int parse_args(int argc, char **argv, cli *c) {
   return GN_OK;
 }
 
-/* Rank 0 reads the deck and sends its text to every rank, so one rank reports a missing file. */
+/* Rank 0 reads the deck and sends its text to every rank, so one rank reports a missing file (or
+ * a NUL byte, which would cut the text every rank parses short). */
 static int read_deck(const gn_par *par, const char *path, char **text) {
   int64_t len = 0;
   char *buf = NULL;
@@ -110,6 +114,8 @@ static int read_deck(const gn_par *par, const char *path, char **text) {
       buf = malloc((size_t)len + 1);
       if (!buf || fread(buf, 1, (size_t)len, fp) != (size_t)len)
         st = GN_RAISE(GN_EIO, "cannot read deck %s", path);
+      else
+        st = gn_deck_check_bytes(buf, (size_t)len, path);
       fclose(fp);
     }
   }

@@ -6,6 +6,8 @@
   and every source path it names exists: a rename in the code fails here until the page follows.
 - Every repository path the user documents name (README.md, INSTALL, docs/*.md, jobs/README.md)
   exists.
+- Every deck key the deck reader knows (the effective deck `gnrev_mpi --check` prints, every key
+  with its default) has a row in its group's table of docs/deck-reference.md.
 """
 import os
 import re
@@ -53,8 +55,36 @@ def c_functions():
     return names
 
 
+def reader_keys():
+    """group:key of every key in the effective deck gnrev_mpi --check prints for a tiny deck."""
+    out = gnrun.scratch("gnrev_docs_")
+    deck = gnrun.synthetic_deck(os.path.join(out, "run"))
+    p = gnrun.run(deck, np_=1, args=("--check",))
+    effective = p.stdout.split("effective deck:\n", 1)[-1] if p.returncode == 0 else ""
+    keys, group = set(), None
+    for line in effective.splitlines():
+        if line.startswith("&"):
+            group = line[1:].strip()
+        elif group and re.match(r"^\s+\w+\s*=", line):
+            keys.add(f"{group}:{line.split('=')[0].strip()}")
+    return keys, p
+
+
+def documented_keys(reference):
+    """group:key of every key named in the first column of a table under "## `&group`"."""
+    keys, group = set(), None
+    for line in reference.splitlines():
+        m = re.match(r"^## `&(\w+)`", line)
+        if m or line.startswith("## "):
+            group = m.group(1) if m else None
+        elif group and line.startswith("|"):
+            first = line.split("|")[1]
+            keys.update(f"{group}:{k}" for k in re.findall(r"`(\w+)`", first))
+    return keys
+
+
 def main():
-    plan(3)
+    plan(4)
     files = repo_files()
     hits = []
     for f in files:
@@ -92,6 +122,11 @@ def main():
             if not os.path.exists(os.path.join(ROOT, p)):
                 gone.append(f"{d}: {p}")
     check(not gone, "every_repository_path_the_user_documents_name_exists", "; ".join(sorted(set(gone))))
+
+    known, p = reader_keys()
+    undocumented = sorted(known - documented_keys(text("docs/deck-reference.md") or ""))
+    check(len(known) >= 50 and not undocumented, "every_deck_key_the_reader_knows_is_in_docs_deck_reference_md",
+          f"{len(known)} keys; not documented: {undocumented}" + ("" if known else f"; --check: {p.stderr[-300:]}"))
     finish()
 
 

@@ -64,11 +64,14 @@ else:
         check("source = 'mnist'" in text and f"path = '{MNIST}'" in text,
               "test_mnist_run_records_source_and_default_path_in_run_h5")
 
-    # The paper's MNIST decks load MNIST from the default folder as they are.
+    # The paper's MNIST decks load MNIST from the default folder as they are. Their out_dir goes to
+    # the scratch folder: --check also judges how a run would start there, and runs/<name> of this
+    # clone may hold a run of another setting.
     paper = sorted(f for f in os.listdir(os.path.join(ROOT, "input", "paper")) if f.startswith("mnist_"))
     bad = []
     for name in paper:
-        p = run(open(os.path.join(ROOT, "input", "paper", name)).read(), np_=1, args=("--check",))
+        p = run(open(os.path.join(ROOT, "input", "paper", name)).read(), np_=1,
+                args=("--check", "-P", f"run:out_dir={os.path.join(tmp, name)}"))
         if p.returncode != 0 or "source = 'mnist'" not in p.stdout or f"path = '{MNIST}'" not in p.stdout:
             bad.append(f"{name}: rc={p.returncode} {p.stderr[-300:]}")
     check(len(paper) == 6 and not bad, f"test_paper_mnist_decks_load_mnist ({len(paper)} decks)", "; ".join(bad))

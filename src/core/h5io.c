@@ -63,10 +63,7 @@ static herr_t innermost_cb(unsigned n, const H5E_error2_t *err, void *data) {
   return 0;
 }
 
-/* Records our message plus the innermost entry of HDF5's error stack (the most specific cause),
- * then clears the stack. Must run right after the failing call: the next HDF5 API call clears it. */
-__attribute__((format(printf, 5, 6))) static int h5_error(int status, const char *file, int line,
-                                                          const char *func, const char *fmt, ...) {
+int gn_h5_error(int status, const char *file, int line, const char *func, const char *fmt, ...) {
   char msg[MSG_CAP];
   va_list ap;
   va_start(ap, fmt);
@@ -79,10 +76,9 @@ __attribute__((format(printf, 5, 6))) static int h5_error(int status, const char
   return gn_error(status, file, line, func, "%s", msg);
 }
 
-#define H5_RAISE(st, ...) h5_error((st), __FILE__, __LINE__, __func__, __VA_ARGS__)
 #define H5_FAIL_GOTO(st, ...)             \
   do {                                    \
-    status = H5_RAISE((st), __VA_ARGS__); \
+    status = GN_H5_RAISE((st), __VA_ARGS__); \
     goto fail;                            \
   } while (0)
 
@@ -257,10 +253,10 @@ static hid_t mpio_fapl(const gn_h5 *f) {
 
 static int create_on_disk(gn_h5 *f, const char *disk_path) {
   hid_t fapl = mpio_fapl(f);
-  if (fapl < 0) return H5_RAISE(GN_ELIB, "%s: cannot set up MPI-IO file access", f->name);
+  if (fapl < 0) return GN_H5_RAISE(GN_ELIB, "%s: cannot set up MPI-IO file access", f->name);
   f->file = H5Fcreate(disk_path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   int status = GN_OK;
-  if (f->file < 0) status = H5_RAISE(GN_EIO, "cannot create HDF5 file '%s'", disk_path);
+  if (f->file < 0) status = GN_H5_RAISE(GN_EIO, "cannot create HDF5 file '%s'", disk_path);
   H5Pclose(fapl);
   return status;
 }
@@ -292,8 +288,8 @@ static int close_file(gn_h5 *f) {
   /* For an atomic file the flush makes every rank MPI_File_sync its own writes (the MPI-IO
    * driver syncs on flush, not on close); rank 0 syncs what the close itself writes. */
   if (f->tmp && status == GN_OK && H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0)
-    status = H5_RAISE(GN_EIO, "%s: cannot flush before closing", f->name);
-  if (H5Fclose(f->file) < 0 && status == GN_OK) status = H5_RAISE(GN_EIO, "%s: cannot close", f->name);
+    status = GN_H5_RAISE(GN_EIO, "%s: cannot flush before closing", f->name);
+  if (H5Fclose(f->file) < 0 && status == GN_OK) status = GN_H5_RAISE(GN_EIO, "%s: cannot close", f->name);
   f->file = -1;
   return status;
 }
@@ -362,11 +358,11 @@ int gn_h5_open(const gn_par *par, const char *path, bool write, gn_h5 **f) {
   if (status == GN_OK) {
     hid_t fapl = mpio_fapl(h);
     if (fapl < 0) {
-      status = H5_RAISE(GN_ELIB, "%s: cannot set up MPI-IO file access", path);
+      status = GN_H5_RAISE(GN_ELIB, "%s: cannot set up MPI-IO file access", path);
     } else {
       h->file = H5Fopen(path, write ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl);
       if (h->file < 0)
-        status = H5_RAISE(GN_EIO, "cannot open '%s' for %s: not an HDF5 file, or not accessible", path,
+        status = GN_H5_RAISE(GN_EIO, "cannot open '%s' for %s: not an HDF5 file, or not accessible", path,
                           write ? "appending" : "reading");
       H5Pclose(fapl);
     }
@@ -453,7 +449,7 @@ int gn_h5_abandon(gn_h5 *f) {
 int gn_h5_flush(gn_h5 *f) {
   CHECK(ensure_space(f, "flushing it", 0));
   int status = GN_OK;
-  if (H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0) status = H5_RAISE(GN_EIO, "%s: cannot flush", f->name);
+  if (H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0) status = GN_H5_RAISE(GN_EIO, "%s: cannot flush", f->name);
   return agree_write(f, status);
 }
 
@@ -461,7 +457,7 @@ bool gn_h5_exists(gn_h5 *f, const char *path) { return link_exists(f->file, path
 
 int gn_h5_unlink(gn_h5 *f, const char *path) {
   if (!link_exists(f->file, path)) return GN_OK;
-  if (H5Ldelete(f->file, path, H5P_DEFAULT) < 0) return H5_RAISE(GN_EIO, "%s: cannot remove '%s'", f->name, path);
+  if (H5Ldelete(f->file, path, H5P_DEFAULT) < 0) return GN_H5_RAISE(GN_EIO, "%s: cannot remove '%s'", f->name, path);
   return GN_OK;
 }
 
@@ -471,7 +467,7 @@ static int open_dataset(gn_h5 *f, const char *path, hid_t *dset) {
   *dset = -1;
   if (!link_exists(f->file, path)) GN_FAIL(GN_EIO, "%s: no dataset '%s'", f->name, path);
   hid_t d = H5Dopen2(f->file, path, H5P_DEFAULT);
-  if (d < 0) return H5_RAISE(GN_EIO, "%s: cannot open dataset '%s'", f->name, path);
+  if (d < 0) return GN_H5_RAISE(GN_EIO, "%s: cannot open dataset '%s'", f->name, path);
   *dset = d;
   return GN_OK;
 }
@@ -479,10 +475,10 @@ static int open_dataset(gn_h5 *f, const char *path, hid_t *dset) {
 /* The extents of a dataset; fails past 3 dimensions (none of our arrays has more). */
 static int dataset_shape(gn_h5 *f, hid_t d, const char *path, int *ndims, int64_t dims[3], bool *extendible) {
   hid_t space = H5Dget_space(d);
-  if (space < 0) return H5_RAISE(GN_EIO, "%s: cannot read the shape of '%s'", f->name, path);
+  if (space < 0) return GN_H5_RAISE(GN_EIO, "%s: cannot read the shape of '%s'", f->name, path);
   int nd = H5Sget_simple_extent_ndims(space);
   if (nd < 0) {
-    int status = H5_RAISE(GN_EIO, "%s: cannot read the shape of '%s'", f->name, path);
+    int status = GN_H5_RAISE(GN_EIO, "%s: cannot read the shape of '%s'", f->name, path);
     H5Sclose(space);
     return status;
   }
@@ -829,7 +825,7 @@ static int append_one(gn_h5 *f, const char *group, const char *name, double valu
     hsize_t len = (hsize_t)dims[0] + 1;
     if (H5Dset_extent(d, &len) < 0)
       status =
-          H5_RAISE(GN_EIO, "%s: cannot extend series '%s' to %lld entries", f->name, path, (long long)len);
+          GN_H5_RAISE(GN_EIO, "%s: cannot extend series '%s' to %lld entries", f->name, path, (long long)len);
   }
   if (status == GN_OK)
     status = transfer_rows(f, d, path, true, H5T_NATIVE_DOUBLE, dims[0], f->par.rank == 0 ? 1 : 0, 1, &value);
@@ -882,7 +878,7 @@ static herr_t collect_name(hid_t group, const char *name, const H5L_info_t *info
 
 static int truncate_one(gn_h5 *f, const char *path, int64_t len) {
   hid_t o = H5Oopen(f->file, path, H5P_DEFAULT);
-  if (o < 0) return H5_RAISE(GN_EIO, "%s: cannot open '%s'", f->name, path);
+  if (o < 0) return GN_H5_RAISE(GN_EIO, "%s: cannot open '%s'", f->name, path);
   int status = GN_OK;
   if (H5Iget_type(o) == H5I_DATASET) {
     int nd = 0;
@@ -892,7 +888,7 @@ static int truncate_one(gn_h5 *f, const char *path, int64_t len) {
     if (status == GN_OK && nd == 1 && extendible && dims[0] > len) {
       hsize_t hl = (hsize_t)len;
       if (H5Dset_extent(o, &hl) < 0)
-        status = H5_RAISE(GN_EIO, "%s: cannot truncate series '%s' to %lld entries", f->name, path,
+        status = GN_H5_RAISE(GN_EIO, "%s: cannot truncate series '%s' to %lld entries", f->name, path,
                           (long long)len);
     }
   }
@@ -956,11 +952,11 @@ static int open_object(gn_h5 *f, const char *obj, bool create, hid_t *id) {
   if (!link_exists(f->file, obj)) {
     if (!create) GN_FAIL(GN_EIO, "%s: no object '%s'", f->name, obj);
     *id = H5Gcreate2(f->file, obj, f->lcpl, H5P_DEFAULT, H5P_DEFAULT);
-    if (*id < 0) return H5_RAISE(GN_EIO, "%s: cannot create group '%s'", f->name, obj);
+    if (*id < 0) return GN_H5_RAISE(GN_EIO, "%s: cannot create group '%s'", f->name, obj);
     return GN_OK;
   }
   *id = H5Oopen(f->file, obj, H5P_DEFAULT);
-  if (*id < 0) return H5_RAISE(GN_EIO, "%s: cannot open '%s'", f->name, obj);
+  if (*id < 0) return GN_H5_RAISE(GN_EIO, "%s: cannot open '%s'", f->name, obj);
   return GN_OK;
 }
 
@@ -998,7 +994,7 @@ static hid_t vl_utf8_type(void) {
 static int attr_str(gn_h5 *f, const char *obj, const char *name, const char *value) {
   if (!value) GN_FAIL(GN_EINTERNAL, "%s: NULL value for attribute '%s' of '%s'", f->name, name, obj);
   hid_t t = vl_utf8_type();
-  if (t < 0) return H5_RAISE(GN_ELIB, "%s: cannot make a string type", f->name);
+  if (t < 0) return GN_H5_RAISE(GN_ELIB, "%s: cannot make a string type", f->name);
   int status = write_attr(f, obj, name, t, &value);
   H5Tclose(t);
   return status;
@@ -1022,16 +1018,16 @@ static int open_attr(gn_h5 *f, const char *obj, const char *name, unsigned accep
   *attr = *type = -1;
   CHECK(open_object(f, obj, false, obj_id));
   htri_t exists = H5Aexists(*obj_id, name);
-  if (exists < 0) return H5_RAISE(GN_EIO, "%s: cannot look up attribute '%s' of '%s'", f->name, name, obj);
+  if (exists < 0) return GN_H5_RAISE(GN_EIO, "%s: cannot look up attribute '%s' of '%s'", f->name, name, obj);
   if (exists == 0) GN_FAIL(GN_EIO, "%s: '%s' has no attribute '%s'", f->name, obj, name);
   *attr = H5Aopen(*obj_id, name, H5P_DEFAULT);
-  if (*attr < 0) return H5_RAISE(GN_EIO, "%s: cannot open attribute '%s' of '%s'", f->name, name, obj);
+  if (*attr < 0) return GN_H5_RAISE(GN_EIO, "%s: cannot open attribute '%s' of '%s'", f->name, name, obj);
   *type = H5Aget_type(*attr);
   hid_t space = H5Aget_space(*attr);
   hssize_t npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
   if (space >= 0) H5Sclose(space);
   if (*type < 0 || npoints < 0)
-    return H5_RAISE(GN_EIO, "%s: cannot inspect attribute '%s' of '%s'", f->name, name, obj);
+    return GN_H5_RAISE(GN_EIO, "%s: cannot inspect attribute '%s' of '%s'", f->name, name, obj);
   H5T_class_t cls = H5Tget_class(*type);
   if (cls < 0 || cls >= 32 || !(accept & (1u << cls)))
     GN_FAIL(GN_EINPUT, "%s: attribute '%s' of '%s' is not %s", f->name, name, obj, what);
@@ -1079,7 +1075,7 @@ static int read_attr_num(gn_h5 *f, const char *obj, const char *name, bool integ
   unsigned accept = integer ? 1u << H5T_INTEGER : (1u << H5T_INTEGER) | (1u << H5T_FLOAT);
   int status = open_attr(f, obj, name, accept, integer ? "an integer" : "a number", &o, &a, &t);
   if (status == GN_OK && H5Aread(a, integer ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, value) < 0)
-    status = H5_RAISE(GN_EIO, "%s: cannot read attribute '%s' of '%s'", f->name, name, obj);
+    status = GN_H5_RAISE(GN_EIO, "%s: cannot read attribute '%s' of '%s'", f->name, name, obj);
   close_id(&t);
   close_id(&a);
   close_id(&o);

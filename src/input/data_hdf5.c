@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gnrev/core/h5io.h"
 #include "gnrev/input/data_readers.h"
 
 /* Rows per collective read are capped so no single MPI-IO request nears 2 GiB. */
@@ -72,7 +73,8 @@ int gn_data_hdf5_open(MPI_Comm comm, const char *path, gn_data_h5 **h) {
   }
   f->file = H5Fopen(path, H5F_ACC_RDONLY, f->fapl);
   if (f->file < 0) {
-    int status = GN_RAISE(GN_EIO, "cannot open %s with parallel HDF5", path);
+    /* HDF5's reason tells a damaged file (truncated, a bad superblock) from one it cannot reach. */
+    int status = GN_H5_RAISE(GN_EIO, "cannot open %s with parallel HDF5", path);
     gn_data_hdf5_close(f);
     return status;
   }
@@ -150,7 +152,10 @@ static int read_rows(gn_data_h5 *h, const char *path, hid_t memtype, size_t elem
   int status = GN_OK;
   hid_t dset = -1, fspace = -1, mspace = -1, dxpl = -1;
   dset = H5Dopen2(h->file, path, H5P_DEFAULT);
-  if (dset < 0) FAIL_GOTO(GN_EIO, "%s: cannot open dataset %s", h->path, path);
+  if (dset < 0) {
+    status = GN_H5_RAISE(GN_EIO, "%s: cannot open dataset %s", h->path, path);
+    goto fail;
+  }
   fspace = H5Dget_space(dset);
   dxpl = H5Pcreate(H5P_DATASET_XFER);
   if (fspace < 0 || dxpl < 0 || H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0)
@@ -173,9 +178,11 @@ static int read_rows(gn_data_h5 *h, const char *path, hid_t memtype, size_t elem
       sel = -1;
     if (sel < 0) FAIL_GOTO(GN_ELIB, "%s: cannot select rows of %s", h->path, path);
     void *dst = k ? (char *)buf + (size_t)r * (size_t)cols * elem : (void *)none;
-    if (H5Dread(dset, memtype, mspace, fspace, dxpl, dst) < 0)
-      FAIL_GOTO(GN_EIO, "%s: reading rows %lld..%lld of %s failed", h->path, (long long)(row0 + r),
-                (long long)(row0 + r + k - 1), path);
+    if (H5Dread(dset, memtype, mspace, fspace, dxpl, dst) < 0) {
+      status = GN_H5_RAISE(GN_EIO, "%s: reading rows %lld..%lld of %s failed", h->path, (long long)(row0 + r),
+                           (long long)(row0 + r + k - 1), path);
+      goto fail;
+    }
     H5Sclose(mspace);
     mspace = -1;
   }

@@ -588,6 +588,35 @@ static void apply_file(pctx *pc, const gn_nml_file *f, const char *filename, con
   }
 }
 
+int gn_deck_check_bytes(const char *text, size_t len, const char *filename) {
+  const char *nul = memchr(text, '\0', len);
+  if (!nul) return GN_OK;
+  size_t count = 0;
+  for (const char *p = nul; p; p = memchr(p + 1, '\0', len - (size_t)(p + 1 - text))) ++count;
+  int line = 1;
+  const char *line_start = text;
+  for (const char *p = text; p < nul; ++p)
+    if (*p == '\n') {
+      ++line;
+      line_start = p + 1;
+    }
+  /* The echo of that line ends at the NUL (text is read as a C string there), so the caret falls
+   * just behind the last byte shown: where the NUL sits. */
+  char more[64] = "";
+  if (count > 1) snprintf(more, sizeof more, " (the first of %zu)", count);
+  gn_nml_diag diag = {0};
+  gn_nml_diag_error(&diag, filename, text, line, (int)(nul - line_start) + 1, 1,
+                    "a NUL byte%s: a deck is a text file, and everything behind a NUL would be dropped "
+                    "without a word (is this a binary file?)",
+                    more);
+  size_t n = diag.text ? diag.len : 0;
+  while (n > 0 && diag.text[n - 1] == '\n') --n;
+  int status = diag.oom ? GN_RAISE(GN_ENOMEM, "out of memory while reporting a NUL byte in %s", filename)
+                        : GN_RAISE(GN_EINPUT, "%.*s", (int)n, diag.text);
+  gn_nml_diag_free(&diag);
+  return status;
+}
+
 int gn_deck_require_groups(const char *text, const char *filename) {
   gn_nml_file file = {0};
   gn_nml_diag diag = {0};
@@ -699,7 +728,7 @@ int gn_deck_load(const char *path, const char *const *overrides, int n_overrides
   }
   if (ferror(fp)) FAIL_GOTO(GN_EIO, "cannot read the deck %s: %s", path, strerror(errno));
   text[len] = '\0';
-  if (strlen(text) != len) FAIL_GOTO(GN_EINPUT, "%s: error: the deck contains a NUL byte: is it a text file?", path);
+  CHECK_GOTO(gn_deck_check_bytes(text, len, path));
   CHECK_GOTO(gn_deck_parse(text, path, overrides, n_overrides, deck));
 fail:
   free(text);

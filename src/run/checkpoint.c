@@ -538,14 +538,18 @@ fail:
 
 static int cmp_desc(const void *a, const void *b) { return -cmp_i64(a, b); }
 
-/* Rank 0 only: renames a damaged checkpoint <path>.damaged (or .damaged.N if taken), out of reach
- * of the pruning and of the rewrite of its step, and says so. */
-static void set_aside(const char *path) {
+/* Rank 0 only. A damaged checkpoint is renamed <path>.damaged (or .damaged.N if taken), out of
+ * reach of the pruning and of the rewrite of its step, never deleted; and it is said so. A dry
+ * restart (--check) says which name a run would give it and leaves it where it is. */
+static void set_aside(const char *path, bool dry) {
   char aside[GN_PATH_MAX + 96];
   snprintf(aside, sizeof aside, "%s.damaged", path);
   for (int k = 1; k < 100 && access(aside, F_OK) == 0; ++k) snprintf(aside, sizeof aside, "%s.damaged.%d", path, k);
   char *msg = gn_escape_text(gn_error_message());
-  if (rename(path, aside) == 0)
+  if (dry)
+    fprintf(stderr, "gnrev_mpi: warning: a run would skip damaged checkpoint %s and keep it as %s: %s\n", path, aside,
+            msg ? msg : "");
+  else if (rename(path, aside) == 0)
     fprintf(stderr, "gnrev_mpi: warning: skipping damaged checkpoint (kept as %s): %s\n", aside, msg ? msg : "");
   else
     fprintf(stderr, "gnrev_mpi: warning: skipping damaged checkpoint (could not rename it: %s): %s\n",
@@ -555,7 +559,7 @@ static void set_aside(const char *path) {
 }
 
 int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
-                    const gn_model *model, gn_real *theta, gn_opt *opt, char *path, size_t cap,
+                    const gn_model *model, gn_real *theta, gn_opt *opt, bool dry, char *path, size_t cap,
                     gn_ckpt_state *state) {
   path[0] = '\0';
   memset(state, 0, sizeof *state);
@@ -599,7 +603,7 @@ int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_tex
       break;
     }
     ++damaged;
-    if (par->rank == 0) set_aside(path);
+    if (par->rank == 0) set_aside(path, dry);
     gn_error_clear();
   }
   free(steps);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -126,6 +127,22 @@ static int refuse(const gn_lock *lk, const char *out_dir, const holder *h, const
           out_dir, h->pid, h->host[0] ? h->host : "(unnamed)", since, lk->path);
 }
 
+/* Rank 0. Says on stderr that out_dir's lock was left by a holder that no longer runs, and what
+ * becomes of it (`fate`: taken over, or what a run would do). */
+static void say_stale(const char *out_dir, const holder *h, const char *host, const char *fate) {
+  if (strcmp(h->host, host) == 0)
+    fprintf(stderr,
+            "gnrev_mpi: warning: out_dir %s had a stale lock of gnrev_mpi pid %ld on this host%s%s, which no "
+            "longer runs: %s\n",
+            out_dir, h->pid, h->since[0] ? ", since " : "", h->since, fate);
+  else
+    fprintf(stderr,
+            "gnrev_mpi: warning: out_dir %s had a stale lock of gnrev_mpi pid %ld on host %s, left by an earlier run "
+            "of this SLURM job (%s): %s\n",
+            out_dir, h->pid, h->host, h->slurm_job, fate);
+  fflush(stderr);
+}
+
 /* Rank 0. Moves a stale lock aside and deletes it, unless it changed since it was judged stale
  * (another run took it over in between: then that run holds the lock). */
 static int take_over(const gn_lock *lk, const char *out_dir, const char *judged, const holder *h, const char *host) {
@@ -143,24 +160,47 @@ static int take_over(const gn_lock *lk, const char *out_dir, const char *judged,
     return GN_OK;
   }
   unlink(aside);
-  if (strcmp(h->host, host) == 0)
-    fprintf(stderr,
-            "gnrev_mpi: warning: out_dir %s had a stale lock of gnrev_mpi pid %ld on this host%s%s, which no "
-            "longer runs: taken over\n",
-            out_dir, h->pid, h->since[0] ? ", since " : "", h->since);
-  else
-    fprintf(stderr,
-            "gnrev_mpi: warning: out_dir %s had a stale lock of gnrev_mpi pid %ld on host %s, left by an earlier run "
-            "of this SLURM job (%s): taken over\n",
-            out_dir, h->pid, h->host, h->slurm_job);
-  fflush(stderr);
+  say_stale(out_dir, h, host, "taken over");
+  return GN_OK;
+}
+
+static void host_name(char host[HOST_CAP]) {
+  host[0] = '\0';
+  if (gethostname(host, HOST_CAP - 1) != 0) snprintf(host, HOST_CAP, "unknown");
+}
+
+/* Rank 0. Judges the lock file found at lk->path: *gone when it vanished meanwhile (its holder
+ * released it); otherwise its text and holder, GN_OK when that holder no longer runs (a stale lock,
+ * to be taken over), or the refusal naming the holder. */
+static int judge(const gn_lock *lk, const char *out_dir, const char *host, char text[TEXT_CAP], holder *h,
+                 bool *gone) {
+  *gone = false;
+  /* A holder that has just made the file may not have written it yet. */
+  for (int wait = 0; wait < 20; ++wait) {
+    if (read_text(lk->path, text) != 0) {
+      *gone = errno == ENOENT;
+      text[0] = '\0';
+    }
+    parse_holder(text, h);
+    if (h->pid > 0 || *gone) break;
+    nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+  }
+  if (*gone) return GN_OK;
+  if (h->pid <= 0)
+    GN_FAIL(GN_EINPUT, "out_dir %s has a lock file %s that names no holder: if no run uses this out_dir, delete it",
+            out_dir, lk->path);
+  /* On this host the holder's process tells; on another, only the same SLURM job id does: SLURM
+   * runs a job id once at a time, so that holder was an earlier run of this requeued job. */
+  const char *job = getenv("SLURM_JOB_ID");
+  const bool same_job = job && *job && strcmp(h->slurm_job, job) == 0;
+  if (strcmp(h->host, host) == 0 ? holder_alive(h) : !same_job) return refuse(lk, out_dir, h, host);
   return GN_OK;
 }
 
 /* Rank 0. */
 static int take(gn_lock *lk, const char *out_dir) {
-  char host[HOST_CAP] = "";
-  if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "unknown");
+  char host[HOST_CAP];
+  host_name(host);
   char since[64] = "";
   time_t t = time(NULL);
   struct tm tm;
@@ -187,46 +227,59 @@ static int take(gn_lock *lk, const char *out_dir) {
     if (errno != EEXIST) GN_FAIL(GN_EIO, "cannot create the lock file %s: %s", lk->path, strerror(errno));
     char text[TEXT_CAP];
     holder h;
-    bool released = false;
-    /* A holder that has just made the file may not have written it yet. */
-    for (int wait = 0; wait < 20; ++wait) {
-      if (read_text(lk->path, text) != 0) {
-        released = errno == ENOENT;
-        text[0] = '\0';
-      }
-      parse_holder(text, &h);
-      if (h.pid > 0 || released) break;
-      nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
-    }
-    if (released) continue;
-    if (h.pid <= 0)
-      GN_FAIL(GN_EINPUT,
-              "out_dir %s has a lock file %s that names no holder: if no run uses this out_dir, delete it",
-              out_dir, lk->path);
-    /* On this host the holder's process tells; on another, only the same SLURM job id does: SLURM
-     * runs a job id once at a time, so that holder was an earlier run of this requeued job. */
-    const bool same_job = job && *job && strcmp(h.slurm_job, job) == 0;
-    if (strcmp(h.host, host) == 0 ? holder_alive(&h) : !same_job) return refuse(lk, out_dir, &h, host);
-    CHECK(take_over(lk, out_dir, text, &h, host));
+    bool gone;
+    CHECK(judge(lk, out_dir, host, text, &h, &gone));
+    if (!gone) CHECK(take_over(lk, out_dir, text, &h, host));
   }
   GN_FAIL(GN_EINPUT, "out_dir %s: the lock file %s keeps changing (runs starting at once?); try again", out_dir,
           lk->path);
 }
 
-int gn_lock_take(const gn_par *par, const char *out_dir, gn_lock **out) {
+/* Rank 0. What take would meet, changing nothing: no lock file (then out_dir must let it be made),
+ * a stale one (said on stderr) or the refusal. */
+static int probe(const gn_lock *lk, const char *out_dir) {
+  struct stat sb;
+  if (stat(out_dir, &sb) != 0 && errno == ENOENT) return GN_OK; /* a run creates out_dir, then the lock */
+  char host[HOST_CAP];
+  host_name(host);
+  if (access(lk->path, F_OK) != 0) {
+    if (errno != ENOENT) GN_FAIL(GN_EIO, "cannot look at the lock file %s: %s", lk->path, strerror(errno));
+    if (access(out_dir, W_OK | X_OK) != 0)
+      GN_FAIL(GN_EIO, "cannot create the lock file %s: %s", lk->path, strerror(errno));
+    return GN_OK;
+  }
+  char text[TEXT_CAP];
+  holder h;
+  bool gone;
+  CHECK(judge(lk, out_dir, host, text, &h, &gone));
+  if (!gone) say_stale(out_dir, &h, host, "a run would take it over (--check leaves it)");
+  return GN_OK;
+}
+
+/* Collective. The lock of out_dir in *out: taken (dry false) or only judged (dry true, *out NULL). */
+static int lock_out_dir(const gn_par *par, const char *out_dir, bool dry, gn_lock **out) {
   *out = NULL;
   gn_lock *lk = calloc(1, sizeof *lk);
   int st = lk ? GN_OK : GN_RAISE(GN_ENOMEM, "out of memory for the lock of %s", out_dir);
   if (st == GN_OK && snprintf(lk->path, sizeof lk->path, "%s/gnrev.lock", out_dir) >= (int)sizeof lk->path)
     st = GN_RAISE(GN_EINPUT, "out_dir %s is too long", out_dir);
-  if (st == GN_OK && par->rank == 0) st = take(lk, out_dir);
+  if (st == GN_OK && par->rank == 0) st = dry ? probe(lk, out_dir) : take(lk, out_dir);
   st = gn_par_agree(par, st);
-  if (st != GN_OK) {
+  if (st != GN_OK || dry) {
     gn_lock_release(lk);
     return st;
   }
   *out = lk;
   return GN_OK;
+}
+
+int gn_lock_take(const gn_par *par, const char *out_dir, gn_lock **out) {
+  return lock_out_dir(par, out_dir, false, out);
+}
+
+int gn_lock_probe(const gn_par *par, const char *out_dir) {
+  gn_lock *none = NULL;
+  return lock_out_dir(par, out_dir, true, &none);
 }
 
 void gn_lock_release(gn_lock *lk) {

@@ -70,7 +70,11 @@ char *gn_memplan_format(const gn_memplan *p) {
   char *out = malloc(cap);
   if (!out) return NULL;
   char b[32];
-  size_t used = (size_t)snprintf(out, cap, "memory for %d rank%s on %d node%s (%d per node; --check sizes the ranks it runs on), %s precision:\n"
+  /* The plan is sized for the ranks of this process's MPI job, which for --check is often not the
+   * layout of the real run: the header says so, once. */
+  size_t used = (size_t)snprintf(out, cap,
+                                 "memory for %d rank%s on %d node%s (%d per node), %s precision: sized for the ranks "
+                                 "this --check runs on; run --check on the real run's ranks and nodes to size that run\n"
                                  "  node-shared:\n",
                                  p->ranks_per_node * p->nodes, p->ranks_per_node * p->nodes == 1 ? "" : "s",
                                  p->nodes, p->nodes == 1 ? "" : "s", p->ranks_per_node, GN_PRECISION_NAME);

@@ -700,8 +700,26 @@ static int init_params(trainer *tr) {
   return gn_shm_sync(tr->par);
 }
 
-/* Collective. Creates out_dir and takes its lock before anything in it is read or written. */
-static int lock_out_dir(trainer *tr) {
+/* Collective. out_dir must be a folder or not exist yet (a run creates it): a file of that name
+ * would make the lock or MPI-IO fail inside it, with a reason that does not say why. */
+static int out_dir_usable(const trainer *tr) {
+  const char *dir = tr->deck->out_dir;
+  int st = GN_OK;
+  struct stat sb;
+  if (RANK0 && stat(dir, &sb) != 0) {
+    if (errno != ENOENT) st = GN_RAISE(GN_EIO, "cannot create output folder %s: %s", dir, strerror(errno));
+  } else if (RANK0 && !S_ISDIR(sb.st_mode)) {
+    st = GN_RAISE(GN_EIO, "out_dir %s exists and is not a folder: give out_dir a folder (it is created if missing)",
+                  dir);
+  }
+  return gn_par_agree(tr->par, st);
+}
+
+/* Collective. Makes out_dir this run's before anything in it is read or written: a run creates it
+ * and takes its lock; --check (dry) changes nothing and judges the lock as taking it would. */
+static int claim_out_dir(trainer *tr, bool dry) {
+  CHECK(out_dir_usable(tr));
+  if (dry) return gn_lock_probe(tr->par, tr->deck->out_dir);
   int st = GN_OK;
   if (RANK0 && gn_mkdir_p(tr->deck->out_dir) != 0)
     st = GN_RAISE(GN_EIO, "cannot create output folder %s: %s", tr->deck->out_dir, strerror(errno));
@@ -795,34 +813,92 @@ static int same_data(trainer *tr, const gn_ckpt_state *cs) {
   return GN_OK;
 }
 
-/* Collective. theta, the optimizer and the step to start from: a checkpoint as the deck's restart
- * says, or the initial state. */
-static int restore(trainer *tr) {
+/* How a run of the deck starts (decide_start). */
+typedef struct {
+  gn_ckpt_state cs;        /* resuming: what the checkpoint tr->restart_path holds */
+  bool complete;           /* resuming from a checkpoint of the final step: nothing left to do */
+  char fresh_why[GN_PATH_MAX + 96]; /* starting afresh: why */
+} start_plan;
+
+/* Collective. How the run starts, from out_dir as it is and the deck's restart: from the checkpoint
+ * gn_ckpt_restart picks (tr->restart_path, loaded into theta and the optimizer), afresh
+ * (restart_path ""), or refused (the status and message the run exits with: out_dir in use by
+ * another run, a checkpoint of another deck, run or data, restart = 'auto' over a run it cannot
+ * continue). The run and --check (dry: nothing on disk changes, no lock is taken) both decide
+ * here, so --check says what the run will do. */
+static int decide_start(trainer *tr, bool dry, start_plan *sp) {
   const gn_deck *deck = tr->deck;
+  memset(sp, 0, sizeof *sp);
+  CHECK(claim_out_dir(tr, dry));
   CHECK(init_params(tr));
-  gn_ckpt_state cs;
-  CHECK(gn_ckpt_restart(tr->par, deck, tr->deck_text, &tr->model, tr->theta, tr->opt, tr->restart_path,
-                        sizeof tr->restart_path, &cs));
+  CHECK(gn_ckpt_restart(tr->par, deck, tr->deck_text, &tr->model, tr->theta, tr->opt, dry, tr->restart_path,
+                        sizeof tr->restart_path, &sp->cs));
   if (tr->restart_path[0]) {
-    CHECK(same_run(tr, &cs));
-    CHECK(same_data(tr, &cs));
-    tr->start_step = cs.step;
-    tr->last_ckpt = cs.step;
-    memcpy(tr->guard, cs.guard, sizeof tr->guard);
-    memcpy(tr->sums, cs.sums, sizeof tr->sums);
+    CHECK(same_run(tr, &sp->cs));
+    CHECK(same_data(tr, &sp->cs));
+    sp->complete = sp->cs.step >= tr->steps_total;
+    return GN_OK;
+  }
+  if (strcmp(deck->restart, "auto") == 0) {
+    CHECK(may_start_afresh(tr, &sp->cs));
+    snprintf(sp->fresh_why, sizeof sp->fresh_why, "no checkpoint in %s/checkpoints", deck->out_dir);
+    return GN_OK;
+  }
+  /* restart = 'none' replaces run.h5 whatever it holds: only whether it is there is said. */
+  char path[GN_PATH_MAX + 16];
+  snprintf(path, sizeof path, "%s/run.h5", deck->out_dir);
+  int there = RANK0 && access(path, F_OK) == 0;
+  CHECK(gn_par_bcast(tr->par, &there, sizeof there, 0));
+  snprintf(sp->fresh_why, sizeof sp->fresh_why, "restart = 'none'%s", there ? ": run.h5 would be replaced" : "");
+  return GN_OK;
+}
+
+/* Collective. Takes out_dir, then theta, the optimizer and the step to start from: a checkpoint as
+ * the deck's restart says, or the initial state; *complete when that checkpoint is already the final
+ * step. */
+static int restore(trainer *tr, bool *complete) {
+  start_plan sp;
+  CHECK(decide_start(tr, false, &sp));
+  *complete = sp.complete;
+  if (tr->restart_path[0]) {
+    const gn_ckpt_state *cs = &sp.cs;
+    tr->start_step = cs->step;
+    tr->last_ckpt = cs->step;
+    memcpy(tr->guard, cs->guard, sizeof tr->guard);
+    memcpy(tr->sums, cs->sums, sizeof tr->sums);
     if (RANK0) {
       printf("restart: continuing from %s (step %lld, written on %d rank%s)\n", tr->restart_path,
-             (long long)cs.step, cs.nranks, cs.nranks == 1 ? "" : "s");
+             (long long)cs->step, cs->nranks, cs->nranks == 1 ? "" : "s");
       fflush(stdout);
     }
-  } else if (strcmp(deck->restart, "auto") == 0) {
-    CHECK(may_start_afresh(tr, &cs));
+  } else if (strcmp(tr->deck->restart, "auto") == 0) {
     /* A failed candidate may have left partial values behind: start from the true initial state. */
     CHECK(init_params(tr));
     CHECK(gn_opt_reset(tr->opt));
   }
   if (!tr->run_id[0]) CHECK(new_run_id(tr));
   return GN_OK;
+}
+
+/* Collective. --check: the line saying how a run of this deck would start, from the same decision
+ * (decide_start) with nothing on disk changed. A refusal is printed and returned with its status,
+ * so --check exits as the run would. */
+static int report_start(trainer *tr) {
+  start_plan sp;
+  const int st = decide_start(tr, true, &sp);
+  if (RANK0) {
+    char *msg = st != GN_OK ? gn_escape_text(gn_error_message()) : NULL;
+    if (st != GN_OK)
+      printf("restart: would refuse: %s\n", msg ? msg : gn_error_message());
+    else if (tr->restart_path[0])
+      printf("restart: would resume from step %lld (%s)%s\n", (long long)sp.cs.step, tr->restart_path,
+             sp.complete ? ": the run is complete, nothing left to do" : "");
+    else
+      printf("restart: would start fresh: %s\n", sp.fresh_why);
+    free(msg);
+    fflush(stdout);
+  }
+  return st;
 }
 
 /* Local. steps_total = epochs x steps_per_epoch, bounded by max_steps, in checked arithmetic: a
@@ -871,11 +947,16 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   if (check_only && RANK0) printf("effective deck:\n%s", tr->deck_text);
   CHECK_GOTO(gn_par_agree(par, gn_memplan_check(&plan)));
   CHECK_GOTO(gn_par_agree(par, gn_model_create(par, deck, tr->train.d, tr->train.classes, &tr->model)));
-  if (check_only) goto fail;
-
+  /* The parameters and the optimizer hold a checkpoint while it is checked, for --check too. */
   const size_t np = tr->model.nparams;
   CHECK_GOTO(gn_par_agree(par, gn_shm_alloc(par, np * sizeof(gn_real), "the parameters", &tr->theta_mem)));
   tr->theta = tr->theta_mem.base;
+  CHECK_GOTO(gn_opt_create(par, deck, &tr->model, &tr->opt));
+  if (check_only) {
+    status = report_start(tr);
+    goto fail;
+  }
+
   tr->perm = malloc((size_t)tr->train.n * sizeof(int64_t));
   int st = !tr->perm ? GN_RAISE(GN_ENOMEM, "out of memory for the order of %lld samples", (long long)tr->train.n) : GN_OK;
   if (st == GN_OK) {
@@ -883,11 +964,10 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
     st = reserve_rows(tr, rows > GN_EVAL_ROWS ? rows : GN_EVAL_ROWS);
   }
   CHECK_GOTO(gn_par_agree(par, st));
-  CHECK_GOTO(gn_opt_create(par, deck, &tr->model, &tr->opt));
   CHECK_GOTO(alloc_saved(tr));
-  CHECK_GOTO(lock_out_dir(tr));
-  CHECK_GOTO(restore(tr));
-  if (tr->restart_path[0] && tr->start_step >= tr->steps_total) {
+  bool complete = false;
+  CHECK_GOTO(restore(tr, &complete));
+  if (complete) {
     if (RANK0) {
       printf("run complete: %s already holds all %lld steps (checkpoint %s); nothing to do. Raise epochs or "
              "max_steps to continue it, or use another out_dir for a new run.\n",

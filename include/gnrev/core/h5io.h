@@ -15,6 +15,13 @@
 
 typedef struct gn_h5 gn_h5;
 
+/* Local. Records an error like gn_error (err.h), with the innermost entry of HDF5's error stack
+ * (its most specific reason, such as "truncated file: eof = ...") appended as " (HDF5: ...)", and
+ * clears the stack. Call it right after the failing HDF5 call: the next HDF5 call clears the stack. */
+int gn_h5_error(int status, const char *file, int line, const char *func, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+#define GN_H5_RAISE(status, ...) gn_h5_error((status), __FILE__, __LINE__, __func__, __VA_ARGS__)
+
 /* Creates path (truncating), or opens it for reading (write = false) or appending (write =
  * true, must exist). Errors (GN_EIO) name the path and the HDF5 reason and reach every rank; on
  * error *f is NULL. Turns HDF5's automatic error printing off for the whole process. */

@@ -106,6 +106,12 @@ void gn_deck_defaults(gn_deck *deck);
 int gn_deck_parse(const char *text, const char *filename, const char *const *overrides,
                   int n_overrides, gn_deck *deck);
 
+/* Local. GN_EINPUT when the len bytes read from deck file `filename` hold a NUL byte, located as
+ * "file:line:col: error: ..." with the line and a caret: gn_deck_parse reads its text as a C string,
+ * so a NUL would silently hide the rest of the deck (a group, a key). Call it on the bytes as read,
+ * before gn_deck_parse. */
+int gn_deck_check_bytes(const char *text, size_t len, const char *filename);
+
 /* Local. GN_EINPUT when the deck text holds no namelist group at all (empty, or only comments and
  * blanks): gnrev_mpi refuses such a deck rather than train every default. gn_deck_parse itself
  * accepts it (the defaults), and syntax errors are left to it (GN_OK here). */

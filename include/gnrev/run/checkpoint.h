@@ -3,6 +3,7 @@
 #ifndef GNREV_CHECKPOINT_H
 #define GNREV_CHECKPOINT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "gnrev/input/deck.h"
@@ -67,11 +68,11 @@ void gn_ckpt_path(const gn_deck *deck, int64_t step, char *buf, size_t cap);
  * (weights, fixed C and U, optimizer state, the attributes that steer a continuation) and that its
  * step matches its name (GN_EIO when damaged), that the fixed C and U equal the model's (GN_EINPUT
  * otherwise), and that its deck differs from deck_text only in keys that may change between runs
- * (GN_EINPUT naming the differing keys otherwise; allowed changes are reported on rank 0). */
+ * (GN_EINPUT naming the differing keys otherwise; allowed changes are reported on rank 0). With
+ * dry (gnrev_mpi --check) the decision is the same but nothing on disk changes: a damaged
+ * checkpoint is reported with the name a run would give it, and left as it is. */
 int gn_ckpt_restart(const gn_par *par, const gn_deck *deck, const char *deck_text,
-                    const gn_model *model, gn_real *theta, gn_opt *opt, char *path, size_t cap,
+                    const gn_model *model, gn_real *theta, gn_opt *opt, bool dry, char *path, size_t cap,
                     gn_ckpt_state *state);
-
-
 
 #endif

@@ -15,6 +15,11 @@ typedef struct gn_lock gn_lock;
  * error. */
 int gn_lock_take(const gn_par *par, const char *out_dir, gn_lock **lock);
 
+/* Collective on par->comm. What gn_lock_take would meet, changing nothing (gnrev_mpi --check): the
+ * same refusal, or GN_OK when a run could take the lock now (there is none, or a stale one, which
+ * is said on stderr and left in place). out_dir need not exist. */
+int gn_lock_probe(const gn_par *par, const char *out_dir);
+
 /* Local (rank 0 does the work). Removes the lock file if it is still ours and frees lock; NULL is
  * a no-op. */
 void gn_lock_release(gn_lock *lock);

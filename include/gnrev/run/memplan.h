@@ -38,7 +38,8 @@ typedef struct {
 void gn_memplan_compute(const gn_par *par, const gn_deck *deck, int64_t d, int C, int64_t n_train,
                         int64_t n_pool, int64_t n_test, gn_memplan *plan);
 
-/* Local. Human-readable table (malloc'ed) ending with the line "  total per node  <size>". */
+/* Local. Human-readable table for --check (malloc'ed): a header saying it is sized for the ranks
+ * --check runs on, then the blocks, ending with the line "  available on this node  <size>". */
 char *gn_memplan_format(const gn_memplan *plan);
 
 /* Local. GN_ENOMEM with the figures and the number of ranks per node that would fit when the plan

@@ -8,9 +8,11 @@
 #include "gnrev/core/par.h"
 
 /* Collective on par->comm. Runs the deck (deck_path and deck_source are recorded in the outputs).
- * With check_only, loads and checks the data, prints the resolved configuration, the data summary
- * and the memory plan on rank 0, and returns without training. Every error is agreed over all
- * ranks before return, except those that abort (gn_par_die). */
+ * With check_only, loads and checks the data, prints the resolved configuration, the data summary,
+ * the memory plan and the line saying how a run would start in out_dir ("restart: would ...") on
+ * rank 0, and returns without training or changing anything on disk: GN_OK, or the status a run
+ * would refuse to start with. Every error is agreed over all ranks before return, except those
+ * that abort (gn_par_die). */
 int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
                  const char *deck_source, bool check_only);
 
