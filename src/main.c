@@ -37,6 +37,9 @@ static const char *USAGE =
     "                       would start in out_dir (\"restart: would ...\": afresh, from a\n"
     "                       checkpoint, or refused, with the run's exit status), and exit\n"
     "                       without training or changing anything on disk\n"
+    "  --plan N[:R]         with --check: size the memory for a job of N ranks, R per node\n"
+    "                       (default R = N), instead of the ranks --check runs on, and\n"
+    "                       say whether a node like this one would hold it\n"
     "  -P group:key=value   override a deck value (repeatable), e.g. -P run:seed=43\n"
     "\n"
     "exit status: 0 success, 2 input error, 3 I/O error, 4 not enough memory, 5 numerical\n"
@@ -62,7 +65,22 @@ typedef struct {
   const char *overrides[MAX_OVERRIDES];
   int n_overrides;
   bool check, help, version;
+  int plan_ranks, plan_per_node; /* --plan N[:R] */
 } cli;
+
+/* "N" or "N:R" with 1 <= R and 1 <= N <= 2^24. */
+static int parse_plan(const char *v, cli *c) {
+  char *end = NULL;
+  errno = 0;
+  const long n = strtol(v, &end, 10);
+  long r = n;
+  if (end && *end == ':') r = strtol(end + 1, &end, 10);
+  if (errno || !end || *end || n < 1 || n > (1L << 24) || r < 1 || r > n)
+    GN_FAIL(GN_EINPUT, "--plan '%s': expected N or N:R, N ranks (1 to %ld) with R per node (1 to N)", v, 1L << 24);
+  c->plan_ranks = (int)n;
+  c->plan_per_node = (int)r;
+  return GN_OK;
+}
 
 static int parse_args(int argc, char **argv, cli *c) {
   memset(c, 0, sizeof *c);
@@ -74,6 +92,9 @@ static int parse_args(int argc, char **argv, cli *c) {
       c->version = true;
     } else if (!strcmp(a, "--check")) {
       c->check = true;
+    } else if (!strcmp(a, "--plan")) {
+      if (i + 1 >= argc) GN_FAIL(GN_EINPUT, "option --plan needs an argument N or N:R");
+      CHECK(parse_plan(argv[++i], c));
     } else if (!strncmp(a, "-P", 2)) {
       const char *v = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
       if (!v) GN_FAIL(GN_EINPUT, "option -P needs an argument group:key=value");
@@ -89,6 +110,7 @@ static int parse_args(int argc, char **argv, cli *c) {
   }
   if (!c->help && !c->version && !c->deck_path)
     GN_FAIL(GN_EINPUT, "no deck given\n%s", USAGE);
+  if (c->plan_ranks > 0 && !c->check) GN_FAIL(GN_EINPUT, "--plan sizes a job for --check: add --check");
   return GN_OK;
 }
 
@@ -160,7 +182,8 @@ static int run(const gn_par *par, const cli *c) {
   gn_deck deck;
   int st = gn_par_agree(par, gn_deck_parse(text, c->deck_path, c->overrides, c->n_overrides, &deck));
   if (st == GN_OK) st = gn_par_agree(par, gn_deck_require_groups(text, c->deck_path));
-  if (st == GN_OK) st = gn_train_run(par, &deck, c->deck_path, text, c->check);
+  const gn_train_opts opts = {.check_only = c->check, .plan_ranks = c->plan_ranks, .plan_per_node = c->plan_per_node};
+  if (st == GN_OK) st = gn_train_run(par, &deck, c->deck_path, text, &opts);
   free(text);
   return st;
 }

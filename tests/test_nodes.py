@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import gnrun  # noqa: E402
 from gnrun import check, final_theta, finish, plan, rel, run, synthetic_deck  # noqa: E402
 
-plan(8)
+plan(9)
 tmp = gnrun.scratch("gnrev_nodes_")
 CASES = (("sgd", 0.3, {"optim__momentum": 0.9, "data__batch_size": 40}), ("adam", 0.01, {}), ("gn", 0.5, {}))
 LAYOUTS = ((4, 2), (6, 2))
@@ -83,4 +83,25 @@ if ok:
     ok = abs(got - want) <= 0.01 * want
 check(p.returncode == 0 and ok, "test_check_reports_memory_per_node_as_shared_plus_ranks_per_node_times_per_rank",
       p.stdout[-1500:])
+
+# --plan 4:2 on one rank sizes the same layout without running it: every line of its memory table
+# equals the table of the real 4 ranks on 2 emulated nodes above (their "available" line aside).
+q = run(deck(os.path.join(tmp, "check"), "adam", 0.01, {}), np_=1, args=("--check", "--plan", "4:2"))
+
+
+def table(text):
+    lines = text[text.find("memory for"):].splitlines()
+    body = []
+    for line in lines[1:]:
+        if not line.startswith("  ") or "available" in line:
+            break
+        body.append(line)
+    return body
+
+
+real, planned = table(p.stdout), table(q.stdout)
+check(q.returncode == 0 and len(real) > 8 and planned == real and "memory for 4 ranks on 2 nodes (2 per node)" in q.stdout
+      and "sized for the layout --plan gave" in q.stdout and re.search(r"^plan: 4 ranks on 2 nodes of 2 ranks need about "
+                                                                       r"[0-9.]+ \w+ per node", q.stdout, re.M),
+      "test_check_plan_sizes_another_layout_as_running_on_it_would", "\n".join(real + ["--"] + planned) + q.stderr[-300:])
 finish()

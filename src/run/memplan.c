@@ -73,11 +73,14 @@ char *gn_memplan_format(const gn_memplan *p) {
   /* The plan is sized for the ranks of this process's MPI job, which for --check is often not the
    * layout of the real run: the header says so, once. */
   size_t used = (size_t)snprintf(out, cap,
-                                 "memory for %d rank%s on %d node%s (%d per node), %s precision: sized for the ranks "
-                                 "this --check runs on; run --check on the real run's ranks and nodes to size that run\n"
+                                 "memory for %d rank%s on %d node%s (%d per node), %s precision: %s\n"
                                  "  node-shared:\n",
                                  p->ranks_per_node * p->nodes, p->ranks_per_node * p->nodes == 1 ? "" : "s",
-                                 p->nodes, p->nodes == 1 ? "" : "s", p->ranks_per_node, GN_PRECISION_NAME);
+                                 p->nodes, p->nodes == 1 ? "" : "s", p->ranks_per_node, GN_PRECISION_NAME,
+                                 p->planned ? "sized for the layout --plan gave"
+                                            : "sized for the ranks this --check runs on; run --check on the real "
+                                              "run's ranks and nodes, or give their layout with --plan, to size "
+                                              "that run");
   for (size_t i = 0; i < sizeof shared / sizeof *shared; ++i) {
     gn_sysmem_str(shared[i].bytes, b, sizeof b);
     used += (size_t)snprintf(out + used, cap - used, "    %-34s %12s\n", shared[i].what, b);

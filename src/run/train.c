@@ -656,6 +656,17 @@ static void trainer_free(trainer *tr) {
   free(tr->deck_text);
 }
 
+/* Rank 0. --plan: whether a node of the planned job would fit a node like this one. */
+static void print_plan_verdict(const gn_memplan *plan) {
+  char need[32], have[32];
+  gn_sysmem_str(plan->per_node, need, sizeof need);
+  gn_sysmem_str(plan->available, have, sizeof have);
+  const bool fits = plan->available == 0 || plan->per_node <= plan->available;
+  printf("plan: %d ranks on %d node%s of %d ranks need about %s per node; a node like this one (%s available) %s\n",
+         plan->ranks_per_node * plan->nodes, plan->nodes, plan->nodes == 1 ? "" : "s", plan->ranks_per_node, need,
+         have, fits ? "would hold one" : "would not");
+}
+
 static void print_summary(trainer *tr, const gn_memplan *plan, bool check_only) {
   if (!RANK0) return;
   const gn_deck *dk = tr->deck;
@@ -918,7 +929,8 @@ static int count_steps(trainer *tr) {
 }
 
 int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
-                 const char *deck_source, bool check_only) {
+                 const char *deck_source, const gn_train_opts *opts) {
+  const bool check_only = opts->check_only;
   trainer tr_, *tr = &tr_;
   memset(tr, 0, sizeof *tr);
   tr->par = par;
@@ -941,11 +953,25 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   tr->steps_per_epoch = (tr->train.n + tr->bs - 1) / tr->bs;
   CHECK_GOTO(gn_par_agree(par, count_steps(tr)));
   gn_memplan plan;
-  gn_memplan_compute(par, deck, tr->train.d, tr->train.classes, tr->train.n, tr->train.n_pool, tr->test.n, &plan);
+  if (opts->plan_ranks > 0) {
+    /* --plan: another job's layout. The memory plan reads only the rank and node counts. */
+    gn_par layout = *par;
+    layout.size = opts->plan_ranks;
+    layout.node_size = opts->plan_per_node < opts->plan_ranks ? opts->plan_per_node : opts->plan_ranks;
+    layout.nnodes = (layout.size + layout.node_size - 1) / layout.node_size;
+    layout.uniform = layout.size % layout.node_size == 0;
+    gn_memplan_compute(&layout, deck, tr->train.d, tr->train.classes, tr->train.n, tr->train.n_pool, tr->test.n,
+                       &plan);
+    plan.planned = true;
+  } else {
+    gn_memplan_compute(par, deck, tr->train.d, tr->train.classes, tr->train.n, tr->train.n_pool, tr->test.n, &plan);
+  }
   /* The plan is judged before anything sized by the deck is allocated. */
   print_summary(tr, &plan, check_only);
   if (check_only && RANK0) printf("effective deck:\n%s", tr->deck_text);
-  CHECK_GOTO(gn_par_agree(par, gn_memplan_check(&plan)));
+  /* A planned layout is not this job: it is reported, not refused, and the rest of --check goes on. */
+  if (opts->plan_ranks > 0 && RANK0) print_plan_verdict(&plan);
+  if (opts->plan_ranks == 0) CHECK_GOTO(gn_par_agree(par, gn_memplan_check(&plan)));
   CHECK_GOTO(gn_par_agree(par, gn_model_create(par, deck, tr->train.d, tr->train.classes, &tr->model)));
   /* The parameters and the optimizer hold a checkpoint while it is checked, for --check too. */
   const size_t np = tr->model.nparams;

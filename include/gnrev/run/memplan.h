@@ -3,6 +3,7 @@
 #ifndef GNREV_RUN_MEMPLAN_H
 #define GNREV_RUN_MEMPLAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,7 @@ typedef struct {
   int nodes;
   size_t per_node;      /* node_shared + ranks_per_node * per_rank */
   size_t available;     /* memory available on this node now (MemAvailable) */
+  bool planned;         /* sized for another job's layout (--plan), not the ranks of this one */
 } gn_memplan;
 
 /* Local. The plan for the deck on par's ranks and nodes, input width d, C classes and set sizes
