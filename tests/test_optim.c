@@ -28,7 +28,8 @@ static void test_sgd_plain(void) {
   gn_deck d = base(GN_OPT_SGD, 0, false, 0);
   gn_real th[2] = {1.0, -2.0}, g[2] = {0.5, 0.25};
   gn_sgd_rule(&d, 0.1, true, 2, th, g, NULL);
-  GT_CHECK(th[0] == (gn_real)(1.0 - 0.05) && th[1] == (gn_real)(-2.0 - 0.025), "test_sgd_step_is_theta_minus_lr_grad");
+  GT_CHECK(th[0] == (gn_real)(1.0 - 0.05) && th[1] == (gn_real)(-2.0 - 0.025),
+           "test_sgd_step_is_theta_minus_lr_grad");
 }
 
 static void test_sgd_momentum_and_decay(void) {

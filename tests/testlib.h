@@ -147,10 +147,18 @@ __attribute__((format(printf, 4, 5), unused)) static void gt_require_(int ok, co
     den += (double)b[i] * (double)b[i];                                                             \
   }                                                                                                 \
   return sqrt(num) / (den > 0 ? sqrt(den) : 1e-300);
-__attribute__((unused)) static double gt_rel_diff_dd_(const double *a, const double *b, size_t n) { GT_REL_DIFF_BODY_ }
-__attribute__((unused)) static double gt_rel_diff_fd_(const float *a, const double *b, size_t n) { GT_REL_DIFF_BODY_ }
-__attribute__((unused)) static double gt_rel_diff_df_(const double *a, const float *b, size_t n) { GT_REL_DIFF_BODY_ }
-__attribute__((unused)) static double gt_rel_diff_ff_(const float *a, const float *b, size_t n) { GT_REL_DIFF_BODY_ }
+__attribute__((unused)) static double gt_rel_diff_dd_(const double *a, const double *b, size_t n) {
+  GT_REL_DIFF_BODY_
+}
+__attribute__((unused)) static double gt_rel_diff_fd_(const float *a, const double *b, size_t n) {
+  GT_REL_DIFF_BODY_
+}
+__attribute__((unused)) static double gt_rel_diff_df_(const double *a, const float *b, size_t n) {
+  GT_REL_DIFF_BODY_
+}
+__attribute__((unused)) static double gt_rel_diff_ff_(const float *a, const float *b, size_t n) {
+  GT_REL_DIFF_BODY_
+}
 #define GT_IS_FLOAT_PTR_(p, f, d) _Generic((p), float *: f, const float *: f, default: d)
 #define gt_rel_diff(a, b, n)                                                                        \
   GT_IS_FLOAT_PTR_(a, GT_IS_FLOAT_PTR_(b, gt_rel_diff_ff_, gt_rel_diff_fd_),                        \
