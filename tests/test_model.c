@@ -19,6 +19,7 @@
 #include "gnrev/model/model.h"
 #include "gnrev/core/rng.h"
 #include "testlib.h"
+#include "testfd.h"
 
 /* LAPACK's Fortran Householder QR (column-major). */
 void dgeqrf_(const int *m, const int *n, double *a, const int *lda, double *tau, double *work,
@@ -429,65 +430,6 @@ static double net_loss(const gn_model *md, const gn_real *theta, int64_t n, cons
   return sum / (double)n;
 }
 
-/* The signs of the pre-activations z C of every relu half-block, by the test's own forward pass of
- * the network in double at (theta, X0): the activation pattern, 1 byte per unit and row. */
-static void relu_pattern(const gn_model *md, const gn_real *theta, int64_t n, const gn_real *X0, unsigned char *pat) {
-  const int64_t d = md->d, m = md->m, h = md->h, hp = md->hp;
-  double *X = malloc((size_t)(n * d) * sizeof *X), *A = malloc((size_t)(n * hp) * sizeof *A);
-  gt_to_f64(X0, (size_t)(n * d), X);
-  for (int b = 0; b < md->B; ++b)
-    for (int s = 0; s < 2; ++s) {
-      /* F (s = 0) reads x2 and adds to x1, G (s = 1) reads the new x1 and adds to x2. */
-      const int64_t in = s == 0 ? m : 0, out = s == 0 ? 0 : m;
-      const gn_real *C = md->proj[2 * b + s], *T = theta + gn_model_offset(md, b, s);
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < h; ++j) {
-          double p = 0.0;
-          for (int64_t k = 0; k < m; ++k) p += X[i * d + in + k] * C[k * h + j];
-          const int relu = md->act[b] == GN_ACT_RELU;
-          if (relu) *pat++ = p > 0;
-          A[i * hp + j] = relu ? fmax(p, 0.0) : md->act[b] == GN_ACT_TANH ? tanh(p) : p;
-          if (hp > h) A[i * hp + h] = 1.0;
-        }
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t k = 0; k < m; ++k) {
-          double f = 0.0;
-          for (int64_t j = 0; j < hp; ++j) f += A[i * hp + j] * T[j * m + k];
-          X[i * d + out + k] += f;
-        }
-    }
-  free(X), free(A);
-}
-
-/* The step of a central difference of the loss along dth (in theta) or dX (in X0), either NULL:
- * the given step, halved while the activation pattern of a relu network differs at the two
- * perturbed gn_real points from the one at the centre, so that the difference quotient never
- * straddles a kink (as the half-block test keeps its step short of every kink). The double
- * build's step of 1e-5 clears every kink of these seeds; the single build's, 800 times longer
- * against float rounding, may not. */
-static double kink_free_step(const gn_model *md, const gn_real *theta, int64_t n, const gn_real *X0,
-                             const gn_real *dth, const gn_real *dX, double step) {
-  int64_t units = 0;
-  for (int b = 0; b < md->B; ++b) units += md->act[b] == GN_ACT_RELU ? 2 * n * md->h : 0;
-  if (units == 0) return step;
-  const size_t np = md->nparams, nd = (size_t)(n * md->d);
-  unsigned char *p0 = malloc((size_t)units), *p1 = malloc((size_t)units);
-  gn_real *th = malloc(np * sizeof *th), *X = malloc(nd * sizeof *X);
-  relu_pattern(md, theta, n, X0, p0);
-  int same = 0;
-  for (int halvings = 0; !same && halvings < 40; ++halvings, step = same ? step : step / 2) {
-    same = 1;
-    for (int sgn = -1; same && sgn <= 1; sgn += 2) {
-      for (size_t k = 0; k < np; ++k) th[k] = dth ? (gn_real)(theta[k] + sgn * step * dth[k]) : theta[k];
-      for (size_t k = 0; k < nd; ++k) X[k] = dX ? (gn_real)(X0[k] + sgn * step * dX[k]) : X0[k];
-      relu_pattern(md, th, n, X, p1);
-      same = memcmp(p0, p1, (size_t)units) == 0;
-    }
-  }
-  free(p0), free(p1), free(th), free(X);
-  return step;
-}
-
 static void test_backward(gn_activation act, int B, int linear_first, int bias, int64_t n) {
   const int64_t d = 10, h = 12;
   const int C = 3;
@@ -532,12 +474,12 @@ static void test_backward(gn_activation act, int B, int linear_first, int bias, 
    * rounding ~ eps L / step ~ 1e-11, so 1e-8 of the gradient's norm leaves a factor 100 (relu: piecewise
    * linear, exact unless a kink is crossed, which these seeds avoid). The quotient is compared with the
    * gradient along the direction the two gn_real arguments really differ by (`moved`). A relu
-   * network's step stops short of every kink (kink_free_step). */
+   * network's step stops short of every kink (gt_kink_free_step, testfd.h). */
   const double nominal = gt_fd_step(1e-5), gnorm = norm(grad, np);
   double dir_err = 0.0, coord_err = 0.0, shortest = nominal;
   for (int r = 0; r < 3; ++r) {
     gn_real *dir = randn(np, 70 + (uint32_t)r, 1.0);
-    const double step = kink_free_step(&md, theta, n, X0, dir, NULL, nominal);
+    const double step = gt_kink_free_step(&md, theta, n, X0, dir, NULL, nominal);
     shortest = fmin(shortest, step);
     double side[2];
     for (int sgn = 0; sgn < 2; ++sgn) {
@@ -556,7 +498,7 @@ static void test_backward(gn_activation act, int B, int linear_first, int bias, 
           gn_model_offset(&md, k / 2, k % 2) + (which ? (size_t)(h * md.m + 2) : (size_t)(3 * md.m + 1));
       memset(thp, 0, np * sizeof *thp);
       thp[idx] = 1;
-      const double step = kink_free_step(&md, theta, n, X0, thp, NULL, nominal);
+      const double step = gt_kink_free_step(&md, theta, n, X0, thp, NULL, nominal);
       shortest = fmin(shortest, step);
       double side[2], at[2];
       for (int sgn = 0; sgn < 2; ++sgn) {
@@ -569,7 +511,7 @@ static void test_backward(gn_activation act, int B, int linear_first, int bias, 
     }
   /* The input gradient dL/dX_0 along a random direction. */
   gn_real *dir = randn(nd, 80, 1.0), *Xp = malloc(nd * sizeof *Xp);
-  const double step = kink_free_step(&md, theta, n, X0, NULL, dir, nominal);
+  const double step = gt_kink_free_step(&md, theta, n, X0, NULL, dir, nominal);
   shortest = fmin(shortest, step);
   double side[2];
   for (int sgn = 0; sgn < 2; ++sgn) {
