@@ -321,12 +321,11 @@ static void test_half_block_derivatives(int64_t n) {
           gn_model_half_forward(&md, theta, b, s, n, zm, m, 1.0, fm, m);
           for (size_t k = 0; k < nm; ++k) fd[k] = ((double)fp[k] - fm[k]) / (2 * step);
           gn_model_half_jvp(&md, theta, b, s, n, z, m, v, m, Jv, m);
-          /* relu and identity are linear between kinks: only rounding, eps |F| / step (in the
-           * single build gt_fd_tol carries the value at the nominal step; a step the kink rule
-           * shortened raises it in proportion, as in double). tanh adds the truncation
-           * step^2 |F'''| / 6 ~ 1e-10 relative; 1e-8 leaves a factor 100. */
+          /* relu and identity are linear between kinks: only rounding, eps |F| / step, with the
+           * double build's step (1e-5, or as much shorter as the kink rule made this one).
+           * tanh adds the truncation step^2 |F'''| / 6 ~ 1e-10 relative; 1e-8 leaves a factor 100. */
           const double tol =
-              md.act[b] == GN_ACT_TANH ? gt_fd_tol(1e-8) : gt_fd_tol(1e3 * EPS / 1e-5) * (nominal / step);
+              md.act[b] == GN_ACT_TANH ? gt_fd_tol(1e-8) : gt_fd_tol(1e3 * EPS / (1e-5 * step / nominal));
           jvp_tol = fmax(jvp_tol, tol);
           const double e = gt_rel_diff(fd, Jv, nm);
           if (e > tol) ok = 0;

@@ -410,7 +410,7 @@ static void check_mp_direction(const gn_par *par, gn_loss_kind loss, gn_output_h
   double r = gt_rel_diff(delta, ref, s.md.nparams);
   /* Wedin: |d J^+| <~ 2 kappa^2 |dJ| / sigma_max, relative |d delta| <~ 2 kappa |dJ| / |J| with the
    * FD error |dJ| / |J| ~ 1e-10 (see FD_STEP), plus the same for the residual's component. */
-  const double tol = 4 * kappa * gt_fd_tol(1e-9);
+  const double tol = gt_fd_tol(4 * kappa * 1e-9);
   GT_CHECK(st == GN_OK && r < tol, "test_mp_direction_equals_fd_pseudo_inverse (%s): rel diff %.2e "
            "(tol %.1e, kappa %.1f)%s", label, r, tol, kappa, st ? gn_error_message() : "");
   free(delta);

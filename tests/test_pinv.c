@@ -254,7 +254,7 @@ static void run_problem(const gn_par *par, const problem *pb, const variant *vs,
     MPI_Bcast(&rinfo, 1, MPI_INT, 0, MPI_COMM_WORLD);
     MPI_Bcast(&ri, sizeof ri, MPI_BYTE, 0, MPI_COMM_WORLD);
     MPI_Bcast(ref, (int)hm, MPI_DOUBLE, 0, MPI_COMM_WORLD);
-    const double tol = gt_tol(10 * sqrt((double)pb->n) * DBL_EPSILON * ri.kappa2);
+    const double tol_double = 10 * sqrt((double)pb->n) * DBL_EPSILON * ri.kappa2, tol = gt_tol(tol_double);
     char name[240];
     snprintf(name, sizeof name, "%s, %s rtol=%g", kind_name[vr->kind], label, vr->rtol);
     /* A precondition on the test's own reference: LAPACK succeeded and no singular value sits at the
@@ -309,7 +309,7 @@ static void run_problem(const gn_par *par, const problem *pb, const variant *vs,
             resid[a * pb->m + j] += A[i * pb->hp + a] * (Td[i * pb->m + j] - Ax[i * pb->m + j]) /
                                     (vr->damping * mu_max);
       MPI_Allreduce(MPI_IN_PLACE, resid, (int)hm, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-      GT_CHECK(gt_rel_diff(dtheta, resid, hm) <= tol / vr->damping,
+      GT_CHECK(gt_rel_diff(dtheta, resid, hm) <= gt_tol(tol_double / vr->damping),
                "damped step solves (A A^T + damping mu_max I) Z = T (%s)", name);
       free(resid);
     }

@@ -66,7 +66,7 @@ static void check_size(const gn_par *par, int64_t n, int64_t per_row_block, int6
   for (int64_t i = 0; i < n; ++i) werr = fmax(werr, fabs(w[i] - wref[i]));
   int desc = 1;
   for (int64_t i = 1; i < n; ++i) desc &= w[i] <= w[i - 1];
-  GT_CHECK(werr < gt_tol(1e-13) * n * anorm && desc,
+  GT_CHECK(werr < gt_tol(1e-13 * n) * anorm && desc,
            "test_symeig_eigenvalues_match_serial_dsyevd_descending (n = %lld): max err %.2e of |A| %.2f",
            (long long)n, werr, anorm);
   double res = 0, dir = 0, unit = 0;
@@ -93,7 +93,7 @@ static void check_size(const gn_par *par, int64_t n, int64_t per_row_block, int6
   /* The angle to the serial vector is ~ eps |A| / gap; its square is far below 1e-12 for the
    * gaps of a GOE matrix of these sizes (and, with gt_tol, below 5e-4 in float). */
   if (kvec > 0) {
-    GT_CHECK(unit < gt_tol(1e-13) && dir < gt_tol(1e-12) && res < gt_tol(1e-13) * n * anorm && sign_ok,
+    GT_CHECK(unit < gt_tol(1e-13) && dir < gt_tol(1e-12) && res < gt_tol(1e-13 * n) * anorm && sign_ok,
              "test_symeig_vectors_are_unit_eigenvectors_like_serial_with_positive_largest_entry (n = %lld, "
              "%lld vectors): | |v| - 1 | %.1e, 1 - |v.v_ref| %.1e, |A v - w v| %.1e", (long long)n,
              (long long)kvec, unit, dir, res);
