@@ -325,7 +325,7 @@ static void test_half_block_derivatives(int64_t n) {
            * double build's step (1e-5, or as much shorter as the kink rule made this one).
            * tanh adds the truncation step^2 |F'''| / 6 ~ 1e-10 relative; 1e-8 leaves a factor 100. */
           const double tol =
-              md.act[b] == GN_ACT_TANH ? gt_fd_tol(1e-8) : gt_fd_tol(1e3 * EPS / (1e-5 * step / nominal));
+              md.act[b] == GN_ACT_TANH ? gt_fd_tol(1e-8) : gt_fd_tol(1e3 * EPS / step * (nominal / 1e-5));
           jvp_tol = fmax(jvp_tol, tol);
           const double e = gt_rel_diff(fd, Jv, nm);
           if (e > tol) ok = 0;
