@@ -1,8 +1,10 @@
-/* bench_gn.c — `make bench`: the GN step against the SGD step and against DGEMM, measured in the
- * same run on the same ranks, through the optimizer interface a real run uses, for the paper's
- * MNIST-size model (d = 784, h = 8000, B = 2) on a full batch of n = 1024. Prints a table on rank 0.
- * Flop counts are those of the matrix products the algorithms do, as the modules count them
- * (gn_model_flops_*, the GN sweep's own count); the eigensolver is timed, not counted.
+/* bench_gn.c — `make bench`: the GN step against the SGD step and against the GEMM of gn_real's
+ * precision (DGEMM in the double build, SGEMM in the single one), measured in the same run on the
+ * same ranks, through the optimizer interface a real run uses, for the paper's MNIST-size model
+ * (d = 784, h = 8000, B = 2) on a full batch of n = 1024. Prints a table on rank 0, the build's
+ * precision on its first line. Flop counts are those of the matrix products the algorithms do, as
+ * the modules count them (gn_model_flops_*, the GN sweep's own count); the eigensolver is timed,
+ * not counted.
  *
  * usage: bench_gn [n [hidden [reps]]] */
 #include <math.h>
@@ -13,24 +15,31 @@
 
 #include <cblas.h>
 
+#include "gnrev/core/blas.h"
 #include "gnrev/core/par.h"
+#include "gnrev/core/real.h"
 #include "gnrev/core/rng.h"
 #include "gnrev/core/shm.h"
 #include "gnrev/model/model.h"
 #include "gnrev/optim/gn_sweep.h"
 #include "gnrev/optim/optim.h"
 
-/* GFLOP/s of the forward's dominant product (rows x h x m) on this rank, best of reps. */
-static double dgemm_rate(int64_t M, int64_t N, int64_t K, int reps) {
-  double *A = malloc((size_t)(M * K) * sizeof(double)), *B = malloc((size_t)(K * N) * sizeof(double)),
-         *C = calloc((size_t)(M * N), sizeof(double));
-  gn_rng_fill_normal(1, GN_RNG_TEST, 0, 0, (size_t)(M * K), 1.0, A);
-  gn_rng_fill_normal(1, GN_RNG_TEST, 1, 0, (size_t)(K * N), 1.0, B);
+/* The BLAS GEMM the model's products run on: DGEMM or SGEMM (real.h, blas.h). */
+#define GEMM_NAME GN_LA("DGEMM", "SGEMM")
+
+/* GFLOP/s of GEMM_NAME on the forward's dominant product (rows x h x m) on this rank, best of reps;
+ * every rep starts on all ranks of comm together, so that the ranks share the node as in a step. */
+static double gemm_rate(MPI_Comm comm, int64_t M, int64_t N, int64_t K, int reps) {
+  gn_real *A = malloc((size_t)(M * K) * sizeof(gn_real)), *B = malloc((size_t)(K * N) * sizeof(gn_real)),
+          *C = calloc((size_t)(M * N), sizeof(gn_real));
+  gn_rng_fill_normal_real(1, GN_RNG_TEST, 0, 0, (size_t)(M * K), 1.0, A);
+  gn_rng_fill_normal_real(1, GN_RNG_TEST, 1, 0, (size_t)(K * N), 1.0, B);
   double best = 1e300;
   for (int r = 0; r <= reps; ++r) {
+    MPI_Barrier(comm);
     const double t0 = gn_par_wtime();
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0, A, (int)K, B, (int)N, 0.0, C,
-                (int)N);
+    gn_cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0, A, (int)K, B, (int)N, 0.0, C,
+                  (int)N);
     const double dt = gn_par_wtime() - t0;
     if (r > 0 && dt < best) best = dt; /* the first call warms up */
   }
@@ -41,7 +50,7 @@ static double dgemm_rate(int64_t M, int64_t N, int64_t K, int reps) {
 }
 
 /* Best time of reps steps of the deck's method (lr 0: the same weights every time). */
-static double time_steps(const gn_par *par, const gn_deck *dk, const gn_model *md, double *theta, const gn_batch *b,
+static double time_steps(const gn_par *par, const gn_deck *dk, const gn_model *md, gn_real *theta, const gn_batch *b,
                          int reps, gn_opt **keep) {
   gn_opt *opt = NULL;
   if (gn_opt_create(par, dk, md, &opt) != GN_OK) gn_par_die(par, GN_ENOMEM);
@@ -78,23 +87,24 @@ int main(int argc, char **argv) {
 
   int64_t row0, nl;
   gn_par_rows(n, par.size, par.rank, &row0, &nl);
-  /* DGEMM of the forward's dominant shape on this rank's rows, all ranks at once. */
-  double rate_sum = dgemm_rate(nl > 0 ? nl : 1, hidden, d / 2, reps);
+  /* GEMM of the forward's dominant shape on this rank's rows, all ranks at once. */
+  double rate_sum = gemm_rate(par.comm, nl > 0 ? nl : 1, hidden, d / 2, reps);
   MPI_Allreduce(MPI_IN_PLACE, &rate_sum, 1, MPI_DOUBLE, MPI_SUM, par.comm);
 
   gn_model md;
   if (gn_model_create(&par, &dk, d, C, &md) || gn_model_reserve(&md, nl > 0 ? nl : 1)) gn_par_die(&par, GN_ENOMEM);
   gn_shm theta_mem;
-  if (gn_shm_alloc(&par, md.nparams * sizeof(double), "theta", &theta_mem)) gn_par_die(&par, GN_ENOMEM);
-  double *theta = theta_mem.base;
+  if (gn_shm_alloc(&par, md.nparams * sizeof(gn_real), "theta", &theta_mem)) gn_par_die(&par, GN_ENOMEM);
+  gn_real *theta = theta_mem.base;
   size_t lo, hi;
-  gn_shm_slice(&par, md.nparams, sizeof(double), &lo, &hi);
+  gn_shm_slice(&par, md.nparams, sizeof(gn_real), &lo, &hi);
   gn_model_init_params(&md, &dk, lo, hi, theta);
   gn_shm_sync(&par);
-  double *X0 = malloc((size_t)((nl > 0 ? nl : 1) * d) * sizeof(double)), *X = malloc((size_t)((nl > 0 ? nl : 1) * d) * sizeof(double));
-  double *lg = malloc((size_t)((nl > 0 ? nl : 1) * C) * sizeof(double));
-  int32_t *y = malloc((size_t)(nl > 0 ? nl : 1) * sizeof(int32_t));
-  gn_rng_fill_normal(2, GN_RNG_TEST, 0, (uint64_t)(row0 * d), (size_t)(nl * d), 1.0, X0);
+  const size_t rows = (size_t)(nl > 0 ? nl : 1);
+  gn_real *X0 = malloc(rows * (size_t)d * sizeof(gn_real)), *X = malloc(rows * (size_t)d * sizeof(gn_real));
+  gn_real *lg = malloc(rows * (size_t)C * sizeof(gn_real));
+  int32_t *y = malloc(rows * sizeof(int32_t));
+  gn_rng_fill_normal_real(2, GN_RNG_TEST, 0, (uint64_t)(row0 * d), (size_t)(nl * d), 1.0, X0);
   for (int64_t i = 0; i < nl; ++i) y[i] = (int32_t)((row0 + i) % C);
   const gn_batch batch = {.step = 0, .n = nl, .n_global = n, .X0 = X0, .y = y};
 
@@ -102,7 +112,7 @@ int main(int argc, char **argv) {
   for (int r = 0; r <= reps; ++r) {
     MPI_Barrier(par.comm);
     const double t0 = gn_par_wtime();
-    if (nl > 0) memcpy(X, X0, (size_t)(nl * d) * sizeof(double));
+    if (nl > 0) memcpy(X, X0, (size_t)(nl * d) * sizeof(gn_real));
     gn_model_forward(&md, theta, nl, X, lg);
     MPI_Barrier(par.comm);
     const double dt = gn_par_wtime() - t0;
@@ -125,12 +135,12 @@ int main(int argc, char **argv) {
                   best.flops};
   MPI_Allreduce(MPI_IN_PLACE, fl, 3, MPI_DOUBLE, MPI_SUM, par.comm);
   if (par.rank == 0) {
-    printf("gnrev bench (%s): d = %lld, h = %lld, B = %lld, n = %lld (full batch), %d rank%s, %zu parameters\n",
-           sizeof(double) == 8 ? "double" : "single", (long long)d, (long long)hidden, (long long)md.B, (long long)n,
-           par.size, par.size > 1 ? "s" : "", md.nparams);
-    printf("  DGEMM (%lld x %lld x %lld per rank, all ranks at once): %8.1f GFLOP/s in all\n",
+    printf("gnrev bench (%s precision, %s): d = %lld, h = %lld, B = %lld, n = %lld (full batch), %d rank%s, "
+           "%zu parameters\n", GN_PRECISION_NAME, GEMM_NAME, (long long)d, (long long)hidden, (long long)md.B,
+           (long long)n, par.size, par.size > 1 ? "s" : "", md.nparams);
+    printf("  %s (%lld x %lld x %lld per rank, all ranks at once): %8.1f GFLOP/s in all\n", GEMM_NAME,
            (long long)(nl > 0 ? nl : 1), (long long)hidden, (long long)md.m, rate_sum);
-    printf("  %-22s %10s %12s %10s %12s\n", "phase", "time_s", "GFLOP", "GFLOP/s", "of DGEMM");
+    printf("  %-22s %10s %12s %10s %12s\n", "phase", "time_s", "GFLOP", "GFLOP/s", "of " GEMM_NAME);
     struct { const char *name; double t, f; } rows[] = {
         {"forward", t_fwd, fl[0]}, {"SGD step", t_sgd, fl[1]}, {"GN step", t_gn, fl[2]}};
     for (int i = 0; i < 3; ++i)

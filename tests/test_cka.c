@@ -6,7 +6,11 @@
  * no rows), a constant representation gives NaN.
  *
  * When $CKA_TEST_DIR is set, rank 0 writes the matrices and the value to cka_case.bin there
- * (n, p, q, then X, Y, CKA as float64), and tests/test_plot_xdmf.py checks the value with numpy. */
+ * (n, p, q, then X, Y, CKA as float64), and tests/test_plot_xdmf.py checks the value with numpy.
+ *
+ * The representations are gn_real (real.h), as the library takes them; the serial definition runs
+ * in double on double copies of them, and CKA values are double in both builds. Rounding
+ * tolerances go through gt_tol (testlib.h). */
 #include <stdint.h>
 #include <stdio.h>
 
@@ -56,7 +60,7 @@ static double cka_serial(int64_t n, int64_t p, const double *X, int64_t q, const
 }
 
 /* CKA of the full n-row matrices, each rank passing its gn_par_rows share to the library. */
-static double cka_dist(const gn_par *pr, int64_t n, int64_t p, const double *X, int64_t q, const double *Y) {
+static double cka_dist(const gn_par *pr, int64_t n, int64_t p, const gn_real *X, int64_t q, const gn_real *Y) {
   int64_t row0, nrows;
   gn_par_rows(n, pr->size, pr->rank, &row0, &nrows);
   double v = -1;
@@ -65,7 +69,7 @@ static double cka_dist(const gn_par *pr, int64_t n, int64_t p, const double *X, 
 }
 
 /* Y (n x q) times the orthogonal H2 H1, Householder reflections along fixed random vectors. */
-static void rotate(int64_t n, int64_t q, double *Y) {
+static void rotate(int64_t n, int64_t q, gn_real *Y) {
   for (int r = 0; r < 2; ++r) {
     double v[Q], vv = 0;
     gn_rng_fill_normal(7, GN_RNG_TEST, 50 + r, 0, (size_t)q, 1.0, v);
@@ -73,7 +77,7 @@ static void rotate(int64_t n, int64_t q, double *Y) {
     for (int64_t i = 0; i < n; ++i) {
       double s = 0;
       for (int64_t j = 0; j < q; ++j) s += Y[i * q + j] * v[j];
-      for (int64_t j = 0; j < q; ++j) Y[i * q + j] -= 2 * s / vv * v[j];
+      for (int64_t j = 0; j < q; ++j) Y[i * q + j] = (gn_real)(Y[i * q + j] - 2 * s / vv * v[j]);
     }
   }
 }
@@ -84,17 +88,21 @@ int main(int argc, char **argv) {
   if (gn_par_open(MPI_COMM_WORLD, &par) != GN_OK || gn_par_open(MPI_COMM_SELF, &self) != GN_OK)
     MPI_Abort(MPI_COMM_WORLD, 1);
   /* Y shares part of X's signal, so the value is well inside (0, 1). */
-  double X[N * P], Y[N * Q], Z[N * Q];
-  gn_rng_fill_normal(7, GN_RNG_TEST, 1, 0, N * P, 1.0, X);
-  gn_rng_fill_normal(7, GN_RNG_TEST, 2, 0, N * Q, 0.7, Y);
+  gn_real X[N * P], Y[N * Q], Z[N * Q];
+  gn_rng_fill_normal_real(7, GN_RNG_TEST, 1, 0, N * P, 1.0, X);
+  gn_rng_fill_normal_real(7, GN_RNG_TEST, 2, 0, N * Q, 0.7, Y);
   for (int i = 0; i < N; ++i)
-    for (int j = 0; j < Q; ++j) Y[i * Q + j] += X[i * P + j] * (j + 1) + (j ? 0.5 * X[i * P + j - 1] : 0);
+    for (int j = 0; j < Q; ++j)
+      Y[i * Q + j] = (gn_real)(Y[i * Q + j] + X[i * P + j] * (j + 1) + (j ? 0.5 * X[i * P + j - 1] : 0));
 
-  const double ref = cka_serial(N, P, X, Q, Y);
+  double Xd[N * P], Yd[N * Q];
+  gt_to_f64(X, N * P, Xd);
+  gt_to_f64(Y, N * Q, Yd);
+  const double ref = cka_serial(N, P, Xd, Q, Yd);
   const double got = cka_dist(&par, N, P, X, Q, Y);
   gt_note("CKA = %.17g (serial %.17g) on %d ranks", got, ref, par.size);
   /* Each value is a few sums of ~N*P^2 products of O(1) terms: rounding ~1e-15 relative. */
-  const double tol = 1e-12;
+  const double tol = gt_tol(1e-12);
   /* The invariance checks below only mean something for a value well inside (0, 1). */
   GT_REQUIRE(ref > 0.05 && ref < 0.95, "the test pair is neither similar nor unrelated (%.3f)", ref);
   GT_CHECK(fabs(got - ref) <= tol * ref, "cka_matches_direct_serial_definition (diff %.2e)", fabs(got - ref));
@@ -107,21 +115,23 @@ int main(int argc, char **argv) {
   rotate(N, Q, Z);
   GT_REQUIRE(gt_rel_diff(Z, Y, N * Q) > 0.1, "the orthogonal transform changes the features");
   GT_CHECK(fabs(cka_dist(&par, N, P, X, Q, Z) - got) <= tol * ref, "cka_invariant_to_orthogonal_transform");
-  for (int k = 0; k < N * Q; ++k) Z[k] = 37.5 * Y[k];
+  for (int k = 0; k < N * Q; ++k) Z[k] = (gn_real)(37.5 * Y[k]);
   GT_CHECK(fabs(cka_dist(&par, N, P, X, Q, Z) - got) <= tol * ref, "cka_invariant_to_isotropic_scaling_of_y");
-  double Xs[N * P];
-  for (int k = 0; k < N * P; ++k) Xs[k] = 1e-3 * X[k];
+  gn_real Xs[N * P];
+  for (int k = 0; k < N * P; ++k) Xs[k] = (gn_real)(1e-3 * X[k]);
   GT_CHECK(fabs(cka_dist(&par, N, P, Xs, Q, Y) - got) <= tol * ref, "cka_invariant_to_isotropic_scaling_of_x");
   /* A shift of 1e3 against a spread of ~1 leaves ~1e3 * eps of absolute error in the centred
    * values after subtracting the mean: relative 1e-12 of the products at worst. */
   for (int i = 0; i < N; ++i)
-    for (int j = 0; j < Q; ++j) Z[i * Q + j] = Y[i * Q + j] + 1e3 * (j + 1);
-  GT_CHECK(fabs(cka_dist(&par, N, P, X, Q, Z) - got) <= 1e-10 * ref, "cka_invariant_to_constant_feature_shift");
+    for (int j = 0; j < Q; ++j) Z[i * Q + j] = (gn_real)(Y[i * Q + j] + 1e3 * (j + 1));
+  const double shifted = cka_dist(&par, N, P, X, Q, Z);
+  GT_CHECK(fabs(shifted - got) <= gt_tol(1e-10) * ref, "cka_invariant_to_constant_feature_shift (diff %.2e)",
+           fabs(shifted - got));
 
   /* Two samples: both centred matrices have rank one, so CKA is exactly 1; on 3 ranks the last
    * rank owns no row and still takes part in the reductions. */
   GT_CHECK(fabs(cka_dist(&par, 2, P, X, Q, Y) - 1) <= tol, "cka_of_two_samples_is_one_even_with_an_empty_rank");
-  double K[N * Q];
+  gn_real K[N * Q];
   for (int k = 0; k < N * Q; ++k) K[k] = 3.0;
   GT_CHECK(isnan(cka_dist(&par, N, P, X, Q, K)), "cka_of_constant_representation_is_nan");
 
@@ -143,8 +153,8 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/cka_case.bin", dir);
     FILE *f = fopen(path, "wb");
     double head[3] = {N, P, Q};
-    int ok = f && fwrite(head, sizeof(double), 3, f) == 3 && fwrite(X, sizeof(double), N * P, f) == N * P &&
-             fwrite(Y, sizeof(double), N * Q, f) == N * Q && fwrite(&got, sizeof(double), 1, f) == 1;
+    int ok = f && fwrite(head, sizeof(double), 3, f) == 3 && fwrite(Xd, sizeof(double), N * P, f) == N * P &&
+             fwrite(Yd, sizeof(double), N * Q, f) == N * Q && fwrite(&got, sizeof(double), 1, f) == 1;
     if (f) ok = (fclose(f) == 0) && ok;
     if (!ok) fprintf(stderr, "test_cka: cannot write %s\n", path);
   }

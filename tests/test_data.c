@@ -269,16 +269,16 @@ static void test_idx(int gz) {
            "%s: stored in node-shared windows", tag);
   if (!gz) {
     int64_t idx[2] = {4, 1};
-    static double x[2 * D], x2[D];
+    static gn_real x[2 * D], x2[D];
     int32_t y[2];
     gn_data_gather(&tr, idx, 2, x, y);
     int same = y[0] == idx_lab(0, 4) && y[1] == idx_lab(0, 1);
     for (int j = 0; j < D; ++j)
-      same &= x[j] == (double)norm1(idx_pix(0, 4, j), mean, std) &&
-              x[D + j] == (double)norm1(idx_pix(0, 1, j), mean, std);
+      same &= x[j] == (gn_real)norm1(idx_pix(0, 4, j), mean, std) &&
+              x[D + j] == (gn_real)norm1(idx_pix(0, 1, j), mean, std);
     gn_data_gather(&tr, idx + 1, 1, x2, NULL);
     same &= memcmp(x2, x + D, sizeof x2) == 0;
-    GT_CHECK(same, "gather copies the requested rows in order, as doubles (labels optional)");
+    GT_CHECK(same, "gather copies the requested rows in order, as gn_real (labels optional)");
   }
   gn_data_free(&tr);
   gn_data_free(&te);

@@ -8,7 +8,11 @@
  * matrices; a checkpoint save/load cuts the diagnostics back to the snapshots before its step.
  *
  * Files go to $DIAG_TEST_DIR when set (tests/test_plot_xdmf.py then plots them and opens run.xmf),
- * else to a temporary directory removed at the end. */
+ * else to a temporary directory removed at the end.
+ *
+ * theta, the batch rows and the test's own network evaluations are gn_real (real.h); what the run
+ * file holds is double in both builds, and the test's references (J J^T, DSYEVD, cosines) are
+ * formed in double. Rounding tolerances go through gt_tol (testlib.h). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,12 +40,12 @@ static gn_dataset make_set(float *x, int32_t *y) {
 }
 
 /* K = J J^T of the first p samples, J rows from one backward pass per logit (replicated). */
-static void direct_ntk(const gn_model *md, const double *theta, const gn_dataset *set, int64_t p, double *K) {
+static void direct_ntk(const gn_model *md, const gn_real *theta, const gn_dataset *set, int64_t p, double *K) {
   const int64_t pc = p * md->C;
-  double *J = calloc((size_t)pc * md->nparams, sizeof(double));
+  gn_real *J = calloc((size_t)pc * md->nparams, sizeof(gn_real));
   for (int64_t i = 0; i < p; ++i)
     for (int a = 0; a < md->C; ++a) {
-      double X[D], dX[D], logits[NC];
+      gn_real X[D], dX[D], logits[NC];
       int64_t idx = i;
       gn_data_gather(set, &idx, 1, X, NULL);
       gn_model_forward(md, theta, 1, X, logits);
@@ -51,7 +55,7 @@ static void direct_ntk(const gn_model *md, const double *theta, const gn_dataset
   for (int64_t r = 0; r < pc; ++r)
     for (int64_t c = 0; c < pc; ++c) {
       double s = 0;
-      for (size_t k = 0; k < md->nparams; ++k) s += J[r * md->nparams + k] * J[c * md->nparams + k];
+      for (size_t k = 0; k < md->nparams; ++k) s += (double)J[r * md->nparams + k] * J[c * md->nparams + k];
       K[r * pc + c] = s;
     }
   free(J);
@@ -135,14 +139,14 @@ int main(int argc, char **argv) {
   if (st == GN_OK) st = gn_model_reserve(&model, 3); /* smaller than the probe sets: chunked */
   GT_CHECK(st == GN_OK, "tiny model created");
   const size_t np = model.nparams;
-  double *theta0 = malloc(np * sizeof(double)), *theta = malloc(np * sizeof(double));
+  gn_real *theta0 = malloc(np * sizeof(gn_real)), *theta = malloc(np * sizeof(gn_real));
   gn_model_init_params(&model, &deck, 0, model.nparams, theta0);
-  memcpy(theta, theta0, np * sizeof(double));
+  memcpy(theta, theta0, np * sizeof(gn_real));
 
   /* The batch: rows [0, BATCH) of the set, this rank's gn_par_rows share. */
   int64_t b0, bn;
   gn_par_rows(BATCH, par.size, par.rank, &b0, &bn);
-  double Xb[BATCH * D];
+  gn_real Xb[BATCH * D];
   int32_t yb[BATCH];
   int64_t idx[BATCH];
   for (int64_t i = 0; i < bn; ++i) idx[i] = b0 + i;
@@ -159,15 +163,15 @@ int main(int argc, char **argv) {
   st = gn_diag_step(dg, 0, theta, bn, BATCH, Xb, yb);
   GT_CHECK(st == GN_OK, "gn_diag_step at step 0 (%s)", st ? gn_error_message() : "");
   /* Steps 1 and 2: theta moves by a fixed Gaussian perturbation. */
-  double *dtheta = malloc(np * sizeof(double));
-  gn_rng_fill_normal(3, GN_RNG_TEST, 9, 0, np, 0.05, dtheta);
+  gn_real *dtheta = malloc(np * sizeof(gn_real));
+  gn_rng_fill_normal_real(3, GN_RNG_TEST, 9, 0, np, 0.05, dtheta);
   for (int s = 1; s <= 2; ++s) {
     for (size_t k = 0; k < np; ++k) theta[k] += dtheta[k];
     st = gn_diag_step(dg, s, theta, bn, BATCH, Xb, yb);
     GT_CHECK(st == GN_OK, "gn_diag_step at step %d (%s)", s, st ? gn_error_message() : "");
   }
-  double *theta2 = malloc(np * sizeof(double));
-  memcpy(theta2, theta, np * sizeof(double));
+  gn_real *theta2 = malloc(np * sizeof(gn_real));
+  memcpy(theta2, theta, np * sizeof(gn_real));
   for (size_t k = 0; k < np; ++k) theta[k] += dtheta[k];
   st = gn_diag_final(dg, 3, theta);
   GT_CHECK(st == GN_OK, "gn_diag_final at step 3 (%s)", st ? gn_error_message() : "");
@@ -186,7 +190,8 @@ int main(int argc, char **argv) {
   double *steps = read_all(run, "/ntk/step", 1, 3, 0), *rel = read_all(run, "/ntk/rel_change", 1, 3, 0),
          *sim = read_all(run, "/ntk/similarity", 1, 3, 0);
   GT_CHECK(steps && steps[0] == 0 && steps[1] == 2 && steps[2] == 3, "ntk_steps_are_0_2_3");
-  GT_CHECK(rel && sim && rel[0] == 0 && fabs(sim[0] - 1) < 1e-14, "ntk_rel_change_0_and_similarity_1_at_step_0");
+  GT_CHECK(rel && sim && rel[0] == 0 && fabs(sim[0] - 1) < gt_tol(1e-14),
+           "ntk_rel_change_0_and_similarity_1_at_step_0");
   GT_CHECK(rel && sim && rel[1] > 1e-3 && rel[2] > rel[1] && sim[1] < 1, "ntk_moves_when_theta_moves (%.3g, %.3g)",
            rel ? rel[1] : NAN, rel ? rel[2] : NAN);
   const double rel_step2 = rel ? rel[1] : NAN;
@@ -195,7 +200,7 @@ int main(int argc, char **argv) {
   double worst = al && sc && rel ? 0 : NAN;
   for (int i = 0; al && sc && rel && i < 3; ++i)
     worst = fmax(worst, fabs(rel[i] * rel[i] - (1 + sc[i] * sc[i] - 2 * sc[i] * al[i])));
-  GT_CHECK(al && sc && fabs(al[0] - 1) < 1e-14 && sc[0] == 1 && al[2] < 1 && worst < 1e-12,
+  GT_CHECK(al && sc && fabs(al[0] - 1) < gt_tol(1e-14) && sc[0] == 1 && al[2] < 1 && worst < gt_tol(1e-12),
            "ntk_alignment_and_scale_1_at_step_0_and_consistent_with_rel_change (%.2e)", worst);
   free(steps); free(rel); free(sim); free(al); free(sc);
   double *Kf = read_all(run, "/ntk/K_00000002", 2, pc, pc), *Kd = malloc((size_t)(pc * pc) * sizeof(double));
@@ -203,13 +208,14 @@ int main(int argc, char **argv) {
   double *ht = read_all(run, "/ntk/half_trace", 2, 3, nh), trK = 0, hsum = 0;
   for (int64_t k = 0; Kf && k < pc; ++k) trK += Kf[k * pc + k];
   for (int64_t k = 0; ht && k < nh; ++k) hsum += ht[nh + k];
-  GT_CHECK(ht && Kf && fabs(hsum - trK) <= 1e-13 * trK, "ntk_half_traces_of_step_2_sum_to_trace_of_saved_K (%.2e)",
+  GT_CHECK(ht && Kf && fabs(hsum - trK) <= gt_tol(1e-13) * trK, "ntk_half_traces_of_step_2_sum_to_trace_of_saved_K (%.2e)",
            ht && Kf ? fabs(hsum - trK) / trK : NAN);
   free(ht);
   if (Kf)
     for (int64_t k = 0; k < pc * pc; ++k) Kf[k] -= Kd[k];
   /* Both are sums of ~nparams products of O(1) gradients: agreement to ~1e-14 of max |K|. */
-  GT_CHECK(Kf && max_abs(Kf, pc * pc) <= 1e-11 * max_abs(Kd, pc * pc), "saved_ntk_equals_J_JT_from_per_logit_gradients");
+  GT_CHECK(Kf && max_abs(Kf, pc * pc) <= gt_tol(1e-11) * max_abs(Kd, pc * pc),
+           "saved_ntk_equals_J_JT_from_per_logit_gradients");
   double *eig = read_all(run, "/ntk/eigenvalues", 2, 3, 15);
   {
     /* Every row descending and positive; the row of step 2 equals serial DSYEVD of the direct K. */
@@ -224,7 +230,7 @@ int main(int argc, char **argv) {
     dsyevd_("N", "L", &n, Kc, &n, w, work, &lwork, iwork, &liwork, &info, 1, 1);
     double ed = 0;
     for (int k = 0; eig && k < n; ++k) ed = fmax(ed, fabs(eig[15 + k] - w[n - 1 - k]));
-    GT_CHECK(desc && info == 0 && ed <= 1e-11 * w[n - 1],
+    GT_CHECK(desc && info == 0 && ed <= gt_tol(1e-11) * w[n - 1],
              "ntk_eigenvalues_descending_positive_and_equal_serial_dsyevd_of_direct_K (max diff / mu_max %.2e)",
              ed / w[n - 1]);
     free(Kc); free(w); free(work); free(iwork);
@@ -234,11 +240,13 @@ int main(int argc, char **argv) {
   /* CKA: snapshots 0, 2, 3 x 4 half-blocks. */
   GT_CHECK(shape_is(run, "/cka/step", 1, 3, 0) && shape_is(run, "/cka/value", 2, 3, nh), "cka_table_is_snapshots_x_half_blocks");
   double *cka = read_all(run, "/cka/value", 2, 3, nh);
-  GT_CHECK(cka && fabs(cka[0] - 1) < 1e-12 && fabs(cka[1] - 1) < 1e-12 && fabs(cka[2] - 1) < 1e-12 && fabs(cka[3] - 1) < 1e-12,
+  const double ctol = gt_tol(1e-12);
+  GT_CHECK(cka && fabs(cka[0] - 1) < ctol && fabs(cka[1] - 1) < ctol && fabs(cka[2] - 1) < ctol &&
+               fabs(cka[3] - 1) < ctol,
            "cka_is_one_at_step_0");
   {
     /* One rank, whole probe set: the state after each half-block at theta0 and theta2. */
-    double S0[P_CKA * D], S2[P_CKA * D];
+    gn_real S0[P_CKA * D], S2[P_CKA * D];
     int64_t ci[P_CKA];
     for (int i = 0; i < P_CKA; ++i) ci[i] = i;
     gn_data_gather(&train, ci, P_CKA, S0, NULL);
@@ -248,7 +256,7 @@ int main(int argc, char **argv) {
     for (int k = 0; k < nh && ok; ++k) {
       const int b = k / 2, s = k % 2, m = D / 2;
       for (int i = 0; i < P_CKA; ++i) {
-        double *r0 = S0 + i * D, *r2 = S2 + i * D;
+        gn_real *r0 = S0 + i * D, *r2 = S2 + i * D;
         if (s == 0) {
           gn_model_half_forward(&model, theta0, b, 0, 1, r0 + m, D, 1.0, r0, D);
           gn_model_half_forward(&model, theta2, b, 0, 1, r2 + m, D, 1.0, r2, D);
@@ -261,8 +269,8 @@ int main(int argc, char **argv) {
       ok = gn_cka(&self, P_CKA, P_CKA, D, S0, D, D, S2, D, &v) == GN_OK;
       worst = fmax(worst, fabs(v - cka[nh + k]));
     }
-    GT_CHECK(ok && worst < 1e-12, "cka_at_step_2_equals_one_rank_evaluation_of_each_half_block (diff %.2e)", worst);
-    GT_CHECK(cka && cka[nh + 3] < 1 && cka[2 * nh + 3] < cka[nh + 3] + 1e-12, "cka_drops_below_one_as_theta_moves");
+    GT_CHECK(ok && worst < ctol, "cka_at_step_2_equals_one_rank_evaluation_of_each_half_block (diff %.2e)", worst);
+    GT_CHECK(cka && cka[nh + 3] < 1 && cka[2 * nh + 3] < cka[nh + 3] + ctol, "cka_drops_below_one_as_theta_moves");
   }
   free(cka);
 
@@ -278,18 +286,20 @@ int main(int argc, char **argv) {
   free(names);
   double *wc = read_all(run, "/weights/cosine", 2, 4, nt), *wr = read_all(run, "/weights/norm_ratio", 2, 4, nt);
   bool w0 = wc && wr;
-  for (int k = 0; w0 && k < nt; k += 2) w0 = fabs(wc[k] - 1) < 1e-14 && fabs(wr[k] - 1) < 1e-14 && isnan(wc[k + 1]);
+  for (int k = 0; w0 && k < nt; k += 2)
+    w0 = fabs(wc[k] - 1) < gt_tol(1e-14) && fabs(wr[k] - 1) < gt_tol(1e-14) && isnan(wc[k + 1]);
   GT_CHECK(w0, "weights_cosine_and_norm_ratio_are_one_at_step_0_and_nan_for_zero_biases");
   {
     /* Tensor 4 = block 1, F, W at step 2 (row 2), directly. */
     const size_t off = gn_model_offset(&model, 1, 0), len = (size_t)(model.h * model.m);
     double a = 0, z = 0, az = 0;
     for (size_t i = 0; i < len; ++i) {
-      a += theta2[off + i] * theta2[off + i];
-      z += theta0[off + i] * theta0[off + i];
-      az += theta2[off + i] * theta0[off + i];
+      a += (double)theta2[off + i] * theta2[off + i];
+      z += (double)theta0[off + i] * theta0[off + i];
+      az += (double)theta2[off + i] * theta0[off + i];
     }
-    GT_CHECK(wc && wr && fabs(wc[2 * nt + 4] - az / sqrt(a * z)) < 1e-13 && fabs(wr[2 * nt + 4] - sqrt(a / z)) < 1e-13,
+    GT_CHECK(wc && wr && fabs(wc[2 * nt + 4] - az / sqrt(a * z)) < gt_tol(1e-13) &&
+                 fabs(wr[2 * nt + 4] - sqrt(a / z)) < gt_tol(1e-13),
              "weights_cosine_and_ratio_match_direct_computation_at_step_2");
   }
   free(wc); free(wr);
@@ -306,7 +316,7 @@ int main(int argc, char **argv) {
   free(gk);
   {
     /* One rank, the first N_GGN rows of the batch: same spectrum as the distributed re-split. */
-    double Xg[N_GGN * D];
+    gn_real Xg[N_GGN * D];
     int32_t yg[N_GGN];
     int64_t gi[N_GGN];
     for (int i = 0; i < N_GGN; ++i) gi[i] = i;
@@ -318,7 +328,8 @@ int main(int argc, char **argv) {
     double worst = 0;
     bool ok = st == GN_OK && ev && g.n_eig >= 1;
     for (int64_t k = 0; ok && k < g.n_eig && k < width; ++k) worst = fmax(worst, fabs(ev[width + k] - g.eigenvalues[k]));
-    GT_CHECK(ok && worst <= 1e-10 * g.eigenvalues[0], "ggn_of_first_batch_rows_equals_one_rank_ggn_of_those_rows (diff %.2e)", worst);
+    GT_CHECK(ok && worst <= gt_tol(1e-10) * g.eigenvalues[0],
+             "ggn_of_first_batch_rows_equals_one_rank_ggn_of_those_rows (diff %.2e)", worst);
     gn_ggn_free(&g);
     free(ev);
   }
@@ -338,7 +349,7 @@ int main(int argc, char **argv) {
   GT_CHECK(st == GN_OK, "gn_diag_save (%s)", st ? gn_error_message() : "");
   gn_diag_free(dg);
   dg = NULL;
-  double *junk = malloc(np * sizeof(double));
+  gn_real *junk = malloc(np * sizeof(gn_real));
   for (size_t k = 0; k < np; ++k) junk[k] = 1.0;
   st = gn_diag_create(&par, &deck, &model, &train, junk, run, run_path, xmf_path, &dg);
   ck = NULL;
@@ -357,15 +368,17 @@ int main(int argc, char **argv) {
   st = dg ? gn_diag_step(dg, 2, theta2, bn, BATCH, Xb, yb) : GN_EINTERNAL;
   double *rel2 = read_all(run, "/ntk/rel_change", 1, 2, 0), *cka2 = read_all(run, "/cka/value", 2, 2, nh);
   /* Baselines rebuilt from the saved theta0, not from the (junk) theta0 given to create. */
-  GT_CHECK(st == GN_OK && rel2 && cka2 && fabs(rel2[1] - rel_step2) <= 1e-12 * rel_step2 && fabs(cka2[0] - 1) < 1e-12,
+  GT_CHECK(st == GN_OK && rel2 && cka2 && fabs(rel2[1] - rel_step2) <= gt_tol(1e-12) * rel_step2 &&
+               fabs(cka2[0] - 1) < ctol,
            "restarted_step_2_compares_against_the_saved_theta0");
   double *wc2 = read_all(run, "/weights/cosine", 2, 3, nt);
-  GT_CHECK(wc2 && fabs(wc2[0] - 1) < 1e-14 && fabs(wc2[2 * nt] - 1) > 1e-6, "restarted_weights_table_continues_after_row_1");
+  GT_CHECK(wc2 && fabs(wc2[0] - 1) < gt_tol(1e-14) && fabs(wc2[2 * nt] - 1) > 1e-6,
+           "restarted_weights_table_continues_after_row_1");
   free(rel2); free(cka2); free(wc2); free(junk);
 
   char *plan = gn_diag_plan(&par, &deck, D, NC);
   GT_CHECK(plan && strstr(plan, "ntk") && strstr(plan, "cka") && strstr(plan, "weights") && strstr(plan, "ggn") &&
-               strstr(plan, "GFLOP") && gn_diag_bytes(&par, &deck, D, NC) > np * sizeof(double),
+               strstr(plan, "GFLOP") && gn_diag_bytes(&par, &deck, D, NC) > np * sizeof(gn_real),
            "plan_names_cost_and_memory_of_each_diagnostic");
   if (plan && par.rank == 0) printf("# %s", plan);
   free(plan);

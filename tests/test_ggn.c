@@ -20,15 +20,21 @@
 #include "testlib.h"
 #include "testopt.h"
 
+/* theta, inputs, logits and directions are gn_real (real.h); the GGN's results (eigenvalues,
+ * gamma, lambda, dampings) are double in both builds. The explicit reference (finite-difference J,
+ * output gradients and Hessians, G and its DSYEVD) is double, formed from the gn_real values.
+ * Rounding tolerances go through gt_tol, difference steps and their tolerances through gt_fd_step
+ * and gt_fd_tol (testlib.h); a quotient divides by the perturbation really applied. */
+
 /* Central differences with step 1e-5 on parameters of size ~0.3 give J to ~1e-10 relative
  * (truncation h^2 |f'''| / 6, rounding eps |f| / h), so G to ~1e-9; FD_TOL leaves a margin. */
-static const double FD_STEP = 1e-5;
-static const double FD_TOL = 1e-7;
+#define FD_STEP gt_fd_step(1e-5)
+#define FD_TOL gt_fd_tol(1e-7)
 
 typedef struct {
   gn_deck dk;
   gn_model md;
-  double *theta, *X;
+  gn_real *theta, *X;
   int32_t *y;
   int64_t N, row0, nrows;
 } setup;
@@ -55,12 +61,13 @@ static void make_setup(const gn_par *par, setup *s, int64_t N, gn_loss_kind loss
   s->N = N;
   gn_model_create(NULL, &s->dk, 8, 3, &s->md);
   gn_model_reserve(&s->md, N);
-  s->theta = malloc(s->md.nparams * sizeof(double));
+  s->theta = malloc(s->md.nparams * sizeof(gn_real));
   gn_model_init_params(&s->md, &s->dk, 0, s->md.nparams, s->theta);
-  for (size_t i = 0; i < s->md.nparams; ++i) s->theta[i] += 0.05 * gn_rng_normal(3, GN_RNG_TEST, 1, i);
-  s->X = malloc((size_t)(N * 8) * sizeof(double));
+  for (size_t i = 0; i < s->md.nparams; ++i)
+    s->theta[i] = (gn_real)(s->theta[i] + 0.05 * gn_rng_normal(3, GN_RNG_TEST, 1, i));
+  s->X = malloc((size_t)(N * 8) * sizeof(gn_real));
   s->y = malloc((size_t)N * sizeof(int32_t));
-  gn_rng_fill_normal(2, GN_RNG_TEST, 0, 0, (size_t)(N * 8), 1.0, s->X);
+  gn_rng_fill_normal_real(2, GN_RNG_TEST, 0, 0, (size_t)(N * 8), 1.0, s->X);
   for (int64_t i = 0; i < N; ++i) s->y[i] = (int32_t)((i * 5 + 1) % 3);
   gn_par_rows(N, par->size, par->rank, &s->row0, &s->nrows);
 }
@@ -72,9 +79,9 @@ static void free_setup(setup *s) {
   gn_model_free(&s->md);
 }
 
-static void logits_at(const gn_model *md, const double *theta, int64_t n, const double *X, double *out) {
-  double *Xc = malloc((size_t)(n * md->d) * sizeof(double));
-  memcpy(Xc, X, (size_t)(n * md->d) * sizeof(double));
+static void logits_at(const gn_model *md, const gn_real *theta, int64_t n, const gn_real *X, gn_real *out) {
+  gn_real *Xc = malloc((size_t)(n * md->d) * sizeof(gn_real));
+  memcpy(Xc, X, (size_t)(n * md->d) * sizeof(gn_real));
   gn_model_forward(md, theta, n, Xc, out);
   free(Xc);
 }
@@ -83,7 +90,7 @@ static void logits_at(const gn_model *md, const double *theta, int64_t n, const 
 typedef struct {
   int64_t NC, P;
   double *J;     /* NC x P */
-  double *r;     /* N x C per-sample output gradients */
+  double *r;     /* N x C per-sample output gradients (softmax - onehot or logit - onehot) */
   double *H;     /* N x C x C output Hessians */
   double *G;     /* P x P: J^T H J / N, then its eigenvectors (row i = eigenvector i, ascending) */
   double *w;     /* P eigenvalues, ascending */
@@ -96,30 +103,34 @@ static void make_reference(const setup *s, reference *ref) {
   ref->NC = NC;
   ref->P = P;
   ref->J = malloc((size_t)(NC * P) * sizeof(double));
-  double *tp = malloc((size_t)P * sizeof(double)), *lp = malloc((size_t)NC * sizeof(double)),
-         *lm = malloc((size_t)NC * sizeof(double));
-  memcpy(tp, s->theta, (size_t)P * sizeof(double));
+  gn_real *tp = malloc((size_t)P * sizeof(gn_real)), *lp = malloc((size_t)NC * sizeof(gn_real)),
+          *lm = malloc((size_t)NC * sizeof(gn_real));
+  memcpy(tp, s->theta, (size_t)P * sizeof(gn_real));
   for (int64_t k = 0; k < P; ++k) {
-    tp[k] = s->theta[k] + FD_STEP;
+    tp[k] = (gn_real)(s->theta[k] + FD_STEP);
+    const double up = tp[k];
     logits_at(&s->md, tp, N, s->X, lp);
-    tp[k] = s->theta[k] - FD_STEP;
+    tp[k] = (gn_real)(s->theta[k] - FD_STEP);
+    const double down = tp[k];
     logits_at(&s->md, tp, N, s->X, lm);
     tp[k] = s->theta[k];
-    for (int64_t r = 0; r < NC; ++r) ref->J[r * P + k] = (lp[r] - lm[r]) / (2 * FD_STEP);
+    for (int64_t r = 0; r < NC; ++r) ref->J[r * P + k] = ((double)lp[r] - lm[r]) / (up - down);
   }
+  /* r and H from the logits in double (p by the textbook softmax: its entries sum to 1 to double
+   * rounding, so that each H_n keeps the exact null vector 1 and G its structural zeros). */
   logits_at(&s->md, s->theta, N, s->X, lp);
   ref->r = malloc((size_t)NC * sizeof(double));
-  gn_loss_sample_grad(s->dk.loss, N, C, lp, s->y, ref->r);
   ref->H = calloc((size_t)(N * C * C), sizeof(double));
   for (int64_t n = 0; n < N; ++n) {
-    double *Hn = ref->H + n * C * C;
+    double *Hn = ref->H + n * C * C, p[3], sum = 0;
+    for (int c = 0; c < C; ++c) sum += exp((double)lp[n * C + c]);
+    for (int c = 0; c < C; ++c) p[c] = s->dk.loss == GN_LOSS_MSE ? lp[n * C + c] : exp((double)lp[n * C + c]) / sum;
+    for (int c = 0; c < C; ++c) ref->r[n * C + c] = p[c] - (c == s->y[n]);
     if (s->dk.loss == GN_LOSS_MSE) {
       for (int c = 0; c < C; ++c) Hn[c * C + c] = 1;
       continue;
     }
-    /* diag(p) - p p^T with p = r + onehot(y). */
-    double p[3];
-    for (int c = 0; c < C; ++c) p[c] = ref->r[n * C + c] + (c == s->y[n]);
+    /* diag(p) - p p^T. */
     for (int a = 0; a < C; ++a)
       for (int c = 0; c < C; ++c) Hn[a * C + c] = (a == c ? p[a] : 0) - p[a] * p[c];
   }
@@ -201,12 +212,12 @@ static void check_analysis(const gn_par *par, gn_loss_kind loss, const char *lab
   /* gamma_nk = e_k . J_n^T r_n and lambda_nk = |H_n^(1/2) J_n e_k|^2 = (J_n e_k)^T H_n (J_n e_k) with
    * the explicit eigenvectors; an eigenvector carries the FD error over the gap to its neighbours. */
   const int64_t k = g.k;
-  double gerr = 0, lerr = 0, gscale = 0, lscale = 0, tol = 0;
+  double gerr = 0, lerr = 0, gscale = 0, lscale = 0, tol_double = 0;
   for (int64_t kk = 0; kk < k; ++kk) {
     const double *e = ref_vec(&ref, kk);
     double gap = fabs(ref.w[P - 1 - kk] - ref.w[P - 2 - kk]);
     if (kk > 0) gap = fmin(gap, fabs(ref.w[P - kk] - ref.w[P - 1 - kk]));
-    tol = fmax(tol, 100 * 1e-9 * lmax / gap);
+    tol_double = fmax(tol_double, 100 * 1e-9 * lmax / gap);
     double gam[16], lam[16], align = 0;
     for (int64_t n = 0; n < N; ++n) {
       double Je[3];
@@ -228,6 +239,8 @@ static void check_analysis(const gn_par *par, gn_loss_kind loss, const char *lab
       lscale = fmax(lscale, fabs(lam[n]));
     }
   }
+  /* The double build's tolerance, carried to this build. */
+  const double tol = gt_fd_tol(tol_double);
   GT_CHECK(k == 3 && gerr <= tol * gscale, "test_ggn_gamma_nk_equals_explicit (%s): max err / max %.2e (tol %.1e)",
            label, gerr / gscale, tol);
   GT_CHECK(k == 3 && lerr <= tol * lscale, "test_ggn_lambda_nk_equals_explicit (%s): max err / max %.2e (tol %.1e)",
@@ -240,7 +253,7 @@ static void check_analysis(const gn_par *par, gn_loss_kind loss, const char *lab
     const double gk = fabs(dot(ref_vec(&ref, kk), ref.grad, P));
     gkerr = fmax(gkerr, fabs(fabs(g.gamma_mean[kk]) - gk));
   }
-  GT_CHECK(merr < 1e-12, "test_ggn_lambda_nk_average_to_eigenvalue (%s): %.2e", label, merr);
+  GT_CHECK(merr < gt_tol(1e-12), "test_ggn_lambda_nk_average_to_eigenvalue (%s): %.2e", label, merr);
   GT_CHECK(gkerr <= tol * gscale, "test_ggn_gamma_nk_average_to_directional_gradient (%s): %.2e", label,
            gkerr / gscale);
 
@@ -255,7 +268,7 @@ static void check_analysis(const gn_par *par, gn_loss_kind loss, const char *lab
       const double want_snr = m * m / v, got = which ? g.lambda_snr[kk] : g.gamma_snr[kk];
       serr = fmax(serr, fabs(got - want_snr) / want_snr);
     }
-  GT_CHECK(serr < 1e-12, "test_ggn_snr_is_mean_squared_over_population_variance (%s): %.2e", label, serr);
+  GT_CHECK(serr < gt_tol(1e-12), "test_ggn_snr_is_mean_squared_over_population_variance (%s): %.2e", label, serr);
 
   /* The gradient's share in the top-k space against the explicit projection. */
   double top = 0;
@@ -271,7 +284,7 @@ static void check_analysis(const gn_par *par, gn_loss_kind loss, const char *lab
   /* With every direction the gradient lies in the GGN's range (r_n is in the range of H_n). */
   s.dk.ggn_top_k = 1000;
   st = gn_ggn_compute(par, &s.md, &s.dk, s.theta, s.nrows, N, s.X + s.row0 * 8, s.y + s.row0, 0, &g);
-  GT_CHECK(st == GN_OK && g.k == g.n_eig && fabs(g.grad_overlap - 1) < 1e-10,
+  GT_CHECK(st == GN_OK && g.k == g.n_eig && fabs(g.grad_overlap - 1) < gt_tol(1e-10),
            "test_ggn_grad_overlap_is_one_with_all_directions (%s): 1 - overlap = %.2e", label, 1 - g.grad_overlap);
   gn_ggn_free(&g);
   free_reference(&ref);
@@ -319,7 +332,8 @@ static void check_rank_invariance(const gn_par *par, const gn_par *self) {
   s.dk.damping_mode = GN_DAMP_BOOTSTRAP;
   const size_t P = s.md.nparams;
   gn_ggn g, g1;
-  double *d = malloc(P * sizeof(double)), *d1 = calloc(P, sizeof(double)), dm[3], dm1[3] = {0, 0, 0};
+  gn_real *d = malloc(P * sizeof(gn_real)), *d1 = calloc(P, sizeof(gn_real));
+  double dm[3], dm1[3] = {0, 0, 0};
   double buf[2 * 6 * 3 + 3];
   int st = gn_ggn_compute(par, &s.md, &s.dk, s.theta, s.nrows, s.N, s.X + s.row0 * 8, s.y + s.row0, 4, &g);
   st |= gt_direction(par, &s.md, &s.dk, GN_OPT_GN_VIVIT, false, s.theta, s.nrows, s.N, s.X + s.row0 * 8, s.y + s.row0,
@@ -334,15 +348,15 @@ static void check_rank_invariance(const gn_par *par, const gn_par *self) {
     gn_ggn_free(&g1);
   }
   MPI_Bcast(buf, (int)(sizeof buf / sizeof *buf), MPI_DOUBLE, 0, par->comm);
-  MPI_Bcast(d1, (int)P, MPI_DOUBLE, 0, par->comm);
+  MPI_Bcast(d1, (int)P, GN_MPI_REAL, 0, par->comm);
   MPI_Bcast(dm1, 3, MPI_DOUBLE, 0, par->comm);
   const double rg = gt_rel_diff(g.gamma, buf, 18), rl = gt_rel_diff(g.lambda, buf + 18, 18),
                re = gt_rel_diff(g.eigenvalues, buf + 36, 3), rd = gt_rel_diff(d, d1, P);
-  GT_CHECK(st == GN_OK && g.k == 3 && rg < 1e-10 && rl < 1e-10 && re < 1e-12,
+  GT_CHECK(st == GN_OK && g.k == 3 && rg < gt_tol(1e-10) && rl < gt_tol(1e-10) && re < gt_tol(1e-12),
            "test_ggn_same_on_every_rank_count (mc): gamma %.1e, lambda %.1e, eigenvalues %.1e", rg, rl, re);
   /* The grid scales with the mean eigenvalue, itself equal only to rounding: same grid point. */
   const double rdm = gt_rel_diff(dm, dm1, 3);
-  GT_CHECK(st == GN_OK && rd < 1e-10 && rdm < 1e-12,
+  GT_CHECK(st == GN_OK && rd < gt_tol(1e-10) && rdm < gt_tol(1e-12),
            "test_vivit_step_same_on_every_rank_count (bootstrap): step %.1e, dampings %.1e", rd, rdm);
   gn_ggn_free(&g);
   free(d);
@@ -359,7 +373,7 @@ static void check_vivit_equals_mp_for_mse(const gn_par *par) {
   s.dk.ggn_top_k = 1000;
   s.dk.damping = 0;
   const size_t P = s.md.nparams;
-  double *dv = malloc(P * sizeof(double)), *dmp = malloc(P * sizeof(double));
+  gn_real *dv = malloc(P * sizeof(gn_real)), *dmp = malloc(P * sizeof(gn_real));
   double *damp = malloc(1000 * sizeof(double));
   int st = gt_direction(par, &s.md, &s.dk, GN_OPT_GN_VIVIT, false, s.theta, s.nrows, s.N, s.X + s.row0 * 8,
                         s.y + s.row0, 0, dv, damp);
@@ -369,7 +383,7 @@ static void check_vivit_equals_mp_for_mse(const gn_par *par) {
   gn_ggn_compute(par, &s.md, &s.dk, s.theta, s.nrows, s.N, s.X + s.row0 * 8, s.y + s.row0, 0, &g);
   /* Both solve with backward-stable eigensolvers: error ~ eps times the condition of the NTK,
    * kappa = lambda_max / lambda_min of the Gram (= K / N for MSE), with a margin of 1e3. */
-  const double kappa = g.eigenvalues[0] / g.eigenvalues[g.n_eig - 1], tol = 1e3 * 2.2e-16 * kappa;
+  const double kappa = g.eigenvalues[0] / g.eigenvalues[g.n_eig - 1], tol = gt_tol(1e3 * 2.2e-16 * kappa);
   const double r = gt_rel_diff(dv, dmp, P);
   GT_CHECK(st == GN_OK && st2 == GN_OK && r < tol,
            "test_vivit_undamped_all_directions_equals_mp_step_for_mse: rel diff %.2e (tol %.1e)", r, tol);
@@ -448,11 +462,12 @@ static void check_bootstrap_known_answers(const gn_par *par) {
     s.dk.ggn_top_k = 4;
     if (noisy) {
       gn_model_init_params(&s.md, &s.dk, 0, s.md.nparams, s.theta);
-      memset(s.X, 0, (size_t)(N * 8) * sizeof(double));
+      memset(s.X, 0, (size_t)(N * 8) * sizeof(gn_real));
       for (int64_t i = 0; i < N; ++i) s.y[i] = (int32_t)i;
     }
     const size_t P = s.md.nparams;
-    double *dv = malloc(P * sizeof(double)), damp[4];
+    gn_real *dv = malloc(P * sizeof(gn_real));
+    double damp[4];
     gn_ggn g;
     int st = gn_ggn_compute(par, &s.md, &s.dk, s.theta, s.nrows, N, s.X + s.row0 * 8, s.y + s.row0, 3, &g);
     st |= gt_direction(par, &s.md, &s.dk, GN_OPT_GN_VIVIT, false, s.theta, s.nrows, N, s.X + s.row0 * 8,
@@ -468,14 +483,14 @@ static void check_bootstrap_known_answers(const gn_par *par) {
             noisy ? "zero mean gradient" : "one sample", (long long)g.k, spread, gsum,
             damp[0] / boot_lambda_ref(&g), g.k > 1 ? damp[1] / boot_lambda_ref(&g) : NAN);
     /* The noisy case is only what it claims if the samples' gradients are large and their mean is
-     * zero to rounding. */
-    GT_REQUIRE(st != GN_OK || !noisy || (spread > 1e-3 && gsum < 1e-12 * spread),
+     * zero to rounding (of gn_real: gt_tol). */
+    GT_REQUIRE(st != GN_OK || !noisy || (spread > 1e-3 && gsum < gt_tol(1e-12) * spread),
                "zero-mean case: max |gamma_nk| %.3e, sum |gamma_k| %.3e", spread, gsum);
     if (noisy)
-      GT_CHECK(st == GN_OK && g.k == 2 && err < 1e-12,
+      GT_CHECK(st == GN_OK && g.k == 2 && err < gt_tol(1e-12),
                "test_vivit_bootstrap_picks_the_largest_damping_when_the_mean_gradient_is_zero: rel err %.1e", err);
     else
-      GT_CHECK(st == GN_OK && g.k == 2 && err < 1e-12,
+      GT_CHECK(st == GN_OK && g.k == 2 && err < gt_tol(1e-12),
                "test_vivit_bootstrap_picks_the_smallest_damping_for_one_sample: rel err %.1e", err);
     gn_ggn_free(&g);
     free(dv);
@@ -493,7 +508,8 @@ static void check_vivit_explicit(const gn_par *par, gn_damping_mode mode, int64_
   reference ref;
   make_reference(&s, &ref);
   const size_t P = s.md.nparams;
-  double *dv = malloc(P * sizeof(double)), *dw = malloc(P * sizeof(double)), *dv2 = malloc(P * sizeof(double));
+  gn_real *dv = malloc(P * sizeof(gn_real)), *dv2 = malloc(P * sizeof(gn_real));
+  double *dw = malloc(P * sizeof(double));
   double *damp = malloc((size_t)top_k * sizeof(double)), *damp2 = malloc((size_t)top_k * sizeof(double));
   int st = gt_direction(par, &s.md, &s.dk, GN_OPT_GN_VIVIT, false, s.theta, s.nrows, s.N, s.X + s.row0 * 8,
                         s.y + s.row0, 7, dv, damp);
@@ -505,14 +521,14 @@ static void check_vivit_explicit(const gn_par *par, gn_damping_mode mode, int64_
    * lambda + delta >= lambda_min enter: relative error ~ FD error x lambda_max / (lambda_k + delta_k). */
   double lmin = INFINITY;
   for (int64_t kk = 0; kk < k; ++kk) lmin = fmin(lmin, g.eigenvalues[kk] + damp[kk]);
-  const double tol = 1e-8 * g.eigenvalues[0] / lmin;
+  const double tol = gt_fd_tol(1e-8 * g.eigenvalues[0] / lmin);
   const double r = gt_rel_diff(dv, dw, P);
   GT_CHECK(st == GN_OK && r < tol, "test_vivit_step_equals_explicit_damped_newton (%s): rel diff %.2e (tol %.1e)",
            label, r, tol);
   if (mode == GN_DAMP_BOOTSTRAP) {
     st = gt_direction(par, &s.md, &s.dk, GN_OPT_GN_VIVIT, false, s.theta, s.nrows, s.N, s.X + s.row0 * 8,
                       s.y + s.row0, 7, dv2, damp2);
-    GT_CHECK(st == GN_OK && memcmp(dv, dv2, P * sizeof(double)) == 0 &&
+    GT_CHECK(st == GN_OK && memcmp(dv, dv2, P * sizeof(gn_real)) == 0 &&
                  memcmp(damp, damp2, (size_t)k * sizeof(double)) == 0,
              "test_vivit_bootstrap_is_deterministic_for_a_seed");
     /* The rule evaluated here on the per-sample gamma_nk, lambda_nk of the analysis: each chosen
@@ -523,7 +539,7 @@ static void check_vivit_explicit(const gn_par *par, gn_damping_mode mode, int64_
     int on_grid = 1;
     for (int64_t kk = 0; kk < k; ++kk) {
       const double e = log10(damp[kk] / lref);
-      on_grid &= fabs(e - round(e)) < 1e-12 && fabs(e) <= 6.5;
+      on_grid &= fabs(e - round(e)) < gt_tol(1e-12) && fabs(e) <= 6.5;
       double best = -INFINITY;
       for (int j = -6; j <= 6; ++j)
         best = fmax(best, boot_quantile(&g, (uint64_t)s.dk.seed, 7, kk, lref * pow(10.0, j)));
@@ -533,7 +549,7 @@ static void check_vivit_explicit(const gn_par *par, gn_damping_mode mode, int64_
               "(largest on the grid %.6e)", (long long)kk, g.eigenvalues[kk], g.gamma_mean[kk], damp[kk] / lref,
               got, best);
     }
-    GT_CHECK(st == GN_OK && on_grid && shortfall <= 1e-12,
+    GT_CHECK(st == GN_OK && on_grid && shortfall <= gt_tol(1e-12),
              "test_vivit_bootstrap_damping_maximises_the_5pct_quantile_of_the_loss_reduction (independent "
              "evaluation of the rule): on the grid %d, worst shortfall %.1e", on_grid, shortfall);
   }

@@ -14,20 +14,27 @@
 #include "gnrev/core/par.h"
 #include "gnrev/core/rng.h"
 #include "gnrev/linalg/scalapack.h"
+#include "testfd.h"
 #include "testlib.h"
 #include "testopt.h"
 #include "testshm.h"
 
+/* theta, inputs, logits, K and the steps are gn_real (real.h); the finite-difference Jacobian,
+ * its products and the serial LAPACK references are double, formed from the gn_real values the
+ * library gave or was given. Rounding tolerances go through gt_tol, difference steps and their
+ * tolerances through gt_fd_step and gt_fd_tol (testlib.h); a relu network's step stops short of
+ * every kink (testfd.h), and a quotient divides by the perturbation really applied. */
+
 /* Central differences with step 1e-5 on parameters of size ~0.3: truncation h^2 |f'''| / 6 ~
  * 2e-11 and rounding eps |f| / h ~ 2e-11 relative, so J is good to ~1e-10 and J J^T to ~1e-9. */
-static const double FD_STEP = 1e-5;
-static const double FD_TOL = 1e-7;
+#define FD_STEP gt_fd_step(1e-5)
+#define FD_TOL gt_fd_tol(1e-7)
 
 typedef struct {
   gn_deck dk;
   gn_model md;
-  double *theta;
-  double *X;  /* p x d, global */
+  gn_real *theta;
+  gn_real *X; /* p x d, global */
   int32_t *y; /* p */
   int64_t p;
 } setup;
@@ -51,12 +58,13 @@ static void make_setup(setup *s, int64_t p, int64_t d, int64_t hidden, gn_activa
   s->p = p;
   gn_model_create(NULL, &s->dk, d, 3, &s->md);
   gn_model_reserve(&s->md, p);
-  s->theta = malloc(s->md.nparams * sizeof(double));
+  s->theta = malloc(s->md.nparams * sizeof(gn_real));
   gn_model_init_params(&s->md, &s->dk, 0, s->md.nparams, s->theta);
-  for (size_t i = 0; i < s->md.nparams; ++i) s->theta[i] += 0.05 * gn_rng_normal(3, GN_RNG_TEST, 1, i);
-  s->X = malloc((size_t)(p * d) * sizeof(double));
+  for (size_t i = 0; i < s->md.nparams; ++i)
+    s->theta[i] = (gn_real)(s->theta[i] + 0.05 * gn_rng_normal(3, GN_RNG_TEST, 1, i));
+  s->X = malloc((size_t)(p * d) * sizeof(gn_real));
   s->y = malloc((size_t)p * sizeof(int32_t));
-  gn_rng_fill_normal(1, GN_RNG_TEST, 0, 0, (size_t)(p * d), 1.0, s->X);
+  gn_rng_fill_normal_real(1, GN_RNG_TEST, 0, 0, (size_t)(p * d), 1.0, s->X);
   for (int64_t i = 0; i < p; ++i) s->y[i] = (int32_t)((i * 7 + 3) % 3);
 }
 
@@ -67,57 +75,71 @@ static void free_setup(setup *s) {
   gn_model_free(&s->md);
 }
 
-static void logits_at(const gn_model *md, const double *theta, int64_t n, const double *X, double *out) {
-  double *Xc = malloc((size_t)(n * md->d) * sizeof(double));
-  memcpy(Xc, X, (size_t)(n * md->d) * sizeof(double));
+static void logits_at(const gn_model *md, const gn_real *theta, int64_t n, const gn_real *X, gn_real *out) {
+  gn_real *Xc = malloc((size_t)(n * md->d) * sizeof(gn_real));
+  memcpy(Xc, X, (size_t)(n * md->d) * sizeof(gn_real));
   gn_model_forward(md, theta, n, Xc, out);
   free(Xc);
+}
+
+/* The step for parameter k: FD_STEP, short of every relu kink. e is a zeroed scratch vector of
+ * nparams. */
+static double coord_step(const setup *s, size_t k, gn_real *e) {
+  e[k] = 1;
+  const double h = gt_kink_free_step(&s->md, s->theta, s->p, s->X, e, NULL, FD_STEP);
+  e[k] = 0;
+  return h;
 }
 
 /* J (p C x nparams, row-major) by central differences, the same on every rank. */
 static double *fd_jacobian(const setup *s) {
   const int64_t pC = s->p * s->md.C;
   const size_t P = s->md.nparams;
-  double *J = malloc((size_t)pC * P * sizeof(double)), *tp = malloc(P * sizeof(double));
-  double *lp = malloc((size_t)pC * sizeof(double)), *lm = malloc((size_t)pC * sizeof(double));
-  memcpy(tp, s->theta, P * sizeof(double));
+  double *J = malloc((size_t)pC * P * sizeof(double));
+  gn_real *tp = malloc(P * sizeof(gn_real)), *e = calloc(P, sizeof(gn_real));
+  gn_real *lp = malloc((size_t)pC * sizeof(gn_real)), *lm = malloc((size_t)pC * sizeof(gn_real));
+  memcpy(tp, s->theta, P * sizeof(gn_real));
   for (size_t k = 0; k < P; ++k) {
-    tp[k] = s->theta[k] + FD_STEP;
+    const double h = coord_step(s, k, e);
+    tp[k] = (gn_real)(s->theta[k] + h);
+    const double up = tp[k];
     logits_at(&s->md, tp, s->p, s->X, lp);
-    tp[k] = s->theta[k] - FD_STEP;
+    tp[k] = (gn_real)(s->theta[k] - h);
+    const double down = tp[k];
     logits_at(&s->md, tp, s->p, s->X, lm);
     tp[k] = s->theta[k];
-    for (int64_t r = 0; r < pC; ++r) J[(size_t)r * P + k] = (lp[r] - lm[r]) / (2 * FD_STEP);
+    for (int64_t r = 0; r < pC; ++r) J[(size_t)r * P + k] = ((double)lp[r] - lm[r]) / (up - down);
   }
   free(tp);
+  free(e);
   free(lp);
   free(lm);
   return J;
 }
 
 /* J v by central differences along v. */
-static void fd_jvp(const setup *s, const double *v, double *out) {
+static void fd_jvp(const setup *s, const gn_real *v, double *out) {
   const int64_t pC = s->p * s->md.C;
   const size_t P = s->md.nparams;
-  double *tp = malloc(P * sizeof(double)), *lp = malloc((size_t)pC * sizeof(double)),
-         *lm = malloc((size_t)pC * sizeof(double));
+  gn_real *tp = malloc(P * sizeof(gn_real)), *lp = malloc((size_t)pC * sizeof(gn_real)),
+          *lm = malloc((size_t)pC * sizeof(gn_real));
   double vn = 0;
   for (size_t k = 0; k < P; ++k) vn = fmax(vn, fabs(v[k]));
-  const double h = FD_STEP / (vn > 0 ? vn : 1.0);
+  const double h = gt_kink_free_step(&s->md, s->theta, s->p, s->X, v, NULL, FD_STEP / (vn > 0 ? vn : 1.0));
   for (int sg = -1; sg <= 1; sg += 2) {
-    for (size_t k = 0; k < P; ++k) tp[k] = s->theta[k] + sg * h * v[k];
+    for (size_t k = 0; k < P; ++k) tp[k] = (gn_real)(s->theta[k] + sg * h * v[k]);
     logits_at(&s->md, tp, s->p, s->X, sg > 0 ? lp : lm);
   }
-  for (int64_t r = 0; r < pC; ++r) out[r] = (lp[r] - lm[r]) / (2 * h);
+  for (int64_t r = 0; r < pC; ++r) out[r] = ((double)lp[r] - lm[r]) / (2 * h);
   free(tp);
   free(lp);
   free(lm);
 }
 
-/* The whole K on every rank. */
+/* The whole K on every rank, as a double copy of the gn_real entries. */
 static double *gather_K(const gn_par *par, const gn_ntk *K) {
   const int64_t N = K->p * K->C;
-  double *full = malloc((size_t)(N * N) * sizeof(double));
+  gn_real *full = malloc((size_t)(N * N) * sizeof(gn_real));
   int *cnt = malloc(2 * (size_t)par->size * sizeof(int)), *dsp = cnt + par->size;
   for (int r = 0; r < par->size; ++r) {
     int64_t r0, nr;
@@ -125,9 +147,11 @@ static double *gather_K(const gn_par *par, const gn_ntk *K) {
     cnt[r] = (int)(nr * K->C * N);
     dsp[r] = (int)(r0 * K->C * N);
   }
-  MPI_Allgatherv(K->K, cnt[par->rank], MPI_DOUBLE, full, cnt, dsp, MPI_DOUBLE, par->comm);
+  MPI_Allgatherv(K->K, cnt[par->rank], GN_MPI_REAL, full, cnt, dsp, GN_MPI_REAL, par->comm);
   free(cnt);
-  return full;
+  double *copy = gt_f64(full, (size_t)(N * N));
+  free(full);
+  return copy;
 }
 
 /* Eigenvalues (ascending) of a symmetric n x n matrix by serial DSYEVD (copy taken). */
@@ -185,7 +209,7 @@ static void check_kernel(const gn_par *par, const gn_par *self, int64_t p, int64
     herr = fmax(herr, fabs(K.half_trace[k] - fd) / fmax(fd, 1e-300));
     hsum += K.half_trace[k];
   }
-  GT_CHECK(K.nhalf == 2 * s.md.B && herr < FD_TOL && fabs(hsum - trK) <= 1e-13 * trK,
+  GT_CHECK(K.nhalf == 2 * s.md.B && herr < FD_TOL && fabs(hsum - trK) <= gt_tol(1e-13) * trK,
            "test_ntk_half_traces_equal_fd_jacobian_blocks_and_sum_to_trace (%s): max rel err %.2e, "
            "|sum - tr K| / tr K %.2e", label, herr, fabs(hsum - trK) / trK);
 
@@ -193,12 +217,12 @@ static void check_kernel(const gn_par *par, const gn_par *self, int64_t p, int64
   double asym = 0, kmax = max_abs(Kf, (size_t)(N * N));
   for (int64_t i = 0; i < N; ++i)
     for (int64_t j = 0; j < i; ++j) asym = fmax(asym, fabs(Kf[i * N + j] - Kf[j * N + i]));
-  GT_CHECK(asym <= 1e-13 * kmax, "test_ntk_symmetric (%s): max |K - K^T| / max |K| = %.2e", label,
+  GT_CHECK(asym <= gt_tol(1e-13) * kmax, "test_ntk_symmetric (%s): max |K - K^T| / max |K| = %.2e", label,
            asym / kmax);
 
   double *w = malloc((size_t)N * sizeof(double));
   serial_eigenvalues((int)N, Kf, w);
-  GT_CHECK(w[0] >= -1e-12 * w[N - 1], "test_ntk_positive_semidefinite (%s): mu_min / mu_max = %.2e", label,
+  GT_CHECK(w[0] >= -gt_tol(1e-12) * w[N - 1], "test_ntk_positive_semidefinite (%s): mu_min / mu_max = %.2e", label,
            w[0] / w[N - 1]);
 
   double *top = malloc((size_t)N * sizeof(double));
@@ -206,23 +230,24 @@ static void check_kernel(const gn_par *par, const gn_par *self, int64_t p, int64
   double ed = 0;
   for (int64_t i = 0; i < N; ++i) ed = fmax(ed, fabs(top[i] - w[N - 1 - i]));
   /* Both solvers are backward stable: eigenvalues agree to a small multiple of eps |K|. */
-  GT_CHECK(st == GN_OK && ed <= 1e-12 * w[N - 1],
+  GT_CHECK(st == GN_OK && ed <= gt_tol(1e-12) * w[N - 1],
            "test_ntk_eigenvalues_match_serial_dsyevd (%s): max diff / mu_max = %.2e", label, ed / w[N - 1]);
   st = gn_ntk_eigenvalues(par, &K, 2, top);
-  GT_CHECK(st == GN_OK && fabs(top[0] - w[N - 1]) <= 1e-12 * w[N - 1] &&
-               fabs(top[1] - w[N - 2]) <= 1e-12 * w[N - 1] && top[0] >= top[1],
+  GT_CHECK(st == GN_OK && fabs(top[0] - w[N - 1]) <= gt_tol(1e-12) * w[N - 1] &&
+               fabs(top[1] - w[N - 2]) <= gt_tol(1e-12) * w[N - 1] && top[0] >= top[1],
            "test_ntk_top_two_eigenvalues_descending (%s)", label);
 
   /* The same call on one rank (rank 0, MPI_COMM_SELF). */
-  double *K1 = calloc((size_t)(N * N), sizeof(double));
+  gn_real *K1 = calloc((size_t)(N * N), sizeof(gn_real));
   if (par->rank == 0) {
     gn_ntk Ks;
-    if (gn_ntk_compute(self, &s.md, s.theta, p, s.X, &Ks) == GN_OK) memcpy(K1, Ks.K, (size_t)(N * N) * sizeof(double));
+    if (gn_ntk_compute(self, &s.md, s.theta, p, s.X, &Ks) == GN_OK)
+      memcpy(K1, Ks.K, (size_t)(N * N) * sizeof(gn_real));
     gn_ntk_free(&Ks);
   }
-  MPI_Bcast(K1, (int)(N * N), MPI_DOUBLE, 0, par->comm);
+  MPI_Bcast(K1, (int)(N * N), GN_MPI_REAL, 0, par->comm);
   r = gt_rel_diff(Kf, K1, (size_t)(N * N));
-  GT_CHECK(r < 1e-13, "test_ntk_same_on_every_rank_count (%s): rel diff to np=1 %.2e", label, r);
+  GT_CHECK(r < gt_tol(1e-13), "test_ntk_same_on_every_rank_count (%s): rel diff to np=1 %.2e", label, r);
 
   /* A model whose workspace holds 2 rows walks the samples in chunks. */
   gn_model small;
@@ -232,7 +257,8 @@ static void check_kernel(const gn_par *par, const gn_par *self, int64_t p, int64
   st = gn_ntk_compute(par, &small, s.theta, p, s.X + row0 * s.md.d, &K2);
   double *K2f = st == GN_OK ? gather_K(par, &K2) : NULL;
   r = K2f ? gt_rel_diff(K2f, Kf, (size_t)(N * N)) : 1;
-  GT_CHECK(st == GN_OK && r < 1e-13, "test_ntk_independent_of_workspace_chunks (%s): rel diff %.2e", label, r);
+  GT_CHECK(st == GN_OK && r < gt_tol(1e-13), "test_ntk_independent_of_workspace_chunks (%s): rel diff %.2e", label,
+           r);
   free(K2f);
   gn_ntk_free(&K2);
   gn_model_free(&small);
@@ -259,26 +285,31 @@ static void check_compare_and_bad_k(const gn_par *par) {
   const int64_t N = p * s.md.C, rows = K.nrows * K.C;
   gn_ntk_change ch = {-1, -1, -1, -1, -1};
   int st = gn_ntk_compare(par, &K, &K, 5, &ch);
-  GT_CHECK(st == GN_OK && ch.rel_change == 0.0 && fabs(ch.similarity - 1) < 1e-14 &&
-               fabs(ch.alignment - 1) < 1e-14 && fabs(ch.scale - 1) < 1e-14,
+  GT_CHECK(st == GN_OK && ch.rel_change == 0.0 && fabs(ch.similarity - 1) < gt_tol(1e-14) &&
+               fabs(ch.alignment - 1) < gt_tol(1e-14) && fabs(ch.scale - 1) < gt_tol(1e-14),
            "test_ntk_compare_with_itself_gives_0_and_1: rel %.2e, 1 - sim %.2e, 1 - align %.2e, "
            "scale %.16f", ch.rel_change, 1 - ch.similarity, 1 - ch.alignment, ch.scale);
 
   for (int64_t i = 0; i < rows * N; ++i) K2.K[i] = 2 * K.K[i];
   st = gn_ntk_compare(par, &K, &K2, 5, &ch);
-  GT_CHECK(st == GN_OK && fabs(ch.rel_change - 1) < 1e-14 && fabs(ch.similarity - 1) < 1e-14 &&
-               fabs(ch.alignment - 1) < 1e-14 && fabs(ch.scale - 2) < 1e-14 && fabs(ch.growth - 2) < 1e-14,
+  GT_CHECK(st == GN_OK && fabs(ch.rel_change - 1) < gt_tol(1e-14) && fabs(ch.similarity - 1) < gt_tol(1e-14) &&
+               fabs(ch.alignment - 1) < gt_tol(1e-14) && fabs(ch.scale - 2) < gt_tol(1e-14) &&
+               fabs(ch.growth - 2) < gt_tol(1e-14),
            "test_ntk_compare_doubled_kernel: rel %.16f (1), sim %.16f (1), align %.16f (1), scale "
            "%.16f (2)", ch.rel_change, ch.similarity, ch.alignment, ch.scale);
 
-  /* K + t I: |t I|_F / |K|_F and the cosine of K v and K v + t v, by hand on the gathered K. */
+  /* K + t I: |t I|_F / |K|_F and the cosine of K v and K v + t v, by hand on the gathered K, with
+   * the probe vector v drawn as the library draws it (gn_real). */
   double *Kf = gather_K(par, &K), *v = malloc((size_t)N * sizeof(double));
+  gn_real *vr = malloc((size_t)N * sizeof(gn_real));
   double kn = 0;
   for (int64_t i = 0; i < N * N; ++i) kn += Kf[i] * Kf[i];
   const double t = 0.3 * sqrt(kn) / (double)N;
   for (int64_t i = 0; i < rows * N; ++i) K2.K[i] = K.K[i];
-  for (int64_t i = 0; i < rows; ++i) K2.K[i * N + K.row0 * K.C + i] += t;
-  gn_rng_fill_normal(5, GN_RNG_PROBE, 0, 0, (size_t)N, 1.0, v);
+  for (int64_t i = 0; i < rows; ++i) K2.K[i * N + K.row0 * K.C + i] = (gn_real)(K2.K[i * N + K.row0 * K.C + i] + t);
+  gn_rng_fill_normal_real(5, GN_RNG_PROBE, 0, 0, (size_t)N, 1.0, vr);
+  gt_to_f64(vr, (size_t)N, v);
+  free(vr);
   double uu = 0, u0u0 = 0, u0u = 0;
   for (int64_t i = 0; i < N; ++i) {
     double u0 = 0;
@@ -295,9 +326,9 @@ static void check_compare_and_bad_k(const gn_par *par) {
   const double rel_want = t * sqrt((double)N / kn), sim_want = u0u / sqrt(u0u0 * uu);
   const double align_want = (kn + t * tr) / sqrt(kn * k2n), scale_want = sqrt(k2n / kn);
   st = gn_ntk_compare(par, &K, &K2, 5, &ch);
-  GT_CHECK(st == GN_OK && fabs(ch.rel_change - rel_want) < 1e-13 * rel_want &&
-               fabs(ch.similarity - sim_want) < 1e-13 && fabs(ch.alignment - align_want) < 1e-13 &&
-               fabs(ch.scale - scale_want) < 1e-13,
+  GT_CHECK(st == GN_OK && fabs(ch.rel_change - rel_want) < gt_tol(1e-13) * rel_want &&
+               fabs(ch.similarity - sim_want) < gt_tol(1e-13) && fabs(ch.alignment - align_want) < gt_tol(1e-13) &&
+               fabs(ch.scale - scale_want) < gt_tol(1e-13),
            "test_ntk_compare_shifted_kernel_by_hand: rel %.15f vs %.15f, sim %.15f vs %.15f, align "
            "%.15f vs %.15f, scale %.15f vs %.15f", ch.rel_change, rel_want, ch.similarity, sim_want,
            ch.alignment, align_want, ch.scale, scale_want);
@@ -367,24 +398,26 @@ static void check_mp_direction(const gn_par *par, gn_loss_kind loss, gn_output_h
   const int64_t N = p * s.md.C;
   int64_t row0, nrows;
   gn_par_rows(p, par->size, par->rank, &row0, &nrows);
-  double *delta = malloc(s.md.nparams * sizeof(double)), *ref = malloc(s.md.nparams * sizeof(double));
+  gn_real *delta = malloc(s.md.nparams * sizeof(gn_real));
+  double *ref = malloc(s.md.nparams * sizeof(double));
   int st = gt_direction(par, &s.md, &s.dk, GN_OPT_GN, true, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0,
                         0, delta, NULL);
-  double *lg = malloc((size_t)N * sizeof(double)), *eps = malloc((size_t)N * sizeof(double));
+  gn_real *lg = malloc((size_t)N * sizeof(gn_real)), *eps = malloc((size_t)N * sizeof(gn_real));
   logits_at(&s.md, s.theta, p, s.X, lg);
   gn_loss_residual(loss, hess, p, s.md.C, lg, s.y, eps);
-  double *J = fd_jacobian(&s), kappa = 0;
-  fd_mp_step(&s, J, eps, rtol, 1e-12, ref, &kappa);
+  double *J = fd_jacobian(&s), kappa = 0, *epsd = gt_f64(eps, (size_t)N);
+  fd_mp_step(&s, J, epsd, rtol, 1e-12, ref, &kappa);
   double r = gt_rel_diff(delta, ref, s.md.nparams);
   /* Wedin: |d J^+| <~ 2 kappa^2 |dJ| / sigma_max, relative |d delta| <~ 2 kappa |dJ| / |J| with the
    * FD error |dJ| / |J| ~ 1e-10 (see FD_STEP), plus the same for the residual's component. */
-  const double tol = 4 * kappa * 1e-9;
+  const double tol = gt_fd_tol(4 * kappa * 1e-9);
   GT_CHECK(st == GN_OK && r < tol, "test_mp_direction_equals_fd_pseudo_inverse (%s): rel diff %.2e "
            "(tol %.1e, kappa %.1f)%s", label, r, tol, kappa, st ? gn_error_message() : "");
   free(delta);
   free(ref);
   free(lg);
   free(eps);
+  free(epsd);
   free(J);
   free_setup(&s);
 }
@@ -395,7 +428,7 @@ static void check_mp_refuses_big(const gn_par *par) {
   make_setup(&s, p, 8, 6, GN_ACT_TANH, true, GN_LOSS_CE);
   int64_t row0, nrows;
   gn_par_rows(p, par->size, par->rank, &row0, &nrows);
-  double *delta = malloc(s.md.nparams * sizeof(double));
+  gn_real *delta = malloc(s.md.nparams * sizeof(gn_real));
   /* 2731 samples x 3 classes: one row over the limit (the refusal comes before any row is read). */
   int st = gt_direction(par, &s.md, &s.dk, GN_OPT_GN, true, s.theta, nrows, 2731, s.X + row0 * s.md.d, s.y + row0,
                         0, delta, NULL);
@@ -417,15 +450,15 @@ static void check_theorem_43(const gn_par *par, gn_activation act, const char *l
   const int64_t N = p * s.md.C;
   int64_t row0, nrows;
   gn_par_rows(p, par->size, par->rank, &row0, &nrows);
-  double *dt = malloc(s.md.nparams * sizeof(double)), *dm = malloc(s.md.nparams * sizeof(double));
-  double *lg = malloc((size_t)N * sizeof(double)), *eps = malloc((size_t)N * sizeof(double));
+  gn_real *dt = malloc(s.md.nparams * sizeof(gn_real)), *dm = malloc(s.md.nparams * sizeof(gn_real));
+  gn_real *lg = malloc((size_t)N * sizeof(gn_real)), *eps = malloc((size_t)N * sizeof(gn_real));
   double *jd = malloc((size_t)N * sizeof(double)), *Beps = malloc((size_t)N * sizeof(double));
   gn_sweep *gn = NULL;
   int st = gn_sweep_create(par, &s.md, &s.dk, &gn);
-  double *lloc = malloc((size_t)(nrows > 0 ? nrows : 1) * s.md.C * sizeof(double));
-  double *shared = gt_shared(par, s.md.nparams);
+  gn_real *lloc = malloc((size_t)(nrows > 0 ? nrows : 1) * s.md.C * sizeof(gn_real));
+  gn_real *shared = gt_shared(par, s.md.nparams);
   if (st == GN_OK) st = gn_sweep_direction(gn, s.theta, nrows, p, s.X + row0 * s.md.d, s.y + row0, lloc, shared);
-  if (st == GN_OK) memcpy(dt, shared, s.md.nparams * sizeof(double));
+  if (st == GN_OK) memcpy(dt, shared, s.md.nparams * sizeof(gn_real));
   gt_shared_free(shared);
   gn_sweep_free(gn);
   free(lloc);
@@ -433,14 +466,14 @@ static void check_theorem_43(const gn_par *par, gn_activation act, const char *l
                          dm, NULL);
   logits_at(&s.md, s.theta, p, s.X, lg);
   gn_loss_residual(s.dk.loss, s.dk.output_hessian, p, s.md.C, lg, s.y, eps);
-  for (int64_t i = 0; i < N; ++i) Beps[i] = s.md.B * eps[i];
+  for (int64_t i = 0; i < N; ++i) Beps[i] = s.md.B * (double)eps[i];
   fd_jvp(&s, dt, jd);
   double rt = gt_rel_diff(jd, Beps, (size_t)N);
   fd_jvp(&s, dm, jd);
   double rm = gt_rel_diff(jd, eps, (size_t)N);
   /* As in test_gn_update: FD truncation ~1e-10 relative, rounding ~1e-16 / 1e-5. */
-  GT_CHECK(st == GN_OK && rt < 1e-8, "test_tractable_step_changes_output_by_B_eps (%s): %.2e", label, rt);
-  GT_CHECK(st2 == GN_OK && rm < 1e-8, "test_mp_step_changes_output_by_eps (%s): %.2e", label, rm);
+  GT_CHECK(st == GN_OK && rt < gt_fd_tol(1e-8), "test_tractable_step_changes_output_by_B_eps (%s): %.2e", label, rt);
+  GT_CHECK(st2 == GN_OK && rm < gt_fd_tol(1e-8), "test_mp_step_changes_output_by_eps (%s): %.2e", label, rm);
   free(dt);
   free(dm);
   free(lg);
@@ -458,21 +491,25 @@ static void check_output_kv(const gn_par *par, gn_activation act, bool linear_fi
   make_setup(&s, p, d, 9, act, linear_first, GN_LOSS_CE);
   const int64_t pd = p * d;
   const size_t P = s.md.nparams;
-  double *J = malloc((size_t)pd * P * sizeof(double)), *tp = malloc(P * sizeof(double));
-  double *Xp = malloc((size_t)pd * sizeof(double)), *Xm = malloc((size_t)pd * sizeof(double));
-  double *v = malloc((size_t)pd * sizeof(double)), *ref = calloc((size_t)pd, sizeof(double));
-  double *jtv = calloc(P, sizeof(double)), *kv = malloc((size_t)pd * sizeof(double));
-  gn_rng_fill_normal(17, GN_RNG_TEST, 4, 0, (size_t)pd, 1.0, v);
-  memcpy(tp, s.theta, P * sizeof(double));
+  double *J = malloc((size_t)pd * P * sizeof(double));
+  gn_real *tp = malloc(P * sizeof(gn_real)), *e = calloc(P, sizeof(gn_real));
+  gn_real *Xp = malloc((size_t)pd * sizeof(gn_real)), *Xm = malloc((size_t)pd * sizeof(gn_real));
+  gn_real *v = malloc((size_t)pd * sizeof(gn_real)), *kv = malloc((size_t)pd * sizeof(gn_real));
+  double *ref = calloc((size_t)pd, sizeof(double)), *jtv = calloc(P, sizeof(double));
+  gn_rng_fill_normal_real(17, GN_RNG_TEST, 4, 0, (size_t)pd, 1.0, v);
+  memcpy(tp, s.theta, P * sizeof(gn_real));
   for (size_t k = 0; k < P; ++k) {
-    tp[k] = s.theta[k] + FD_STEP;
-    memcpy(Xp, s.X, (size_t)pd * sizeof(double));
+    const double h = coord_step(&s, k, e);
+    tp[k] = (gn_real)(s.theta[k] + h);
+    const double up = tp[k];
+    memcpy(Xp, s.X, (size_t)pd * sizeof(gn_real));
     gn_model_forward(&s.md, tp, p, Xp, NULL);
-    tp[k] = s.theta[k] - FD_STEP;
-    memcpy(Xm, s.X, (size_t)pd * sizeof(double));
+    tp[k] = (gn_real)(s.theta[k] - h);
+    const double down = tp[k];
+    memcpy(Xm, s.X, (size_t)pd * sizeof(gn_real));
     gn_model_forward(&s.md, tp, p, Xm, NULL);
     tp[k] = s.theta[k];
-    for (int64_t r = 0; r < pd; ++r) J[(size_t)r * P + k] = (Xp[r] - Xm[r]) / (2 * FD_STEP);
+    for (int64_t r = 0; r < pd; ++r) J[(size_t)r * P + k] = ((double)Xp[r] - Xm[r]) / (up - down);
   }
   for (size_t k = 0; k < P; ++k)
     for (int64_t r = 0; r < pd; ++r) jtv[k] += J[(size_t)r * P + k] * v[r];
@@ -480,7 +517,7 @@ static void check_output_kv(const gn_par *par, gn_activation act, bool linear_fi
     for (size_t k = 0; k < P; ++k) ref[r] += J[(size_t)r * P + k] * jtv[k];
   int64_t row0, nrows;
   gn_par_rows(p, par->size, par->rank, &row0, &nrows);
-  double *g = gt_shared(par, P);
+  gn_real *g = gt_shared(par, P);
   int st = gn_ntk_output_kv(par, &s.md, s.theta, nrows, s.X + row0 * d, v + row0 * d, g, kv);
   /* Local rows against the same rows of the reference; the FD error is ~1e-10 relative. */
   double num = 0, den = 0;
@@ -491,10 +528,12 @@ static void check_output_kv(const gn_par *par, gn_activation act, bool linear_fi
   double sums[2] = {num, den};
   MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, par->comm);
   const double r = sqrt(sums[0] / sums[1]);
-  GT_CHECK(st == GN_OK && r < 1e-8, "test_output_space_kv_equals_fd_jacobian_j_jt_v (%s): rel diff %.2e", label, r);
+  GT_CHECK(st == GN_OK && r < gt_fd_tol(1e-8), "test_output_space_kv_equals_fd_jacobian_j_jt_v (%s): rel diff %.2e",
+           label, r);
   gt_shared_free(g);
   free(J);
   free(tp);
+  free(e);
   free(Xp);
   free(Xm);
   free(v);

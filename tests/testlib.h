@@ -136,15 +136,51 @@ __attribute__((format(printf, 4, 5), unused)) static void gt_require_(int ok, co
  * own inputs or scratch files, never a property of the code under test (use GT_CHECK for those). */
 #define GT_REQUIRE(cond, ...) gt_require_(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
-/* Relative difference ||a - b|| / max(||b||, tiny), 2-norm over n entries. */
-__attribute__((unused)) static double gt_rel_diff(const double *a, const double *b, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; ++i) {
-    double d = a[i] - b[i];
-    num += d * d;
-    den += b[i] * b[i];
-  }
+/* Relative difference ||a - b|| / max(||b||, tiny), 2-norm over n entries, accumulated in double.
+ * a and b may each be double or float arrays (gn_real results of the library against double
+ * references, or two gn_real results): gt_rel_diff picks the function for the pair of types. */
+#define GT_REL_DIFF_BODY_                                                                           \
+  double num = 0, den = 0;                                                                          \
+  for (size_t i = 0; i < n; ++i) {                                                                  \
+    const double d = (double)a[i] - (double)b[i];                                                   \
+    num += d * d;                                                                                   \
+    den += (double)b[i] * (double)b[i];                                                             \
+  }                                                                                                 \
   return sqrt(num) / (den > 0 ? sqrt(den) : 1e-300);
+__attribute__((unused)) static double gt_rel_diff_dd_(const double *a, const double *b, size_t n) {
+  GT_REL_DIFF_BODY_
+}
+__attribute__((unused)) static double gt_rel_diff_fd_(const float *a, const double *b, size_t n) {
+  GT_REL_DIFF_BODY_
+}
+__attribute__((unused)) static double gt_rel_diff_df_(const double *a, const float *b, size_t n) {
+  GT_REL_DIFF_BODY_
+}
+__attribute__((unused)) static double gt_rel_diff_ff_(const float *a, const float *b, size_t n) {
+  GT_REL_DIFF_BODY_
+}
+#define GT_IS_FLOAT_PTR_(p, f, d) _Generic((p), float *: f, const float *: f, default: d)
+#define gt_rel_diff(a, b, n)                                                                        \
+  GT_IS_FLOAT_PTR_(a, GT_IS_FLOAT_PTR_(b, gt_rel_diff_ff_, gt_rel_diff_fd_),                        \
+                   GT_IS_FLOAT_PTR_(b, gt_rel_diff_df_, gt_rel_diff_dd_))(a, b, n)
+
+/* ---- gn_real arrays in tests -------------------------------------------------------------------
+ * Arrays handed to or received from the library are gn_real; a test's independent reference
+ * (finite differences, serial LAPACK in double, hand computations) works on double copies of them,
+ * so that it is computed in double in both builds from exactly the values the library saw. */
+/* Local. out[i] = a[i] (exact: every gn_real is a double). */
+__attribute__((unused)) static void gt_to_f64(const gn_real *a, size_t n, double *out) {
+  for (size_t i = 0; i < n; ++i) out[i] = (double)a[i];
+}
+/* Local. A malloc'ed double copy of n gn_real (at least one element, so NULL means out of memory). */
+__attribute__((unused)) static double *gt_f64(const gn_real *a, size_t n) {
+  double *out = malloc((n ? n : 1) * sizeof *out);
+  if (out) gt_to_f64(a, n, out);
+  return out;
+}
+/* Local. out[i] = a[i] rounded to gn_real (a copy in the double build). */
+__attribute__((unused)) static void gt_to_real(const double *a, size_t n, gn_real *out) {
+  for (size_t i = 0; i < n; ++i) out[i] = (gn_real)a[i];
 }
 
 /* Prints a diagnostic line on rank 0 only (a "# " comment, ignored by the runner). */

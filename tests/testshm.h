@@ -5,17 +5,19 @@
 
 #include <stdlib.h>
 
+#include "gnrev/core/real.h"
 #include "gnrev/core/shm.h"
 
 enum { GT_SHARED_MAX = 32 };
 static gn_shm gt_shared_blocks_[GT_SHARED_MAX];
 
-/* Collective on par->node. n doubles of node-shared memory, zeroed (NULL when out of memory). */
-__attribute__((unused)) static double *gt_shared(const gn_par *par, size_t n) {
+/* Collective on par->node. n gn_real (real.h) of node-shared memory, zeroed (NULL when out of
+ * memory): the library's node-shared results are gn_real. */
+__attribute__((unused)) static gn_real *gt_shared(const gn_par *par, size_t n) {
   for (int i = 0; i < GT_SHARED_MAX; ++i)
     if (!gt_shared_blocks_[i].base) {
-      if (gn_shm_alloc(par, (n ? n : 1) * sizeof(double), "a test buffer", &gt_shared_blocks_[i]) != GN_OK) return NULL;
-      if (par->node_rank == 0) memset(gt_shared_blocks_[i].base, 0, (n ? n : 1) * sizeof(double));
+      if (gn_shm_alloc(par, (n ? n : 1) * sizeof(gn_real), "a test buffer", &gt_shared_blocks_[i]) != GN_OK) return NULL;
+      if (par->node_rank == 0) memset(gt_shared_blocks_[i].base, 0, (n ? n : 1) * sizeof(gn_real));
       gn_shm_sync(par);
       return gt_shared_blocks_[i].base;
     }
@@ -23,7 +25,7 @@ __attribute__((unused)) static double *gt_shared(const gn_par *par, size_t n) {
 }
 
 /* Collective on the node of the allocation. */
-__attribute__((unused)) static void gt_shared_free(double *p) {
+__attribute__((unused)) static void gt_shared_free(gn_real *p) {
   for (int i = 0; i < GT_SHARED_MAX; ++i)
     if (p && gt_shared_blocks_[i].base == p) gn_shm_free(&gt_shared_blocks_[i]);
 }
