@@ -60,7 +60,7 @@ def test_cka_numpy(tmp):
     Y = raw[3 + n * pp:3 + n * pp + n * q].reshape(n, q)
     got = raw[3 + n * pp + n * q]
     want = cka_numpy(X, Y)
-    check(abs(got - want) <= 1e-12 * want, "cka_from_c_equals_numpy_definition", f"{got!r} vs {want!r}")
+    check(abs(got - want) <= gnrun.tol(1e-12) * want, "cka_from_c_equals_numpy_definition", f"{got!r} vs {want!r}")
 
 
 def diag_run(root):
