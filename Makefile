@@ -124,9 +124,12 @@ check: deps
 	  $(OTHER_BUILD)/gnrev_mpi)
 	@MPIRUN="$(MPIRUN)" MPIFLAGS="$(MPIFLAGS)" BUILD="$(BUILD)" PYTHON="$(PYTHON)" tests/run_tests.sh
 
+# Both precisions side by side in one run (DGEMM and SGEMM on the same machine).
 bench: deps
 	@$(MAKE) --no-print-directory gnrev_mpi $(BENCH_BIN)
-	@MPIRUN="$(MPIRUN)" MPIFLAGS="$(MPIFLAGS)" BUILD="$(BUILD)" tools/bench.sh
+	@$(MAKE) --no-print-directory PRECISION=$(OTHER_PRECISION) BUILD=$(OTHER_BUILD) $(OTHER_BUILD)/gnrev_mpi \
+	  $(OTHER_BUILD)/tests/bench_gn
+	@MPIRUN="$(MPIRUN)" MPIFLAGS="$(MPIFLAGS)" BENCH_BUILDS="$(BUILD) $(OTHER_BUILD)" tools/bench.sh
 
 # make fuzz: libFuzzer targets tests/fuzz/fuzz_*.c (deck parser, IDX, CIFAR-10, HDF5 readers)
 # built with clang + ASan/UBSan in build-fuzz/, each run FUZZ_SECONDS, seeded from the committed

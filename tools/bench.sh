@@ -1,6 +1,6 @@
 #!/bin/bash
-# `make bench`: in one run, for each rank count (BENCH_NP, default "1 2") and each precision that is
-# built (double always; single when build-single/ holds a PRECISION=single build):
+# `make bench`: in one run, for each rank count (BENCH_NP, default "1 2") and each build folder of
+# BENCH_BUILDS (make bench passes both precisions' folders; default BUILD alone):
 #   - bench_gn: DGEMM (SGEMM) of the forward's shape, the forward, the SGD step and the GN step through
 #     the optimizer interface, GN / SGD, rates against DGEMM, the GN split, peak memory per rank;
 #   - a real run of gnrev_mpi on the paper's full-batch setting (the first BENCH_N training samples,
@@ -22,8 +22,7 @@ STEPS=${BENCH_STEPS:-6}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-builds="$BUILD"
-[ -x build-single/tests/bench_gn ] && [ "$BUILD" != build-single ] && builds="$builds build-single"
+builds=${BENCH_BUILDS:-$BUILD}
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 for np in ${BENCH_NP:-1 2}; do
