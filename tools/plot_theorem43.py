@@ -135,13 +135,19 @@ def make_figure(results):
     cmap = plt.get_cmap("viridis")
     lrs = sorted({r["lr"] for r in results})
     colour = {lr: cmap(i / max(1, len(lrs) - 1) * 0.9) for i, lr in enumerate(lrs)}
+    labelled = set()
     for r in results:
         c = colour[r["lr"]]
-        seed = f", seed {r['seed']}" if len({x['seed'] for x in results}) > 1 else ""
-        ax[0].plot(r["lr"] * r["steps"], r["loss_tr"], "-", color=c, label=f"lr {r['lr']:g}{seed} tractable")
-        ax[0].plot(r["lr"] * r["steps"], r["loss_mp"], "--", color=c, label=f"lr {r['lr']:g}{seed} Moore-Penrose")
+        # One legend entry per lr (its seeds share the colour).
+        n_seeds = sum(x["lr"] == r["lr"] for x in results)
+        label = None if r["lr"] in labelled else f"lr {r['lr']:g}" + (f" ({n_seeds} seeds)" if n_seeds > 1 else "")
+        labelled.add(r["lr"])
+        ax[0].plot(r["lr"] * r["steps"], r["loss_tr"], "-", color=c, label=label)
+        ax[0].plot(r["lr"] * r["steps"], r["loss_mp"], "--", color=c)
         ok = r["grad_gap"] > 0
-        ax[1].semilogy(r["lr"] * r["ck_steps"][ok], r["grad_gap"][ok], "o-", color=c, ms=3, label=f"lr {r['lr']:g}{seed}")
+        ax[1].semilogy(r["lr"] * r["ck_steps"][ok], r["grad_gap"][ok], "o-", color=c, ms=3, label=label)
+    ax[0].plot([], [], "-", color="grey", label="tractable")
+    ax[0].plot([], [], "--", color="grey", label="Moore-Penrose")
     ax[0].set(xlabel="flow time tau = lr * step", ylabel="training loss", yscale="log",
               title="training loss (tractable solid, Moore-Penrose dashed)")
     ax[1].set(xlabel="flow time tau = lr * step", ylabel="||eps_tr - eps_mp||_F / ||eps_0||_F",
