@@ -15,10 +15,17 @@ Writes into the output folder:
                     and wall time (/metrics)
   batch_change.png  100 (after - before) / before of each batch's own update (/metrics)
   ntk.png           NTK similarity, relative change, alignment, growth and trace per half-block
+                    of the logit-space kernel (/ntk)
+  ntk_protocols.png the two NTK protocols side by side, similarity and growth ||K_t v||/||K_0 v||:
+                    the logits on the logit-space probe (/ntk) and the output before U on the
+                    output-space probe (/ntk/output); drawn when a run has /ntk/output
   ntk_matrix.png    the NTK matrix itself at its first and last saved snapshot (/ntk/K_*)
   cka.png           CKA of each half-block's state against step 0 (/cka), one panel per half-block
   weights.png       cosine to the initial value and norm ratio of every trained W, one labelled line
-                    per tensor, one column per run (/weights)
+                    per tensor, one column per run or group of seeds (/weights)
+The diagnostics' curves (ntk, ntk_protocols, cka, weights) of a group of seeds are, like the
+metrics, the mean over the seeds with a band of one standard deviation, on the steps every seed
+measured.
   ggn_spectrum.png  GGN eigenvalues of the first (dashed, open squares) and last (solid, dots)
                     snapshot (/ggn)
   summary.md        one table row per run (and per group of seeds: mean ± standard deviation)
@@ -83,6 +90,7 @@ def load(path):
         run = {"path": h5, "folder": os.path.dirname(h5) or ".", "deck": gnrev_read.parse_deck(deck_text)}
         for g in ("metrics", "ntk", "cka", "weights", "ggn"):
             run[g] = read_group(f, g)
+        run["ntk_output"] = read_group(f, "ntk/output")
     run["deck_name"] = run["deck"].get("run", {}).get("name") or os.path.basename(os.path.normpath(run["folder"]))
     run["out_dir"] = os.path.normpath(run["folder"])  # as given (or as found under runs/)
     return run
@@ -328,43 +336,129 @@ def make_batch_change(series):
     return fig
 
 
-def make_ntk(runs):
-    have = with_group(runs, "ntk", "ntk.png", ("step", "similarity", "rel_change"))
+def diag_mean(runs, group, key, col=None, scale_by_first=False):
+    """One diagnostic series of a group of runs: (steps, mean, std) over the runs on the steps every
+    run has (population std, NaN values left out; std None for a single run). col picks a column of a
+    2-D table; scale_by_first divides each run's series by its first row (a ratio to step 0)."""
+    tables = []
+    for r in runs:
+        g = r[group]
+        if g is None or key not in g or "step" not in g:
+            continue
+        y = np.asarray(g[key], float)
+        y = y[:, col] if col is not None else y
+        if scale_by_first:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                y = y / y[0]
+        tables.append(dict(zip(np.asarray(g["step"], float).tolist(), y)))
+    if not tables:
+        return None
+    steps = sorted(set.intersection(*(set(t) for t in tables)))
+    vals = np.array([[t[st] for st in steps] for t in tables], float).reshape(len(tables), len(steps))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a step no run measured: all-NaN mean
+        mean, std = np.nanmean(vals, axis=0), np.nanstd(vals, axis=0)
+    return np.array(steps, float), mean, (std if len(tables) > 1 else None)
+
+
+def draw_mean(ax, stats, colour, label, style="-", marker="o"):
+    """A series of diag_mean() as a line with markers and, for seeds, a band of one std."""
+    if stats is None:
+        return
+    x, mean, std = stats
+    ax.plot(*finite(x, mean), style, marker=marker, color=colour, label=label, ms=3)
+    if std is not None:
+        band(ax, x, mean, std, colour)
+
+
+def diag_series(series, group, what, needed):
+    """The series (groups of seeds or single runs) whose runs all have /group with the needed
+    datasets; every run left out is named in a note."""
+    have = []
+    for s in series:
+        ok = [r for r in s["runs"] if r[group] is not None and all(k in r[group] for k in needed)]
+        for r in s["runs"]:
+            if r not in ok:
+                note(f"run '{r['name']}' has no /{group.replace('_', '/')}"
+                     f"{' ' + '/'.join(needed) if needed else ''}: left out of {what}")
+        if ok:
+            have.append(dict(s, runs=ok))
+    if not have:
+        note(f"no run has /{group.replace('_', '/')}: {what} skipped")
+    return have
+
+
+def make_ntk(series):
+    have = diag_series(series, "ntk", "ntk.png", ("step", "similarity", "rel_change"))
     if not have:
         return None
-    series = [("similarity", "cos(K_0 v, K_t v)", "NTK similarity to step 0"),
+    panels = [("similarity", "cos(K_0 v, K_t v)", "NTK similarity to step 0"),
               ("rel_change", "||K_t - K_0||_F / ||K_0||_F", "NTK relative change"),
               ("alignment", "<K_0, K_t>_F / (||K_0|| ||K_t||)", "NTK alignment to step 0"),
               ("scale", "||K_t||_F / ||K_0||_F", "NTK growth")]
-    series = [s for s in series if all(s[0] in r["ntk"] for r in have)]
-    halves = any("half_trace" in r["ntk"] for r in have)
-    n = len(series) + (1 if halves else 0)
+    panels = [p for p in panels if all(p[0] in r["ntk"] for s in have for r in s["runs"])]
+    halves = any("half_trace" in r["ntk"] for s in have for r in s["runs"])
+    n = len(panels) + (1 if halves else 0)
     rows = 1 if n <= 3 else 2
     cols = (n + rows - 1) // rows
     fig, ax = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
     ax = ax.ravel()
-    for r, c in zip(have, colours(len(have))):
-        g = r["ntk"]
-        for a, (key, _, _) in zip(ax, series):
-            a.plot(*finite(g["step"], g[key]), "o-", color=c, label=r["name"], ms=3)
-        if "half_trace" in g:
-            ht = np.asarray(g["half_trace"], dtype=float)
-            labels = str(r["cka"]["_attrs"].get("half_blocks", "")).split(",") if r["cka"] is not None else []
-            for k, ls in zip(range(ht.shape[1]), ("-", "--", ":", "-.") * ht.shape[1]):
+    for s, c in zip(have, colours(len(have))):
+        for a, (key, _, _) in zip(ax, panels):
+            draw_mean(a, diag_mean(s["runs"], "ntk", key), c, s["label"])
+        runs = [r for r in s["runs"] if "half_trace" in r["ntk"]]
+        if runs:
+            first = runs[0]
+            width = np.asarray(first["ntk"]["half_trace"]).shape[1]
+            labels = str(first["cka"]["_attrs"].get("half_blocks", "")).split(",") if first["cka"] is not None else []
+            for k, ls in zip(range(width), ("-", "--", ":", "-.") * width):
                 name = labels[k] if k < len(labels) and labels[k] else f"half-block {k}"
-                ax[len(series)].plot(*finite(g["step"], ht[:, k] / ht[0, k]), ls, marker="o", color=c, ms=3,
-                                     label=f"{r['name']} {name}")
-    for a, (_, ylabel, title) in zip(ax, series):
+                draw_mean(ax[len(panels)], diag_mean(runs, "ntk", "half_trace", col=k, scale_by_first=True), c,
+                          f"{s['label']} {name}", style=ls)
+    for a, (_, ylabel, title) in zip(ax, panels):
         a.set(xlabel="step", ylabel=ylabel, title=title)
     if halves:
-        ax[len(series)].set(xlabel="step", ylabel="tr K_bs(t) / tr K_bs(0)", title="NTK trace per half-block",
+        ax[len(panels)].set(xlabel="step", ylabel="tr K_bs(t) / tr K_bs(0)", title="NTK trace per half-block",
                             yscale="log")
-        readable_log(ax[len(series)])
+        readable_log(ax[len(panels)])
     for a in ax[:n]:
         a.legend(fontsize=6)
         a.grid(alpha=0.3)
     for a in ax[n:]:
         a.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def make_ntk_protocols(series):
+    """The two NTK protocols side by side: the logits of the logit-space probe (/ntk) and the d-wide
+    output before U on the output-space probe (/ntk/output), similarity and growth ||K_t v||/||K_0 v||
+    of each; seeds as mean and band. Drawn when some run has /ntk/output."""
+    if not any(r["ntk_output"] is not None for s in series for r in s["runs"]):
+        note("no run has /ntk/output: ntk_protocols.png skipped")
+        return None
+    logit = diag_series(series, "ntk", "ntk_protocols.png", ("step", "similarity", "growth"))
+    output = diag_series(series, "ntk_output", "ntk_protocols.png", ("step", "similarity", "growth"))
+    fig, ax = plt.subplots(2, 2, figsize=(11, 8), squeeze=False)
+    labels = [s["label"] for s in series]
+    cs = dict(zip(labels, colours(len(labels))))
+    for row, (have, group, space) in enumerate(((logit, "ntk", "logits"), (output, "ntk_output", "output before U"))):
+        for s in have:
+            r0 = s["runs"][0][group]
+            kind = "random" if "random" in str(r0["_attrs"].get("probe", "")) else "first"
+            probe = f"{r0['_attrs'].get('samples', '?')} {kind} training samples"
+            draw_mean(ax[row][0], diag_mean(s["runs"], group, "similarity"), cs[s["label"]], s["label"])
+            draw_mean(ax[row][1], diag_mean(s["runs"], group, "growth"), cs[s["label"]], s["label"])
+            ax[row][0].set_title(f"NTK of the {space}: similarity (probe: {probe})", fontsize=9)
+            ax[row][1].set_title(f"NTK of the {space}: growth (probe: {probe})", fontsize=9)
+        ax[row][0].set(xlabel="step", ylabel="cos(K_0 v, K_t v)")
+        ax[row][1].set(xlabel="step", ylabel="||K_t v|| / ||K_0 v||")
+        if not have:
+            ax[row][0].set_title(f"NTK of the {space}: not measured", fontsize=9)
+        for a in ax[row]:
+            a.grid(alpha=0.3)
+            if a.get_lines():
+                a.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -393,25 +487,27 @@ def make_ntk_matrix(runs):
     return fig
 
 
-def make_cka(runs):
-    have = with_group(runs, "cka", "cka.png", ("step", "value"))
+def make_cka(series):
+    have = diag_series(series, "cka", "cka.png", ("step", "value"))
     if not have:
         return None
     names = []
-    for r in have:
-        labels = str(r["cka"]["_attrs"].get("half_blocks", "")).split(",")
-        width = r["cka"]["value"].shape[1]
-        r["_cka_labels"] = labels if len(labels) == width else [f"half-block {k}" for k in range(width)]
-        names += [n for n in r["_cka_labels"] if n not in names]
+    for s in have:
+        for r in s["runs"]:
+            labels = str(r["cka"]["_attrs"].get("half_blocks", "")).split(",")
+            width = r["cka"]["value"].shape[1]
+            r["_cka_labels"] = labels if len(labels) == width else [f"half-block {k}" for k in range(width)]
+            names += [n for n in r["_cka_labels"] if n not in names]
     cols = min(len(names), 4)
     rows = (len(names) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3 * rows), squeeze=False)
     for k, name in enumerate(names):
         a = axes[k // cols][k % cols]
-        for r, c in zip(have, colours(len(have))):
-            if name in r["_cka_labels"]:
-                j = r["_cka_labels"].index(name)
-                a.plot(*finite(r["cka"]["step"], r["cka"]["value"][:, j]), "o-", color=c, label=r["name"], ms=3)
+        for s, c in zip(have, colours(len(have))):
+            runs = [r for r in s["runs"] if name in r["_cka_labels"]]
+            if runs:
+                j = runs[0]["_cka_labels"].index(name)
+                draw_mean(a, diag_mean(runs, "cka", "value", col=j), c, s["label"])
         a.set(title=name, xlabel="step", ylabel="CKA to step 0")
         a.grid(alpha=0.3)
         if k == 0:
@@ -422,13 +518,15 @@ def make_cka(runs):
     return fig
 
 
-def make_weights(runs):
-    have = with_group(runs, "weights", "weights.png", ("step", "cosine"))
+def make_weights(series):
+    """Cosine and norm ratio of every W against step 0, one column per run or group of seeds (the
+    mean over the seeds, with a band)."""
+    have = diag_series(series, "weights", "weights.png", ("step", "cosine"))
     if not have:
         return None
     fig, ax = plt.subplots(2, len(have), figsize=(5.5 * len(have), 7), squeeze=False)
-    for col, r in enumerate(have):
-        g = r["weights"]
+    for col, s in enumerate(have):
+        g = s["runs"][0]["weights"]
         names = str(g["_attrs"].get("tensors", "")).split(",")
         width = g["cosine"].shape[1]
         names = names if len(names) == width else [f"tensor {j}" for j in range(width)]
@@ -436,15 +534,16 @@ def make_weights(runs):
         for j, name in enumerate(names):
             if name.endswith("/b"):
                 continue  # biases start at zero: no angle or ratio to their initial value
-            ax[0][col].plot(*finite(g["step"], g["cosine"][:, j]), "-", color=cs[j], marker="o", ms=2, label=name)
-            if "norm_ratio" in g:
-                ax[1][col].plot(*finite(g["step"], g["norm_ratio"][:, j]), "-", color=cs[j], marker="o", ms=2,
-                                label=name)
-        ax[0][col].set(xlabel="step", ylabel="cos(W_t, W_0)", title=f"{r['name']}: weight drift")
-        ax[1][col].set(xlabel="step", ylabel="||W_t|| / ||W_0||", title=f"{r['name']}: weight growth")
+            draw_mean(ax[0][col], diag_mean(s["runs"], "weights", "cosine", col=j), cs[j], name, marker="o")
+            if all("norm_ratio" in r["weights"] for r in s["runs"]):
+                draw_mean(ax[1][col], diag_mean(s["runs"], "weights", "norm_ratio", col=j), cs[j], name, marker="o")
+        ax[0][col].set(xlabel="step", ylabel="cos(W_t, W_0)", title=f"{s['label']}: weight drift")
+        ax[1][col].set(xlabel="step", ylabel="||W_t|| / ||W_0||", title=f"{s['label']}: weight growth")
         for a in ax[:, col]:
             a.legend(fontsize=7, title="tensor", title_fontsize=7)
             a.grid(alpha=0.3)
+        for a in ax[:, col]:
+            a.title.set_fontsize(9)
     fig.tight_layout()
     return fig
 
@@ -503,16 +602,22 @@ def summary_numbers(r):
     ntk = [last_finite(n["step"], n[k])[1] if n is not None and k in n else np.nan
            for k in ("similarity", "alignment", "scale")]
     cka = np.nanmin(np.asarray(c["value"], float)[-1]) if c is not None and "value" in c and len(c["value"]) else np.nan
-    return [end, at_step(m, "train_loss", 0), at_step(m, "train_loss", 10), loss_end, acc, test, change] + ntk + [cka]
+    o = r.get("ntk_output")
+    out = [last_finite(o["step"], o[k])[1] if o is not None and k in o else np.nan for k in ("similarity", "growth")]
+    return [end, at_step(m, "train_loss", 0), at_step(m, "train_loss", 10), loss_end, acc, test, change] + ntk + \
+        [cka] + out
 
 
 def write_summary(runs, series, path):
     """summary.md: the numbers a results page quotes, one row per run, read from run.h5 as is, then
-    one row per group of seeds with mean ± standard deviation over its runs."""
+    one row per group of seeds with mean ± standard deviation over its runs. The NTK columns are the
+    last snapshot: similarity, alignment and growth ||K_t||_F/||K_0||_F of the logit-space kernel
+    (/ntk), similarity and growth ||K_t v||/||K_0 v|| of the output-space one (/ntk/output)."""
     head = ("| run | steps | train loss 0 / 10 / end | train acc end | test acc end | batch change median % "
-            "| NTK similarity | NTK alignment | NTK growth | min CKA |")
+            "| NTK similarity | NTK alignment | NTK growth | min CKA | output NTK similarity | output NTK growth |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
-    fmts = ["{:.0f}", "{:.3g}", "{:.3g}", "{:.3g}", "{:.3g}", "{:.3g}", "{:.1f}", "{:.3g}", "{:.3g}", "{:.3g}", "{:.4f}"]
+    fmts = ["{:.0f}", "{:.3g}", "{:.3g}", "{:.3g}", "{:.3g}", "{:.3g}", "{:.1f}", "{:.3g}", "{:.3g}", "{:.3g}", "{:.4f}",
+            "{:.3g}", "{:.3g}"]
 
     def fmt(v, f):
         return "–" if v is None or not np.isfinite(v) else f.format(v)
@@ -568,9 +673,9 @@ def build(runs, aggregate=True):
     """{file name: figure} for the runs (figures without data left out)."""
     name_runs(runs)
     series = group_seeds(runs, aggregate)
-    figs = {"loss.png": make_loss(series), "batch_change.png": make_batch_change(series), "ntk.png": make_ntk(runs),
-            "ntk_matrix.png": make_ntk_matrix(runs), "cka.png": make_cka(runs), "weights.png": make_weights(runs),
-            "ggn_spectrum.png": make_ggn(runs)}
+    figs = {"loss.png": make_loss(series), "batch_change.png": make_batch_change(series), "ntk.png": make_ntk(series),
+            "ntk_protocols.png": make_ntk_protocols(series), "ntk_matrix.png": make_ntk_matrix(runs),
+            "cka.png": make_cka(series), "weights.png": make_weights(series), "ggn_spectrum.png": make_ggn(runs)}
     return {k: v for k, v in figs.items() if v is not None}, series
 
 
