@@ -171,7 +171,7 @@ def test_theorem43(tmp):
     eps = plot_theorem43.output_gradient(ck, X, y)
     loss = -np.mean(np.log(eps[np.arange(len(y)), y] + 1.0))
     want = m["train_loss"][np.nonzero(m["step"] == ck.step)[0][0]]
-    check(abs(loss - want) <= 1e-9 * abs(want), "output_gradient_gives_back_the_loss_gnrev_wrote",
+    check(abs(loss - want) <= gnrun.tol(1e-9) * abs(want), "output_gradient_gives_back_the_loss_gnrev_wrote",
           f"{loss!r} vs {want!r} at step {ck.step}")
     rep = os.path.join(tmp, "th_full")
     p = subprocess.run([PYTHON, os.path.join(TOOLS, "plot_theorem43.py"), *full, "-o", rep],
