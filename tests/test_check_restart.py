@@ -192,11 +192,7 @@ data = os.path.join(tmp, "data.h5")
 
 
 def write_data(x):
-    with h5py.File(data, "w") as f:
-        f["train/x"] = x
-        f["train/y"] = (x[:, 0] > 0).astype(np.int32) + 2 * (x[:, 1] > 0)
-        f["test/x"] = x[:20]
-        f["test/y"] = np.arange(20, dtype=np.int32) % 4
+    gnrun.write_hdf5_data(data, x)
 
 
 x = np.random.default_rng(3).standard_normal((96, 16)).astype(np.float32)

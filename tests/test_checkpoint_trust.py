@@ -120,12 +120,8 @@ rng = np.random.default_rng(5)
 data = os.path.join(tmp, "data.h5")
 
 
-def write_data(x_train):
-    with h5py.File(data, "w") as f:
-        f["train/x"] = x_train
-        f["train/y"] = (x_train[:, 0] > 0).astype(np.int32) + 2 * (x_train[:, 1] > 0)
-        f["test/x"] = x_train[:20]
-        f["test/y"] = np.arange(20, dtype=np.int32) % 4
+def write_data(x):
+    gnrun.write_hdf5_data(data, x)
 
 
 x = rng.standard_normal((96, 16)).astype(np.float32)

@@ -207,5 +207,15 @@ def metrics(out_dir):
         return {k: f["metrics"][k][...] for k in f["metrics"]}
 
 
+def write_hdf5_data(path, x):
+    """A small data set in gnrev's HDF5 layout (source = 'hdf5'): x as the training samples, labels
+    from the signs of its first two columns, its first 20 rows as the test set (4 classes)."""
+    with h5py.File(path, "w") as f:
+        f["train/x"] = x
+        f["train/y"] = (x[:, 0] > 0).astype(np.int32) + 2 * (x[:, 1] > 0)
+        f["test/x"] = x[:20]
+        f["test/y"] = np.arange(20, dtype=np.int32) % 4
+
+
 def rel(a, b):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
