@@ -953,19 +953,16 @@ int gn_train_run(const gn_par *par, const gn_deck *deck, const char *deck_path,
   tr->steps_per_epoch = (tr->train.n + tr->bs - 1) / tr->bs;
   CHECK_GOTO(gn_par_agree(par, count_steps(tr)));
   gn_memplan plan;
+  gn_par layout = *par;
   if (opts->plan_ranks > 0) {
     /* --plan: another job's layout. The memory plan reads only the rank and node counts. */
-    gn_par layout = *par;
     layout.size = opts->plan_ranks;
     layout.node_size = opts->plan_per_node < opts->plan_ranks ? opts->plan_per_node : opts->plan_ranks;
     layout.nnodes = (layout.size + layout.node_size - 1) / layout.node_size;
     layout.uniform = layout.size % layout.node_size == 0;
-    gn_memplan_compute(&layout, deck, tr->train.d, tr->train.classes, tr->train.n, tr->train.n_pool, tr->test.n,
-                       &plan);
-    plan.planned = true;
-  } else {
-    gn_memplan_compute(par, deck, tr->train.d, tr->train.classes, tr->train.n, tr->train.n_pool, tr->test.n, &plan);
   }
+  gn_memplan_compute(&layout, deck, tr->train.d, tr->train.classes, tr->train.n, tr->train.n_pool, tr->test.n, &plan);
+  plan.planned = opts->plan_ranks > 0;
   /* The plan is judged before anything sized by the deck is allocated. */
   print_summary(tr, &plan, check_only);
   if (check_only && RANK0) printf("effective deck:\n%s", tr->deck_text);
